@@ -1,0 +1,62 @@
+"""The ``gan-probe`` command line: a thin layer that parses flags, calls the Python API and prints.
+
+Each subcommand lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import GanProbeError
+
+# subcommand name -> module (inside gan_probe.cli)
+COMMANDS = {
+    "train": "train",
+    "extract": "extract",
+    "svm": "svm",
+    "kmeans": "kmeans",
+    "inception-score": "inception_score",
+    "fid": "fid",
+    "report": "report",
+    "pipeline": "pipeline",
+    "viz": "viz",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gan-probe",
+        description="Evaluate GANs the way the DCGAN paper does: train DCGANs, probe discriminator features "
+                    "with linear L2-SVMs, compare with the k-means baseline, score samples (IS, FID), report.")
+    parser.add_argument("--version", action="version", version=f"gan-probe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except GanProbeError as exc:
+        print(f"gan-probe {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gan-probe {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def not_ready(command: str, issue: str) -> int:
+    """Used by commands whose implementation has not landed yet."""
+    print(f"gan-probe {command}: not implemented yet ({issue}); no output was written", file=sys.stderr)
+    return 3

@@ -1,0 +1,185 @@
+"""The feature store: a plain directory format any model can produce.
+
+Layout of ``FEATS/``::
+
+    train_features.npy   float32, (N_train, D)
+    train_labels.npy     int64,   (N_train,)
+    test_features.npy    float32, (N_test, D)
+    test_labels.npy      int64,   (N_test,)
+    meta.json            provenance: source checkpoint / data checksums, layers, grid, dims per layer, ...
+
+Matrices are written row-chunk by row-chunk into a memory-mapped ``.npy`` (via a temporary file renamed at
+the end), and read back memory-mapped, so a 50,000 x 28,672 float32 matrix (5.7 GB) never exists twice in RAM.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_path, write_json
+from ..errors import FeatureStoreError
+
+SPLITS = ("train", "test")
+META = "meta.json"
+
+
+def features_path(root: str | os.PathLike, split: str) -> Path:
+    return Path(root) / f"{split}_features.npy"
+
+
+def labels_path(root: str | os.PathLike, split: str) -> Path:
+    return Path(root) / f"{split}_labels.npy"
+
+
+class MatrixWriter:
+    """Write a float32 (rows, dim) ``.npy`` file chunk by chunk; it appears under its name only when complete.
+
+    >>> with MatrixWriter("x.npy", rows=10, dim=4) as w:   # doctest: +SKIP
+    ...     w.write(np.zeros((10, 4), np.float32))
+    """
+
+    def __init__(self, path: str | os.PathLike, rows: int, dim: int, dtype: Any = np.float32):
+        self.path = Path(path)
+        self.rows, self.dim, self.dtype = int(rows), int(dim), np.dtype(dtype)
+        self._ctx = atomic_path(self.path)
+        self._filled = 0
+
+    def __enter__(self) -> "MatrixWriter":
+        self._tmp = self._ctx.__enter__()
+        self._array = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=self.dtype,
+                                                shape=(self.rows, self.dim))
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=self.dtype).reshape(-1, self.dim)
+        end = self._filled + len(block)
+        if end > self.rows:
+            raise ValueError(f"{self.path}: writing past the declared {self.rows} rows")
+        self._array[self._filled:end] = block
+        self._filled = end
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._array.flush()
+        del self._array
+        if exc_type is None and self._filled != self.rows:
+            exc = ValueError(f"{self.path}: wrote {self._filled} rows, declared {self.rows}")
+            self._ctx.__exit__(ValueError, exc, None)  # removes the temporary file
+            raise exc
+        return bool(self._ctx.__exit__(exc_type, exc, tb))
+
+
+def write_labels(root: str | os.PathLike, split: str, labels: np.ndarray) -> Path:
+    path = labels_path(root, split)
+    labels = np.asarray(labels, dtype=np.int64)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, labels)
+    return path
+
+
+def write_meta(root: str | os.PathLike, meta: dict) -> Path:
+    """Write meta.json last: its presence marks the store as complete."""
+    return write_json(Path(root) / META, meta)
+
+
+def save_store(root: str | os.PathLike, train_features: np.ndarray, train_labels: np.ndarray,
+               test_features: np.ndarray, test_labels: np.ndarray, meta: dict) -> Path:
+    """Write a complete feature store from in-memory arrays (small stores, tests, user code)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, x, y in (("train", train_features, train_labels), ("test", test_features, test_labels)):
+        x = np.asarray(x)
+        with MatrixWriter(features_path(root, split), rows=x.shape[0], dim=x.shape[1]) as w:
+            for start in range(0, len(x), 8192):
+                w.write(x[start:start + 8192])
+        write_labels(root, split, y)
+    meta = dict(meta)
+    meta.setdefault("n_features", int(np.asarray(train_features).shape[1]))
+    write_meta(root, meta)
+    return root
+
+
+@dataclass
+class FeatureStore:
+    """A loaded (memory-mapped) feature store."""
+
+    root: Path
+    train_features: np.ndarray
+    train_labels: np.ndarray
+    test_features: np.ndarray
+    test_labels: np.ndarray
+    meta: dict
+
+    @property
+    def n_features(self) -> int:
+        return int(self.train_features.shape[1])
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    if not path.is_file():
+        raise FeatureStoreError(f"{path}: missing; a feature store needs train/test _features.npy and _labels.npy "
+                                f"and meta.json")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FeatureStoreError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+def is_complete(root: str | os.PathLike) -> bool:
+    root = Path(root)
+    return (root / META).is_file() and all(features_path(root, s).is_file() and labels_path(root, s).is_file()
+                                           for s in SPLITS)
+
+
+def load_store(root: str | os.PathLike, mmap: bool = True) -> FeatureStore:
+    """Load and validate a feature store (shapes, dtypes, label ranges). Features stay memory-mapped.
+
+    Non-finite values are detected when the probe computes its standardisation statistics (that pass reads
+    every value anyway); see :func:`gan_probe.features.store.check_finite` for an explicit check.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FeatureStoreError(f"{root}: feature store directory not found")
+    meta_file = root / META
+    if not meta_file.is_file():
+        raise FeatureStoreError(f"{meta_file}: missing (an incomplete or foreign feature store)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise FeatureStoreError(f"{meta_file}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    arrays = {}
+    for split in SPLITS:
+        x = _load_npy(features_path(root, split), mmap)
+        y = _load_npy(labels_path(root, split), mmap=False)
+        if x.ndim != 2:
+            raise FeatureStoreError(f"{features_path(root, split)}: expected a 2-D (N, D) matrix, got shape {x.shape}")
+        if x.dtype != np.float32:
+            raise FeatureStoreError(f"{features_path(root, split)}: expected float32, got {x.dtype}")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise FeatureStoreError(f"{labels_path(root, split)}: expected a 1-D integer label vector, "
+                                    f"got {y.dtype} {y.shape}")
+        if len(y) != len(x):
+            raise FeatureStoreError(f"{labels_path(root, split)}: {len(y)} labels but "
+                                    f"{features_path(root, split).name} has {len(x)} rows")
+        if len(y) and y.min() < 0:
+            raise FeatureStoreError(f"{labels_path(root, split)}: negative labels")
+        arrays[split] = (x, y.astype(np.int64, copy=False))
+    if arrays["train"][0].shape[1] != arrays["test"][0].shape[1]:
+        raise FeatureStoreError(f"{root}: train features have {arrays['train'][0].shape[1]} columns but test "
+                                f"features have {arrays['test'][0].shape[1]}")
+    return FeatureStore(root, arrays["train"][0], arrays["train"][1], arrays["test"][0], arrays["test"][1], meta)
+
+
+def check_finite(x: np.ndarray, name: str = "features", chunk_rows: int = 4096) -> None:
+    """Raise FeatureStoreError naming the first row that holds a NaN or infinity."""
+    for start in range(0, len(x), chunk_rows):
+        block = np.asarray(x[start:start + chunk_rows])
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            row = start + int(np.argmax(bad))
+            raise FeatureStoreError(f"{name}: non-finite value (NaN or inf) in row {row}")
