@@ -1,16 +1,78 @@
-"""`gan-probe extract`: extract pooled discriminator features into a feature store."""
+"""`gan-probe extract`: pooled discriminator features -> feature store."""
 from __future__ import annotations
 
 import argparse
 
-from . import not_ready
+from ..data import DATASETS
+from ..models import PRESETS
 
 HELP = "extract pooled discriminator features into a feature store"
+DESCRIPTION = ("Run a discriminator over a dataset's train and test splits, max-pool every conv layer's "
+               "activations to a GRID x GRID map, flatten and concatenate (28,672 dims for paper32). Writes "
+               "FEATS/{train,test}_{features,labels}.npy and meta.json. Re-running with the same inputs reuses "
+               "the finished store.")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+def add_common_arguments(p: argparse.ArgumentParser, out_required: bool) -> None:
+    """Flags shared by `extract` and the one-step form of `svm`."""
+    src = p.add_argument_group("discriminator")
+    src.add_argument("--checkpoint", help="gan-probe checkpoint (.pt)")
+    src.add_argument("--random-init", metavar="PRESET", choices=sorted(PRESETS),
+                     help="instead of a checkpoint: this preset with random weights (the random-D baseline)")
+    src.add_argument("--init-seed", type=int, default=0, help="seed of --random-init")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", choices=DATASETS, default=None if not out_required else "digits")
+    d.add_argument("--data-root", help="dataset directory")
+    d.add_argument("--download", action="store_true", help="fetch cifar10/svhn's official files if missing")
+    d.add_argument("--train-split", default="train")
+    d.add_argument("--test-split", default="test")
+    d.add_argument("--holdout", type=int, help="hold out N training images (stratified, seeded) as the test set "
+                                               "instead of reading a test split")
+    d.add_argument("--holdout-seed", type=int, default=0)
+    f = p.add_argument_group("features")
+    f.add_argument("--grid", type=int, default=4, help="max-pool every layer to GRID x GRID")
+    f.add_argument("--layers", help="comma-separated 0-based conv layers (default: all)")
+    f.add_argument("--bn", choices=("recompute", "checkpoint"), default="recompute",
+                   help="re-estimate batch-norm statistics on the training split, or keep the checkpoint's")
+    f.add_argument("--batch-size", type=int, default=256)
+    f.add_argument("--device", default="auto")
+    f.add_argument("--no-progress", action="store_true")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p, out_required=True)
+    p.add_argument("--out", required=True, metavar="FEATS", help="feature store directory")
+
+
+def options_from_args(args: argparse.Namespace):
+    from ..errors import ConfigError
+    from ..features import ExtractOptions
+
+    layers = None
+    if args.layers:
+        try:
+            layers = tuple(int(x) for x in args.layers.split(","))
+        except ValueError:
+            raise ConfigError(f"--layers {args.layers!r}: expected comma-separated integers") from None
+    return ExtractOptions(grid=args.grid, layers=layers, bn=args.bn, batch_size=args.batch_size,
+                          train_split=args.train_split, test_split=args.test_split, holdout=args.holdout,
+                          holdout_seed=args.holdout_seed)
+
+
+def extract_from_args(args: argparse.Namespace, out):
+    from ..features import extract_features
+
+    return extract_features(checkpoint=args.checkpoint, dataset=args.dataset, data_root=args.data_root, out=out,
+                            options=options_from_args(args), device=args.device, progress=not args.no_progress,
+                            random_init=args.random_init, seed=args.init_seed, download=args.download)
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_ready("extract", "the feature-probe issue")
+    from ..features import load_store
+
+    root = extract_from_args(args, args.out)
+    store = load_store(root)
+    meta = store.meta
+    print(f"features: {root}  train {store.train_features.shape}  test {store.test_features.shape}  "
+          f"({meta['n_features']} dims: " + ", ".join(f"{k} {v}" for k, v in meta["dims_per_layer"].items()) + ")")
+    return 0

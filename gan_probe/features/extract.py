@@ -1,0 +1,164 @@
+"""`extract`: a discriminator's pooled conv features for a dataset's train and test splits -> feature store.
+
+The store is keyed by content: the checkpoint's sha256, the data checksums and every option. Re-running with
+the same inputs finds the finished store (in ``out`` or in the cache) and returns it without recomputing.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..data.cache import cache_dir
+from ..checkpoint import load_models
+from ..data import ImageSplit, load_split
+from ..devices import resolve_device
+from ..errors import ConfigError, FeatureStoreError
+from ..models import Discriminator, preset_config
+from ..provenance import provenance, sha256_file, sha256_json
+from .batchnorm import recompute_batchnorm
+from .pooling import layer_dims, pooled_features, select_layers
+from .store import MatrixWriter, is_complete, write_labels, write_meta
+
+FORMAT = "gan-probe-features"
+BN_MODES = ("recompute", "checkpoint")
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    grid: int = 4
+    layers: tuple[int, ...] | None = None
+    bn: str = "recompute"  # re-estimate batch-norm statistics on the training split, or keep the checkpoint's
+    batch_size: int = 256
+    train_split: str = "train"
+    test_split: str = "test"
+    holdout: int | None = None  # hold out this many training images (stratified, seeded) as the test split
+    holdout_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.grid < 1:
+            raise ConfigError(f"--grid must be at least 1, got {self.grid}")
+        if self.bn not in BN_MODES:
+            raise ConfigError(f"--bn {self.bn!r}: expected one of {', '.join(BN_MODES)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+def load_probe_splits(dataset: str, data_root: str | os.PathLike | None, image_size: int | None,
+                      options: ExtractOptions, download: bool = False) -> tuple[ImageSplit, ImageSplit]:
+    """The (train, test) splits a probe uses, with ``holdout`` carving the test set out of the train split."""
+    train = load_split(dataset, data_root, options.train_split, image_size=image_size, download=download)
+    if options.holdout:
+        from ..data.holdout import holdout_split
+
+        return holdout_split(train, options.holdout, options.holdout_seed)
+    test = load_split(dataset, data_root, options.test_split, image_size=image_size, download=download)
+    return train, test
+
+
+def random_discriminator(preset: str, seed: int, **overrides) -> tuple[Discriminator, dict]:
+    """A discriminator with the paper's random initialisation (the "random weights" baseline)."""
+    config = preset_config(preset, **overrides)
+    torch.manual_seed(seed)
+    return Discriminator(config), config.to_dict()
+
+
+def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str = "digits",
+                     data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                     options: ExtractOptions | None = None, device: str = "auto", progress: bool = False,
+                     random_init: str | None = None, seed: int = 0, download: bool = False,
+                     **option_kwargs) -> Path:
+    """Extract pooled discriminator features into a feature store and return its directory.
+
+    Either ``checkpoint`` (a gan-probe checkpoint) or ``random_init=PRESET`` (the same architecture with the
+    paper's random initialisation, seeded by ``seed``) gives the discriminator. Options: see
+    :class:`ExtractOptions` (keyword arguments are accepted too, e.g. ``grid=4, holdout=10000``).
+    """
+    options = options or ExtractOptions(**option_kwargs)
+    dev = resolve_device(device)
+    if (checkpoint is None) == (random_init is None):
+        raise ConfigError("give exactly one of --checkpoint CKPT or --random-init PRESET")
+    if checkpoint is not None:
+        models = load_models(checkpoint, device="cpu")
+        disc, model_cfg = models.discriminator, models.config.to_dict()
+        source = {"source": "dcgan", "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+                  "checkpoint_step": models.state.get("step"),
+                  "trained_on": (models.state.get("data") or {}).get("dataset"),
+                  "loss": (models.state.get("config", {}).get("train") or {}).get("loss")}
+    else:
+        disc, model_cfg = random_discriminator(random_init, seed)
+        source = {"source": "random-d", "checkpoint": None, "init_seed": seed}
+    layers = select_layers(disc, options.layers)
+    train, test = load_probe_splits(dataset, data_root, model_cfg["image_size"], options, download)
+    key = sha256_json({"format": FORMAT, "version": 1, "source": source.get("checkpoint_sha256") or source,
+                       "model": model_cfg, "options": asdict(options), "train": train.checksum,
+                       "test": test.checksum})
+    root = Path(out) if out is not None else cache_dir() / "features" / key[:24]
+    if is_complete(root):
+        existing = _read_key(root)
+        if existing == key:
+            return root
+        raise FeatureStoreError(f"{root}: holds features of other inputs (key {str(existing)[:12]}); choose "
+                                f"another --out or remove it")
+    root.mkdir(parents=True, exist_ok=True)
+
+    disc = disc.to(dev)
+    t0 = time.perf_counter()
+    bn_batches = 0
+    if options.bn == "recompute":
+        bn_batches = recompute_batchnorm(disc, train.images, options.batch_size, dev, progress)
+    disc.eval()
+    dims = layer_dims(disc, options.grid, layers)
+    for split in (train, test):
+        _write_split(disc, split, root, "train" if split is train else "test", options, layers, sum(dims), dev,
+                     progress)
+    seconds = time.perf_counter() - t0
+    names = [f"conv{i + 1}" for i in layers]
+    meta = {
+        "format": FORMAT, "format_version": 1, "key": key, **source,
+        "preset": model_cfg["preset"], "model": model_cfg, "dataset": dataset,
+        "data": {"train": train.describe(), "test": test.describe()},
+        "holdout": options.holdout, "holdout_seed": options.holdout_seed if options.holdout else None,
+        "layers": layers, "layer_names": names, "channels": [disc.feature_channels[i] for i in layers],
+        "grid": options.grid, "dims_per_layer": dict(zip(names, dims)), "n_features": sum(dims),
+        "batchnorm": "recomputed on the training split" if options.bn == "recompute" else "checkpoint running stats",
+        "batchnorm_batches": bn_batches, "batch_size": options.batch_size, "seconds": round(seconds, 3),
+        "provenance": provenance(device=str(dev), seeds={"init_seed": seed} if random_init else None),
+    }
+    write_meta(root, meta)
+    return root
+
+
+def _read_key(root: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((root / "meta.json").read_text()).get("key")
+    except (OSError, ValueError):
+        return None
+
+
+@torch.no_grad()
+def _write_split(disc: Discriminator, split: ImageSplit, root: Path, name: str, options: ExtractOptions,
+                 layers: Sequence[int], dim: int, device: torch.device, progress: bool) -> None:
+    from ..train import to_model_range
+    from .store import features_path
+
+    if split.labels is None:
+        raise ConfigError(f"--dataset {split.dataset}: the {split.split} split has no labels; the probe needs labels")
+    starts = range(0, len(split), options.batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"features ({name})", unit="batch", dynamic_ncols=True)
+    with MatrixWriter(features_path(root, name), rows=len(split), dim=dim) as writer:
+        for start in starts:
+            block = torch.from_numpy(np.ascontiguousarray(split.images[start:start + options.batch_size]))
+            feats = pooled_features(disc, to_model_range(block).to(device), options.grid, layers)
+            writer.write(feats.cpu().numpy())
+    write_labels(root, name, split.labels)

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gan_probe.checkpoint import save_checkpoint
+from gan_probe.cli import main
+from gan_probe.errors import CheckpointError, ConfigError, FeatureStoreError
+from gan_probe.features import ExtractOptions, extract_features, load_store, pooled_features
+from gan_probe.features.batchnorm import recompute_batchnorm
+from gan_probe.models import Discriminator, Generator, preset_config
+from gan_probe.train import to_model_range
+
+
+def _checkpoint(path, **overrides):
+    cfg = preset_config("small32", ngf=4, ndf=4, **overrides)
+    torch.manual_seed(0)
+    save_checkpoint(path, {"generator": Generator(cfg).state_dict(), "discriminator": Discriminator(cfg).state_dict(),
+                           "step": 0, "config": {"model": cfg.to_dict(), "train": {}}})
+    return path
+
+
+def test_paper32_layout_and_layer_order():
+    disc = Discriminator(preset_config("paper32")).eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = pooled_features(disc, x)
+    assert feats.shape == (2, 28_672)
+    acts = disc.forward_features(x)
+    # the last layer is already 4x4: its pooled block is the activation itself, in (channel, row, col) order
+    assert torch.equal(feats[:, -512 * 16:], acts[-1].flatten(1))
+    # the first layer (32x32) is max-pooled over 8x8 cells
+    first = acts[0][:, :, :8, :8].amax(dim=(2, 3))
+    assert torch.equal(feats[:, 0:128 * 16:16], first)
+    only = pooled_features(disc, x, layers=[1, 5])
+    assert only.shape == (2, (128 + 512) * 16)
+    assert torch.equal(only[:, 128 * 16:], feats[:, -512 * 16:])
+
+
+def test_layer_smaller_than_grid_is_replicated():
+    disc = Discriminator(preset_config("small32", ngf=4, ndf=4)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    last = disc.forward_features(x)[-1]  # 4x4
+    feats = pooled_features(disc, x, grid=8, layers=[2]).view(1, -1, 8, 8)
+    assert torch.equal(feats, last.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
+
+
+def test_bad_layer_index():
+    disc = Discriminator(preset_config("small32", ngf=4, ndf=4))
+    with pytest.raises(ConfigError, match="--layers"):
+        pooled_features(disc, torch.zeros(1, 3, 32, 32), layers=[7])
+
+
+def test_batchnorm_recompute_matches_dataset_statistics():
+    disc = Discriminator(preset_config("small32", ngf=4, ndf=4))
+    images = np.random.default_rng(0).integers(0, 256, size=(64, 32, 32, 3), dtype=np.uint8)
+    assert recompute_batchnorm(disc, images, batch_size=16) == 4
+    with torch.no_grad():
+        pre_bn = disc.features[1][0](disc.features[0](to_model_range(torch.from_numpy(images))))
+    bn = disc.features[1][1]
+    torch.testing.assert_close(bn.running_mean, pre_bn.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert not disc.training
+
+
+def test_extract_store_reuse_and_batch_size_invariance(tmp_path):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    root = extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64)
+    store = load_store(root)
+    meta = store.meta
+    assert store.train_features.shape == (1347, 448) and store.test_features.shape == (450, 448)
+    assert meta["dims_per_layer"] == {"conv1": 64, "conv2": 128, "conv3": 256}
+    assert meta["source"] == "dcgan" and meta["batchnorm"].startswith("recomputed")
+    assert np.array_equal(store.test_labels, np.load(tmp_path / "f" / "test_labels.npy"))
+    stamp = (root / "train_features.npy").stat().st_mtime_ns
+    assert extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64) == root
+    assert (root / "train_features.npy").stat().st_mtime_ns == stamp  # reused, not recomputed
+    # eval-mode features do not depend on the batch size
+    a = extract_features(ckpt, "digits", out=tmp_path / "a", batch_size=50, bn="checkpoint")
+    b = extract_features(ckpt, "digits", out=tmp_path / "b", batch_size=128, bn="checkpoint")
+    np.testing.assert_allclose(load_store(a).test_features, load_store(b).test_features, rtol=1e-5, atol=1e-6)
+    with pytest.raises(FeatureStoreError, match="other inputs"):
+        extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64, grid=2)
+
+
+def test_random_init_baseline_is_seeded(tmp_path):
+    a = extract_features(random_init="small32", seed=1, dataset="digits", out=tmp_path / "a", layers=(2,))
+    b = extract_features(random_init="small32", seed=1, dataset="digits", out=tmp_path / "b", layers=(2,))
+    assert np.array_equal(np.load(a / "train_features.npy"), np.load(b / "train_features.npy"))
+    assert json.loads((a / "meta.json").read_text())["source"] == "random-d"
+
+
+def test_cli_extract_errors(tmp_path, capsys):
+    assert main(["extract", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "f"),
+                 "--no-progress"]) == 2
+    assert "missing.pt: checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert main(["extract", "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "f"),
+                 "--no-progress"]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    assert main(["extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "g"), "--layers", "0,x",
+                 "--no-progress"]) == 2
+    assert "--layers" in capsys.readouterr().err
+    assert main(["extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "g"), "--layers", "2",
+                 "--no-progress"]) == 0
+    assert "256 dims" in capsys.readouterr().out
