@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def resize_center_crop(images: np.ndarray, size: int, batch: int = 1024) -> np.ndarray:
@@ -14,12 +12,15 @@ def resize_center_crop(images: np.ndarray, size: int, batch: int = 1024) -> np.n
     n, h, w, _ = images.shape
     if h == size and w == size:
         return images
+    import torch
+    import torch.nn.functional as F
+
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     out = np.empty((n, size, size, 3), dtype=np.uint8)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     for start in range(0, n, batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch])).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.array(images[start:start + batch], order="C")).permute(0, 3, 1, 2).float()
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False,
                           antialias=scale < 1)
         x = x[:, :, top:top + size, left:left + size]

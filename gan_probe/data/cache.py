@@ -1,0 +1,83 @@
+"""A content-keyed cache of decoded images as uint8 ``.npy`` files that later loads memory-map.
+
+The cache folder is ``$GAN_PROBE_CACHE`` or ``~/.cache/gan_probe``; arrays live in its ``images/``
+sub-folder, named by a sha256 key over the source files' relative paths, sizes and modification times plus
+the requested resolution. Files are written atomically, so a crash never leaves a half-written cache entry.
+
+>>> from gan_probe.data.files import FileEntry
+>>> k1 = cache_key("folder", [FileEntry("a.png", 10, 1)], 32)
+>>> k1 == cache_key("folder", [FileEntry("a.png", 10, 1)], 32), k1 == cache_key("folder", [FileEntry("a.png", 10, 2)], 32)
+(True, False)
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..atomic import atomic_path, write_json
+from ..errors import DataError
+from ..provenance import sha256_json
+from .files import FileEntry
+
+# Part of every key: bump it when decoding or resizing changes, so stale entries are never reused.
+CACHE_FORMAT = "gan-probe-images-1 (PIL RGB decode; torch bilinear antialias resize, center crop)"
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$GAN_PROBE_CACHE`` if set, else ``~/.cache/gan_probe``."""
+    env = os.environ.get("GAN_PROBE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "gan_probe"
+
+
+def cache_key(kind: str, entries: Iterable[FileEntry], image_size: int | None, **extra: Any) -> str:
+    """sha256 over the reader kind, every (relative path, size, mtime) in order, the resolution and ``extra``."""
+    files = [[e.relpath, e.size, e.mtime_ns] for e in entries]
+    return sha256_json({"format": CACHE_FORMAT, "kind": kind, "files": files, "image_size": image_size,
+                        "extra": extra})
+
+
+def cache_path(key: str) -> Path:
+    return cache_dir() / "images" / f"{key}.npy"
+
+
+def load_cached(key: str, n: int) -> np.memmap | None:
+    """The cached array for ``key`` memory-mapped read-only, or None if absent or not (n, H, W, 3) uint8."""
+    path = cache_path(key)
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[0] != n or array.shape[3] != 3:
+        return None
+    return array
+
+
+def build_cached(key: str, shape: tuple[int, int, int, int], fill: Callable[[np.ndarray], None],
+                 describe: dict[str, Any] | None = None) -> np.memmap:
+    """Create the cache entry ``key`` of ``shape`` by calling ``fill(writable_memmap)``; return it read-only.
+
+    The array is written to a temporary file and renamed into place only after ``fill`` returns, so an error
+    inside ``fill`` (e.g. an unreadable image) leaves no entry behind. ``describe`` goes to a JSON sidecar.
+    """
+    path = cache_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            fill(out)
+            out.flush()
+            del out
+        write_json(path.with_suffix(".json"),
+                   {"key": key, "shape": list(shape), "format": CACHE_FORMAT,
+                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    **(describe or {})})
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write the image cache ({exc.strerror or exc}); free space or set "
+                        f"GAN_PROBE_CACHE to a writable folder") from None
+    return np.load(path, mmap_mode="r")
