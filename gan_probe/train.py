@@ -12,6 +12,7 @@ import csv
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,7 @@ class TrainConfig:
     preset: str = "small32"
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides (image_size, nz, ...)
     loss: str = "bce"
+    mog_sigma_reg: float = 1.0  # DeLiGAN's weight on sum_k ||1 - sigma_k||^2 / N (only for latent "mog")
     batch_size: int = 128
     lr: float = 2e-4
     beta1: float = 0.5
@@ -71,6 +73,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be non-negative, got {value}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if not self.mog_sigma_reg >= 0:
+            raise ConfigError(f"--mog-sigma-reg must be non-negative, got {self.mog_sigma_reg}")
 
     def model_config(self) -> ModelConfig:
         return preset_config(self.preset, **self.model)
@@ -219,10 +223,21 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     data_info = data.describe()
     write_json(out / "config.json", {"train": config.to_dict(), "model": model_cfg.to_dict(), "data": data_info,
                                      "steps_per_epoch": steps_per_epoch, "total_steps": total})
-    images = torch.from_numpy(np.asarray(data.images))
+    # read into memory when it fits comfortably (random batches from a memory map thrash on large data)
+    if data.images.nbytes < 4 * 2 ** 30:
+        images = torch.from_numpy(np.array(data.images))
+    else:  # a read-only memory map: batches are copied out of it, never written
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            images = torch.from_numpy(np.asarray(data.images))
     if cuda and images.numel() < 8 * 2 ** 30:
         images = images.to(device)  # GPU-resident uint8 data
-    fixed_z = gen.prior.sample(64, generator=_rng(config.seed, 3, 0), device="cpu").to(device)
+
+    def fixed_z() -> torch.Tensor:
+        # drawn afresh from the same stream each time: a learnable prior (mog) maps it with its current parameters
+        with torch.no_grad():
+            return gen.prior.sample(64, generator=_rng(config.seed, 3, 0), device="cpu").to(device)
+
     log = _Log(out / LOG, start)
 
     def checkpoint(step: int) -> None:
@@ -240,7 +255,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     def samples(step: int) -> None:
         gen.eval()
         with torch.no_grad():
-            save_grid(gen(fixed_z), out / "samples" / f"step_{step:07d}.png")
+            save_grid(gen(fixed_z()), out / "samples" / f"step_{step:07d}.png")
         gen.train()
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.amp)
@@ -277,7 +292,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
 
             with autocast:
                 fake_logits_g = disc(fake)
-                loss_g = g_loss(config.loss, fake_logits_g) + gen.prior.regularizer().to(device)
+                loss_g = g_loss(config.loss, fake_logits_g) + gen.prior.regularizer(config.mog_sigma_reg).to(device)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()

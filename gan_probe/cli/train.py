@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--ndf", type=int, help="override the discriminator base width")
     m.add_argument("--latent", choices=LATENTS, help="override the latent prior")
     m.add_argument("--mog-components", type=int, help="mixture components for --latent mog")
+    m.add_argument("--mog-sigma-reg", type=float, default=1.0,
+                   help="weight of DeLiGAN's sigma regulariser sum_k ||1 - sigma_k||^2 / N (--latent mog)")
     m.add_argument("--loss", default="bce", choices=LOSSES, help="GAN objective")
     o = p.add_argument_group("optimisation")
     o.add_argument("--batch-size", type=int, default=128)
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         dataset=args.dataset, data_root=args.data_root, split=args.split, download=args.download,
         preset=args.preset, model={k: v for k, v in overrides.items() if v is not None}, loss=args.loss,
+        mog_sigma_reg=args.mog_sigma_reg,
         batch_size=args.batch_size, lr=args.lr, beta1=args.beta1, epochs=args.epochs, max_steps=args.max_steps,
         seed=args.seed, device=args.device, log_every=args.log_every, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, amp=not args.no_amp)
