@@ -1,0 +1,706 @@
+"""Read result files and run directories into normalised records.
+
+Inputs (:func:`load_results`):
+
+* ``*.json`` written by ``gan-probe svm --json`` -> :class:`ProbeResult` (recognised by ``protocol`` plus
+  ``accuracy`` or ``error``);
+* ``*.json`` written by ``gan-probe inception-score --json`` / ``gan-probe fid --json`` ->
+  :class:`SampleQualityResult` (recognised by ``metric``, ``inception_score_mean`` or ``fid``);
+* a training run directory (``config.json`` plus ``log.csv``, ``samples/`` or ``checkpoint.pt``) -> :class:`RunDir`;
+* ``*.png`` figures (e.g. from ``gan-probe viz``) -> :class:`ImageInput`;
+* any other directory: searched recursively for the above. Feature stores and report directories inside it
+  are skipped, and JSON files that are none of the result kinds are skipped with a note.
+
+A file named explicitly is read strictly: an unreadable file, invalid JSON, or an object that is none of these
+kinds raises :class:`ResultError` (a :class:`~gan_probe.errors.GanProbeError`) naming the file. Optional keys
+may be missing (they show as "-" in the report).
+
+Row labels (documented in :func:`probe_label`): an explicit ``label`` or ``model`` string in the result, else
+one in its ``features_meta``, else one built from ``features_meta["source"]`` ("dcgan", "random-d", "kmeans",
+"pixels") and the preset / number of centroids. Labels that would collide are made unique by
+:func:`make_labels_unique`.
+
+>>> results = load_results(["results/"])                 # doctest: +SKIP
+>>> [r.label for r in results.probes]                    # doctest: +SKIP
+['DCGAN (paper32) + L2-SVM', 'k-means (1600 centroids) + L2-SVM']
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..errors import GanProbeError
+
+PROTOCOLS = ("full", "few-labels", "svhn")
+SAMPLE_METRICS = ("inception_score", "fid")
+FAMILIES = ("dcgan", "random-d", "kmeans", "pixels", "other")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# classes per dataset, used only when neither the result nor its features meta says
+DEFAULT_CLASSES = {"cifar10": 10, "svhn": 10, "digits": 10}
+
+_FAMILY_ALIASES = {
+    "dcgan": "dcgan", "gan": "dcgan", "discriminator": "dcgan", "d": "dcgan", "trained-d": "dcgan",
+    "random-d": "random-d", "randomd": "random-d", "random": "random-d", "random-init": "random-d",
+    "random-weights": "random-d", "random-discriminator": "random-d",
+    "kmeans": "kmeans", "k-means": "kmeans", "coates-ng": "kmeans",
+    "pixels": "pixels", "pixel": "pixels", "raw-pixels": "pixels", "raw": "pixels",
+}
+
+
+class ResultError(GanProbeError):
+    """A result file or run directory cannot be read or is not a gan-probe result."""
+
+
+@dataclass
+class ProbeResult:
+    """One linear-probe result (``gan-probe svm --json``); accuracies are fractions in [0, 1]."""
+
+    path: str
+    label: str
+    family: str
+    dataset: str | None
+    protocol: str
+    labels_per_class: int | None
+    n_classes: int | None
+    accuracy: float
+    accuracy_std: float | None
+    error: float
+    C: float | None
+    n_train: int | None
+    n_test: int | None
+    n_features: int | None
+    draws: int | None
+    solver: str | None
+    seconds: float | None
+    c_grid: list[float] = field(default_factory=list)
+    c_curve: list[tuple[float, float]] = field(default_factory=list)
+    c_chosen: float | None = None
+    per_draw: list[float] = field(default_factory=list)
+    max_feature_units: int | None = None
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    preset: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # split -> {dataset, n, sha256, ...}
+    features_meta: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    kind: str = "probe"
+
+    @property
+    def labels_per_class_or_total(self) -> float | None:
+        """Labelled training images per class (``n_train / n_classes`` for the full protocol)."""
+        if self.labels_per_class is not None:
+            return float(self.labels_per_class)
+        if self.n_train is not None and self.n_classes:
+            return self.n_train / self.n_classes
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SampleQualityResult:
+    """One Inception Score and/or FID result (``gan-probe inception-score/fid --json``)."""
+
+    path: str
+    label: str
+    inception_score: float | None
+    inception_score_std: float | None
+    fid: float | None
+    reference: str | None  # what FID compares against
+    n_samples: int | None
+    splits: int | None
+    seconds: float | None
+    conventions: dict[str, Any] = field(default_factory=dict)
+    extractor: str | None = None  # the feature network, as the result describes it
+    warnings: list[str] = field(default_factory=list)
+    source: Any = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    kind: str = "sample_quality"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunDir:
+    """A training run directory (``gan-probe train --out RUN_DIR``)."""
+
+    path: str
+    label: str
+    config: dict[str, Any]
+    log: list[dict[str, float]]
+    samples: list[str]
+    checkpoint: str | None
+    kind: str = "run"
+
+    @property
+    def last_sample(self) -> str | None:
+        return self.samples[-1] if self.samples else None
+
+    @property
+    def seconds(self) -> float | None:
+        return self.log[-1].get("seconds") if self.log else None
+
+    @property
+    def seed(self) -> int | None:
+        return (self.config.get("train") or {}).get("seed")
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.log[-1] if self.log else {}
+        return {"kind": self.kind, "path": self.path, "label": self.label, "config": self.config,
+                "log_rows": len(self.log), "last_step": last.get("step"), "last_loss_d": last.get("loss_d"),
+                "last_loss_g": last.get("loss_g"), "seconds": self.seconds, "samples": self.samples,
+                "checkpoint": self.checkpoint}
+
+
+@dataclass
+class ImageInput:
+    """A PNG figure given on the command line (e.g. a latent interpolation from ``gan-probe viz``)."""
+
+    path: str
+    label: str
+    kind: str = "image"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Results:
+    """Everything read from the inputs, in input order; ``notes`` lists what was skipped and why."""
+
+    probes: list[ProbeResult] = field(default_factory=list)
+    samples: list[SampleQualityResult] = field(default_factory=list)
+    runs: list[RunDir] = field(default_factory=list)
+    images: list[ImageInput] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[Any]:
+        return [*self.probes, *self.samples, *self.runs, *self.images]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _number(obj: dict, key: str, where: str, required: bool = False) -> float | None:
+    """``obj[key]`` as a finite float; None when missing/null (unless required); a wrong type raises."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise ResultError(f"{where}: missing the required key {key!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ResultError(f"{where}: {key!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _integer(obj: dict, key: str, where: str) -> int | None:
+    value = _number(obj, key, where)
+    if value is None:
+        return None
+    if value != int(value):
+        raise ResultError(f"{where}: {key!r} must be an integer, got {obj[key]!r}")
+    return int(value)
+
+
+def _fraction(obj: dict, key: str, where: str) -> float | None:
+    value = _number(obj, key, where)
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ResultError(f"{where}: {key!r} = {value:g} is outside [0, 1] (fractions are expected, not percent)")
+    return value
+
+
+def _string(obj: dict, key: str) -> str | None:
+    value = obj.get(key)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _mapping(obj: dict, key: str) -> dict:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def normalise_family(value: Any) -> str | None:
+    """Map a features-meta ``source`` such as "k-means" or "random_d" to one of :data:`FAMILIES`."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    key = value.strip().lower().replace("_", "-").replace(" ", "-")
+    return _FAMILY_ALIASES.get(key, "other")
+
+
+def _centroids(meta: dict) -> int | None:
+    for where in (meta, _mapping(meta, "kmeans"), _mapping(meta, "config"), _mapping(meta, "options")):
+        for key in ("n_centroids", "centroids", "k", "n_clusters", "num_centroids"):
+            value = where.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def max_feature_units(meta: dict, family: str) -> int | None:
+    """The paper's "max # of feature units": the widest layer's channel count (k-means: the centroids)."""
+    explicit = meta.get("max_feature_units")
+    if isinstance(explicit, int) and not isinstance(explicit, bool):
+        return explicit
+    if family == "kmeans":
+        return _centroids(meta)
+    if family in ("dcgan", "random-d"):
+        channels = meta.get("channels")
+        if isinstance(channels, list) and channels and all(isinstance(c, int) for c in channels):
+            return max(channels)
+        dims, grid = meta.get("dims_per_layer"), meta.get("grid")
+        values = list(dims.values()) if isinstance(dims, dict) else dims
+        if isinstance(values, list) and values and isinstance(grid, int) and grid > 0:
+            if all(isinstance(d, int) and d % (grid * grid) == 0 for d in values):
+                return max(values) // (grid * grid)
+    return None
+
+
+def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
+    """The row label of a probe result.
+
+    1. ``label`` or ``model`` (a string) at the top level of the result, used verbatim;
+    2. ``label`` or ``model`` (a string) in ``features_meta``;
+    3. built from the family: "DCGAN (<preset>) + L2-SVM", "Random-weight D (<preset>) + L2-SVM",
+       "k-means (<k> centroids) + L2-SVM", "Raw pixels + L2-SVM", "<source> + L2-SVM";
+    4. the result file's name without extension.
+    """
+    for where in (obj, meta):
+        for key in ("label", "model"):
+            text = _string(where, key)
+            if text:
+                return text
+    preset = _string(meta, "preset")
+    suffix = f" ({preset})" if preset else ""
+    if family == "dcgan":
+        return f"DCGAN{suffix} + L2-SVM"
+    if family == "random-d":
+        return f"Random-weight D{suffix} + L2-SVM"
+    if family == "kmeans":
+        k = _centroids(meta)
+        return f"k-means ({k} centroids) + L2-SVM" if k else "k-means + L2-SVM"
+    if family == "pixels":
+        return "Raw pixels + L2-SVM"
+    source = _string(meta, "source")
+    return f"{source} + L2-SVM" if source else fallback
+
+
+def _family(obj: dict, meta: dict) -> str:
+    fam = normalise_family(obj.get("family")) or normalise_family(meta.get("source")) \
+        or normalise_family(meta.get("kind")) or normalise_family(meta.get("method"))
+    if fam == "dcgan" and (meta.get("random_weights") is True or meta.get("weights") == "random"):
+        fam = "random-d"
+    return fam or "other"
+
+
+def _data_checksums(obj: dict, meta: dict) -> dict[str, Any]:
+    """``features_meta["data"]`` ({split: description}) or a top-level ``data`` mapping."""
+    data = _mapping(meta, "data") or _mapping(obj, "data")
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            out[str(name)] = {k: v for k, v in value.items() if isinstance(v, (str, int, float)) or v is None}
+        elif isinstance(value, str):
+            out[str(name)] = {"sha256": value}
+    return out
+
+
+def _curve(selection: dict, where: str) -> list[tuple[float, float]]:
+    curve = selection.get("curve")
+    if curve is None:
+        return []
+    points = []
+    if isinstance(curve, list):
+        for item in curve:
+            if isinstance(item, dict):
+                item = [item.get("C"), item.get("val_accuracy", item.get("accuracy"))]
+            if (isinstance(item, (list, tuple)) and len(item) >= 2
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in item[:2])):
+                points.append((float(item[0]), float(item[1])))
+            else:
+                raise ResultError(f"{where}: C_selection.curve must be a list of [C, val_accuracy] pairs, "
+                                  f"found {item!r}")
+    else:
+        raise ResultError(f"{where}: C_selection.curve must be a list of [C, val_accuracy] pairs")
+    return points
+
+
+def _floats(value: Any, where: str, key: str) -> list[float]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              for v in value):
+        raise ResultError(f"{where}: {key!r} must be a list of numbers")
+    return [float(v) for v in value]
+
+
+# ----------------------------------------------------------------------------------------------- parsers
+
+
+def is_probe(obj: dict) -> bool:
+    return "protocol" in obj and ("accuracy" in obj or "error" in obj)
+
+
+def is_sample_quality(obj: dict) -> bool:
+    return (obj.get("metric") in SAMPLE_METRICS or "inception_score_mean" in obj
+            or ("fid" in obj and not isinstance(obj.get("fid"), dict)))
+
+
+def parse_probe(obj: dict, path: str) -> ProbeResult:
+    """Normalise a ``gan-probe svm --json`` object (see the module docstring for the keys used)."""
+    where = path
+    protocol = obj.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise ResultError(f"{where}: 'protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    accuracy, error = _fraction(obj, "accuracy", where), _fraction(obj, "error", where)
+    if accuracy is None and error is None:
+        raise ResultError(f"{where}: needs 'accuracy' or 'error' (a fraction in [0, 1])")
+    if accuracy is not None and error is not None and abs(accuracy + error - 1.0) > 1e-4:
+        raise ResultError(f"{where}: 'accuracy' {accuracy:g} and 'error' {error:g} do not add up to 1")
+    accuracy = 1.0 - error if accuracy is None else accuracy
+    error = 1.0 - accuracy if error is None else error
+    std = _fraction(obj, "accuracy_std", where)
+    if std is None:
+        std = _fraction(obj, "error_std", where)
+    meta = _mapping(obj, "features_meta")
+    family = _family(obj, meta)
+    dataset = _string(obj, "dataset") or _string(meta, "dataset")
+    n_classes = _integer(obj, "n_classes", where)
+    if n_classes is None:
+        classes = meta.get("classes", meta.get("n_classes"))
+        if isinstance(classes, list):
+            n_classes = len(classes)
+        elif isinstance(classes, int) and not isinstance(classes, bool):
+            n_classes = classes
+        else:
+            split = _mapping(_mapping(meta, "data"), "train")
+            n_classes = split.get("classes") if isinstance(split.get("classes"), int) else None
+    if n_classes is None and dataset is not None:
+        n_classes = DEFAULT_CLASSES.get(dataset)
+    selection = _mapping(obj, "C_selection")
+    c_chosen = _number(selection, "chosen", f"{where} C_selection")
+    C = _number(obj, "C", where)
+    labels_per_class = _integer(obj, "labels_per_class", where)
+    n_train = _integer(obj, "n_train", where)
+    if labels_per_class is None and protocol == "svhn" and n_train and n_classes:
+        labels_per_class = n_train // n_classes if n_train % n_classes == 0 else None
+    fallback = Path(path).stem
+    return ProbeResult(
+        path=path, label=probe_label(obj, meta, family, fallback), family=family, dataset=dataset,
+        protocol=protocol, labels_per_class=labels_per_class, n_classes=n_classes, accuracy=accuracy,
+        accuracy_std=std, error=error, C=C if C is not None else c_chosen, n_train=n_train,
+        n_test=_integer(obj, "n_test", where), n_features=_integer(obj, "n_features", where)
+        or (meta.get("n_features") if isinstance(meta.get("n_features"), int) else None),
+        draws=_integer(obj, "draws", where), solver=_string(obj, "solver"), seconds=_number(obj, "seconds", where),
+        c_grid=_floats(selection.get("grid"), where, "C_selection.grid"), c_curve=_curve(selection, where),
+        c_chosen=c_chosen if c_chosen is not None else C,
+        per_draw=_floats(obj.get("per_draw"), where, "per_draw"),
+        max_feature_units=max_feature_units(meta, family), checkpoint=_string(meta, "checkpoint"),
+        checkpoint_sha256=_string(meta, "checkpoint_sha256"), preset=_string(meta, "preset"),
+        data=_data_checksums(obj, meta), features_meta=meta, provenance=_mapping(obj, "provenance"))
+
+
+def describe_source(value: Any) -> str | None:
+    """A short human description of a sample source (a string, or a dict from the metric commands)."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, dict):
+        for key in ("label", "description", "name"):
+            if isinstance(value.get(key), str) and value[key].strip():
+                return value[key].strip()
+        ckpt = value.get("checkpoint")
+        if isinstance(ckpt, str) and ckpt:
+            p = Path(ckpt)
+            return f"G samples ({p.parent.name}/{p.name})" if p.parent.name else f"G samples ({p.name})"
+        parts = [str(value[k]) for k in ("dataset", "split") if isinstance(value.get(k), str)]
+        if parts:
+            return " ".join(parts) + " images"
+        if isinstance(value.get("path"), str):
+            return Path(value["path"]).name
+        if isinstance(value.get("kind"), str):
+            n = value.get("n")
+            return f"{value['kind']}" + (f" ({n} images)" if isinstance(n, int) else "")
+    return None
+
+
+def parse_sample_quality(obj: dict, path: str) -> SampleQualityResult:
+    """Normalise a ``gan-probe inception-score --json`` / ``gan-probe fid --json`` object."""
+    where = path
+    metric = obj.get("metric")
+    if metric is not None and metric not in SAMPLE_METRICS:
+        raise ResultError(f"{where}: 'metric' must be one of {', '.join(SAMPLE_METRICS)}, got {metric!r}")
+    is_mean = _number(obj, "inception_score_mean", where)
+    if is_mean is None and metric == "inception_score":
+        is_mean = _number(obj, "inception_score", where)
+        if is_mean is None:
+            is_mean = _number(obj, "value", where)
+    fid = _number(obj, "fid", where)
+    if fid is None and metric == "fid":
+        fid = _number(obj, "value", where)
+    if is_mean is None and fid is None:
+        raise ResultError(f"{where}: a {metric or 'sample-quality'} result needs a numeric "
+                          f"{'value' if metric else 'inception_score_mean or fid'}")
+    is_std = _number(obj, "inception_score_std", where)
+    sources = obj.get("sources") if isinstance(obj.get("sources"), list) else []
+    generated = _first(obj.get("samples"), obj.get("source"), obj.get("source1"), obj.get("generated"),
+                       obj.get("a"), sources[0] if sources else None)
+    reference = _first(obj.get("reference"), obj.get("source2"), obj.get("real"), obj.get("b"),
+                       sources[1] if len(sources) > 1 else None)
+    label = _string(obj, "label") or _string(obj, "model") or describe_source(generated) or Path(path).stem
+    conventions = _mapping(obj, "conventions")
+    n_samples = _first(*(_integer(obj, k, where) for k in ("n_samples", "num_samples", "n", "n_a")))
+    splits = _first(*(_integer(obj, k, where) for k in ("splits", "n_splits")),
+                    _integer(conventions, "splits", f"{where} conventions"))
+    extractor = obj.get("extractor") or obj.get("extractor_a")
+    if isinstance(extractor, dict):
+        name = extractor.get("extractor") or extractor.get("name") or extractor.get("network")
+        sha = extractor.get("sha256")
+        extractor = (f"{name}" if name else "network") + (f" (sha256 {str(sha)[:12]})" if sha else "")
+    warnings = obj.get("warnings") if isinstance(obj.get("warnings"), list) else []
+    return SampleQualityResult(
+        path=path, label=label, inception_score=is_mean, inception_score_std=is_std, fid=fid,
+        reference=describe_source(reference), n_samples=n_samples, splits=splits,
+        seconds=_number(obj, "seconds", where), conventions=conventions,
+        extractor=extractor if isinstance(extractor, str) else None, warnings=[str(w) for w in warnings],
+        source=generated, provenance=_mapping(obj, "provenance"))
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def read_json_object(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultError(f"{path}: cannot read the file ({type(exc).__name__}: {exc})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(obj, dict):
+        raise ResultError(f"{path}: expected a JSON object, got a {type(obj).__name__}")
+    return obj
+
+
+def load_result_file(path: str | os.PathLike) -> ProbeResult | SampleQualityResult:
+    """Read one result JSON; raises :class:`ResultError` naming the file if it is not a result."""
+    path = Path(path)
+    obj = read_json_object(path)
+    if is_probe(obj):
+        return parse_probe(obj, str(path))
+    if is_sample_quality(obj):
+        return parse_sample_quality(obj, str(path))
+    keys = ", ".join(sorted(obj)[:8]) or "none"
+    raise ResultError(f"{path}: not a gan-probe result (expected an svm result with 'protocol' and 'accuracy', "
+                      f"or an inception-score/fid result with 'metric'); its keys: {keys}")
+
+
+# ----------------------------------------------------------------------------------------------- directories
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(
+        (path / name).exists() for name in ("log.csv", "checkpoint.pt", "samples"))
+
+
+def is_feature_store(path: Path) -> bool:
+    return (path / "meta.json").is_file() and (path / "train_features.npy").exists()
+
+
+def load_run_dir(path: str | os.PathLike) -> RunDir:
+    """Read a training run directory: config.json, log.csv (optional), samples/*.png, checkpoint.pt."""
+    path = Path(path)
+    config = read_json_object(path / "config.json")
+    log: list[dict[str, float]] = []
+    log_path = path / "log.csv"
+    if log_path.is_file():
+        import csv
+
+        try:
+            with open(log_path, newline="") as fh:
+                for i, row in enumerate(csv.DictReader(fh), start=2):
+                    try:
+                        log.append({k: float(v) for k, v in row.items() if k is not None and v not in (None, "")})
+                    except ValueError:
+                        raise ResultError(f"{log_path}: line {i} holds a non-numeric value") from None
+        except OSError as exc:
+            raise ResultError(f"{log_path}: cannot read the file ({exc})") from None
+    samples = sorted(str(p) for p in (path / "samples").glob("*.png")) if (path / "samples").is_dir() else []
+    checkpoint = path / "checkpoint.pt"
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    parts = [str(train[k]) for k in ("dataset", "preset") if isinstance(train.get(k), str)]
+    label = path.resolve().name + (f" ({', '.join(parts)})" if parts else "")
+    return RunDir(path=str(path), label=label, config=config, log=log, samples=samples,
+                  checkpoint=str(checkpoint) if checkpoint.is_file() else None)
+
+
+def load_image(path: str | os.PathLike) -> ImageInput:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ResultError(f"{path}: cannot read the file ({exc})") from None
+    if head != PNG_MAGIC:
+        raise ResultError(f"{path}: not a PNG image")
+    return ImageInput(path=str(path), label=path.stem.replace("_", " "))
+
+
+def _add(results: Results, record: Any) -> None:
+    {"probe": results.probes, "sample_quality": results.samples, "run": results.runs,
+     "image": results.images}[record.kind].append(record)
+
+
+def _scan(root: Path, results: Results, seen: set[Path]) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames.sort()
+        keep = []
+        for name in dirnames:
+            sub = here / name
+            if name.startswith("."):
+                continue
+            if is_run_dir(sub):
+                if sub.resolve() not in seen:
+                    seen.add(sub.resolve())
+                    _add(results, load_run_dir(sub))
+            elif is_feature_store(sub):
+                continue
+            elif (sub / "report.json").is_file():
+                results.notes.append(f"{sub}: skipped (a gan-probe report directory)")
+            else:
+                keep.append(name)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            file = here / name
+            if file.resolve() in seen:
+                continue
+            seen.add(file.resolve())
+            obj = read_json_object(file)
+            if is_probe(obj):
+                _add(results, parse_probe(obj, str(file)))
+            elif is_sample_quality(obj):
+                _add(results, parse_sample_quality(obj, str(file)))
+            else:
+                results.notes.append(f"{file}: skipped (not a result file)")
+
+
+def load_results(paths: Iterable[str | os.PathLike], unique_labels: bool = True) -> Results:
+    """Read result JSONs, run directories, PNGs and directories holding them (see the module docstring)."""
+    results = Results()
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        results.inputs.append(str(path))
+        if not path.exists():
+            raise ResultError(f"{path}: no such file or directory")
+        if path.is_dir():
+            if is_run_dir(path):
+                if path.resolve() not in seen:
+                    seen.add(path.resolve())
+                    _add(results, load_run_dir(path))
+            elif (path / "report.json").is_file():
+                raise ResultError(f"{path}: is a gan-probe report directory, not results; pass the result files "
+                                  f"or run directories it was built from")
+            elif is_feature_store(path):
+                raise ResultError(f"{path}: is a feature store; run `gan-probe svm {path} --json ...` and pass "
+                                  f"the result JSON")
+            else:
+                before = len(results)
+                _scan(path, results, seen)
+                if len(results) == before:
+                    raise ResultError(f"{path}: no result JSONs or run directories found in this directory")
+            continue
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            _add(results, load_result_file(path))
+        elif suffix == ".png":
+            _add(results, load_image(path))
+        else:
+            raise ResultError(f"{path}: unsupported input (expected a result .json, a run directory, a directory "
+                              f"of results or a .png figure)")
+    if unique_labels:
+        results.notes.extend(make_labels_unique(results))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- labels
+
+
+def _probe_slot(r: ProbeResult) -> tuple:
+    return (r.dataset, r.protocol, r.labels_per_class if r.protocol != "full" else None)
+
+
+def _short_checkpoint(r: ProbeResult) -> str:
+    if r.checkpoint:
+        p = Path(r.checkpoint)
+        return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+    return (r.checkpoint_sha256 or "")[:8]
+
+
+def make_labels_unique(results: Results) -> list[str]:
+    """Make row labels unambiguous, in place; returns notes describing what was renamed.
+
+    Probe results with the same label but different checkpoints get the checkpoint appended
+    ("DCGAN (paper32) + L2-SVM [run_a/checkpoint.pt]"); two results that would fill the same table cell
+    (same label, dataset, protocol and labels per class) get their file name appended. Sample-quality results
+    with the same label and the same metric get their file name appended.
+    """
+    notes: list[str] = []
+    by_label: dict[str, list[ProbeResult]] = defaultdict(list)
+    for r in results.probes:
+        by_label[r.label].append(r)
+    for label, group in by_label.items():
+        idents = {(r.checkpoint_sha256 or r.checkpoint or "") for r in group}
+        if len(idents) > 1:
+            for r in group:
+                tag = _short_checkpoint(r)
+                if tag:
+                    r.label = f"{label} [{tag}]"
+            notes.append(f"label {label!r} is shared by results from different checkpoints; the checkpoint was "
+                         f"appended to tell them apart")
+    slots: dict[tuple, list[ProbeResult]] = defaultdict(list)
+    for r in results.probes:
+        slots[(r.label, *_probe_slot(r))].append(r)
+    for key, group in slots.items():
+        if len(group) > 1:
+            for r in group:
+                r.label = f"{key[0]} [{Path(r.path).stem}]"
+            notes.append(f"{len(group)} results for {key[0]!r} on the same dataset and protocol; shown as separate "
+                         f"rows named after their files")
+    sq: dict[tuple, list[SampleQualityResult]] = defaultdict(list)
+    for s in results.samples:
+        for metric in ("inception_score", "fid"):
+            if getattr(s, metric) is not None:
+                sq[(s.label, metric)].append(s)
+    renamed: set[int] = set()
+    for (label, _), group in sq.items():
+        if len(group) > 1:
+            for s in group:
+                if id(s) not in renamed:
+                    s.label = f"{label} [{Path(s.path).stem}]"
+                    renamed.add(id(s))
+            notes.append(f"{len(group)} sample-quality results for {label!r}; shown as separate rows named after "
+                         f"their files")
+    return notes
+
+
+def by_kind(records: Sequence[Any], kind: str) -> list[Any]:
+    return [r for r in records if getattr(r, "kind", None) == kind]

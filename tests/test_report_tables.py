@@ -1,0 +1,245 @@
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gan_probe.report import (ResultError, cifar10_table, format_pm, latex_escape, load_results, probe_table,
+                              published_rows, sample_quality_table, svhn_table, to_latex, to_markdown, write_csv)
+from gan_probe.report.results import parse_probe
+from gan_probe.report.tables import CIFAR_COLUMNS, build_tables
+from report_synthetic import fid, inception, probe, write
+
+
+def _load(tmp_path, objs):
+    paths = [write(tmp_path / f"{name}.json", obj) for name, obj in objs.items()]
+    return load_results(paths)
+
+
+# ----------------------------------------------------------------------------------------------- published
+
+
+def test_published_rows_are_the_papers_tables():
+    t1 = [(r.model, r.protocol, r.value, r.std, r.max_feature_units) for r in published_rows("cifar10")]
+    assert t1 == [
+        ("1 Layer K-means", "full", 80.6, None, 4800), ("1 Layer K-means", "few-labels", 63.7, 0.7, 4800),
+        ("3 Layer K-means Learned RF", "full", 82.0, None, 3200),
+        ("3 Layer K-means Learned RF", "few-labels", 70.7, 0.7, 3200),
+        ("View Invariant K-means", "full", 81.9, None, 6400), ("View Invariant K-means", "few-labels", 72.6, 0.7, 6400),
+        ("Exemplar CNN", "full", 84.3, None, 1024), ("Exemplar CNN", "few-labels", 77.4, 0.2, 1024),
+        ("DCGAN + L2-SVM", "full", 82.8, None, 512), ("DCGAN + L2-SVM", "few-labels", 73.8, 0.4, 512)]
+    t2 = [(r.model, r.value) for r in published_rows("svhn")]
+    assert t2 == [("KNN", 77.93), ("TSVM", 66.55), ("M1+KNN", 65.63), ("M1+TSVM", 54.33), ("M1+M2", 36.02),
+                  ("SWWAE without dropout", 27.83), ("SWWAE with dropout", 23.56), ("DCGAN + L2-SVM", 22.48),
+                  ("Supervised CNN, same architecture (validation error)", 28.87)]
+    assert {r.citation for r in published_rows("cifar10")} == {"Radford, Metz & Chintala, ICLR 2016, Table 1"}
+    assert {r.citation for r in published_rows("svhn")} == {"Radford, Metz & Chintala, ICLR 2016, Table 2"}
+    kmeans = [r for r in published_rows("cifar10") if "K-means" in r.model and "View" not in r.model]
+    assert kmeans and all(r.original == "Coates & Ng 2011" for r in kmeans)
+    assert published_rows("cifar10")[0].decimals == 1 and published_rows("cifar10")[2].value == 82.0
+    with pytest.raises(ValueError):
+        published_rows("table3")
+
+
+# ----------------------------------------------------------------------------------------------- formatting
+
+
+def test_plus_minus_formatting_precision():
+    assert format_pm(0.73849, 0.00412, 1, scale=100) == "73.8% (±0.4%)"
+    assert format_pm(0.2310, 0.0071, 2, scale=100) == "23.10% (±0.71%)"
+    assert format_pm(73.8, 0.4, 1) == "73.8% (±0.4%)"
+    assert format_pm(82.0, None, 1) == "82.0%"
+    assert format_pm(6.4149, 0.0712, 2, unit="", style="inline") == "6.41 ± 0.07"
+    assert format_pm(None, 0.1, 1) == "-"
+
+
+def test_latex_escaping():
+    assert latex_escape("a_b & 50% #1 $x$ {y} ~ ^ \\") == (
+        r"a\_b \& 50\% \#1 \$x\$ \{y\} \textasciitilde{} \textasciicircum{} \textbackslash{}")
+    assert latex_escape("73.8% (±0.4%)") == r"73.8\% ($\pm$0.4\%)"
+    assert latex_escape("1.0 +- 0.1") == r"1.0 $\pm$ 0.1"
+
+
+# ----------------------------------------------------------------------------------------------- CIFAR-10
+
+
+def test_cifar10_table_layout_published_then_measured(tmp_path):
+    res = _load(tmp_path, {
+        "dcgan_full": probe("dcgan", "full", 0.8283, None),
+        "dcgan_400": probe("dcgan", "few-labels", 0.73849, 0.00412),
+        "kmeans_400": probe("kmeans", "few-labels", 0.6612, 0.0071),
+        "pixels_full": probe("pixels", "full", 0.41, None),
+        "dcgan_100": probe("dcgan", "few-labels", 0.69, 0.01, labels_per_class=100),  # not a Table 1 cell
+    })
+    table = cifar10_table(res.probes)
+    d = table.display
+    assert list(d.columns) == CIFAR_COLUMNS == ["Model", "Accuracy (all labels)", "Accuracy (400 per class)",
+                                                "Max # of feature units", "Source", "Reference"]
+    assert d["Model"].tolist() == ["1 Layer K-means", "3 Layer K-means Learned RF", "View Invariant K-means",
+                                   "Exemplar CNN", "DCGAN + L2-SVM", "DCGAN (paper32) + L2-SVM",
+                                   "k-means (1600 centroids) + L2-SVM", "Raw pixels + L2-SVM"]
+    assert d["Source"].tolist() == ["published"] * 5 + ["measured"] * 3
+    assert d.iloc[4].tolist() == ["DCGAN + L2-SVM", "82.8%", "73.8% (±0.4%)", "512", "published",
+                                  "Radford, Metz & Chintala, ICLR 2016, Table 1"]
+    assert d.iloc[0]["Reference"] == "Radford, Metz & Chintala, ICLR 2016, Table 1; Coates & Ng 2011"
+    assert d.iloc[5].tolist() == ["DCGAN (paper32) + L2-SVM", "82.8%", "73.8% (±0.4%)", "512", "measured", "[a]"]
+    assert d.iloc[6].tolist()[1:4] == ["-", "66.1% (±0.7%)", "1600"]
+    assert d.iloc[7].tolist()[1:4] == ["41.0%", "-", "-"]
+    assert table.rule_before == [5]
+    # measured rows name their data, checkpoint and protocol in the notes
+    note_a = table.notes[0]
+    assert note_a.startswith("[a] DCGAN (paper32) + L2-SVM: ")
+    for text in ("dcgan_full.json: full protocol", "dcgan_400.json: few-labels protocol, 400 per class",
+                 "checkpoint runs/a/checkpoint.pt (sha256 cccccccccccc", "train = cifar10 n=50000 sha256 aaaaaaaaaaaa"):
+        assert text in note_a
+    data = table.data
+    assert data.loc[5, "accuracy_400_pct"] == pytest.approx(73.849)
+    assert data.loc[5, "accuracy_400_std_pct"] == pytest.approx(0.412)
+    assert data.loc[0, "accuracy_all_pct"] == 80.6 and pd.isna(data.loc[0, "accuracy_all_std_pct"])
+
+
+def test_cifar10_table_without_published_rows(tmp_path):
+    res = _load(tmp_path, {"d": probe("dcgan", "few-labels", 0.7, 0.01)})
+    table = cifar10_table(res.probes, published=False)
+    assert table.display["Source"].tolist() == ["measured"] and table.rule_before == []
+
+
+def test_no_table_without_matching_results(tmp_path):
+    res = _load(tmp_path, {"d": probe("dcgan", "few-labels", 0.7, 0.01, dataset="digits")})
+    assert cifar10_table(res.probes) is None and svhn_table(res.probes) is None
+    assert sample_quality_table(res.samples) is None
+    assert [t.name for t in build_tables(res.probes, res.samples)] == ["probes"]
+
+
+def test_svhn_table_error_and_order(tmp_path):
+    meta_svhn = {"source": "dcgan", "preset": "paper32", "dataset": "svhn"}
+    obj = probe("dcgan", "svhn", 0.769, 0.0071, labels_per_class=None, dataset="svhn", n_train=1000,
+                features_meta=meta_svhn)
+    del obj["accuracy"]  # error only
+    res = _load(tmp_path, {"svhn": obj})
+    assert res.probes[0].accuracy == pytest.approx(0.769) and res.probes[0].labels_per_class == 100
+    table = svhn_table(res.probes)
+    d = table.display
+    assert list(d.columns) == ["Model", "Test error (1,000 labels)", "Source", "Reference"]
+    assert d["Model"].tolist()[:9] == [r.model for r in published_rows("svhn")]
+    assert d.iloc[7, 1] == "22.48%"
+    assert d.iloc[9].tolist() == ["DCGAN (paper32) + L2-SVM", "23.10% (±0.71%)", "measured", "[a]"]
+    assert table.rule_before == [9]
+
+
+def test_sample_quality_merges_is_and_fid(tmp_path):
+    res = _load(tmp_path, {"is": inception(), "fid": fid(), "real": inception(11.237, 0.095, label="CIFAR-10 train")})
+    table = sample_quality_table(res.samples)
+    d = table.display
+    assert list(d.columns) == ["Model", "Inception Score", "FID", "Source", "Reference"]
+    assert d.iloc[0].tolist()[:4] == ["CIFAR-10 training images (real data)", "11.24 ± 0.12", "-", "published"]
+    rows = {r["Model"]: r for r in d.to_dict(orient="records")}
+    assert rows["G samples (a/checkpoint.pt)"]["Inception Score"] == "6.41 ± 0.07"
+    assert rows["G samples (a/checkpoint.pt)"]["FID"] == "37.41"
+    assert rows["CIFAR-10 train"]["FID"] == "-"
+    assert any("FID vs cifar10 train images" in n for n in table.notes)
+
+
+def test_probe_table_every_result(tmp_path):
+    res = _load(tmp_path, {"a": probe("dcgan", "full", 0.83, None), "b": probe("kmeans", "few-labels", 0.66, 0.01)})
+    table = probe_table(res.probes)
+    assert table.display["Protocol"].tolist() == ["full", "few-labels"]
+    assert table.display["Labels / class"].tolist() == ["all", "400"]
+    assert table.display["Accuracy"].tolist() == ["83.00%", "66.00% (±1.00%)"]
+
+
+# ----------------------------------------------------------------------------------------------- renderers
+
+
+def test_markdown_rendering(tmp_path):
+    res = _load(tmp_path, {"d": probe("dcgan", "few-labels", 0.7, 0.01, label="A | B")})
+    md = to_markdown(cifar10_table(res.probes))
+    lines = md.splitlines()
+    assert lines[0] == "| " + " | ".join(CIFAR_COLUMNS) + " |"
+    assert lines[1] == "|---|---:|---:|---:|---|---|"
+    assert "| A \\| B | - | 70.0% (±1.0%) | 512 | measured | [a] |" in lines
+    assert len(lines[2].split(" | ")) == 6
+
+
+def test_latex_table_is_booktabs_and_escaped(tmp_path):
+    res = _load(tmp_path, {"d": probe("dcgan", "few-labels", 0.7, 0.01, label="run_2 & #1 100%")})
+    tex = to_latex(cifar10_table(res.probes))
+    assert "\\begin{tabular}{lrrrlp{5cm}}" in tex
+    for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
+        assert rule in tex
+    assert "run\\_2 \\& \\#1 100\\% & - & 70.0\\% ($\\pm$1.0\\%) & 512 & measured & [a] \\\\" in tex
+    assert "Max \\# of feature units" in tex
+    body = tex.split("\\midrule", 1)[1]
+    stripped = re.sub(r"\\[a-zA-Z]+(\{[^}]*\})*|\\[&%#_${}]|\$\\pm\$", "", body)
+    assert not re.search(r"(?<!\\)[%#_]", stripped.replace(" & ", " ")), stripped
+    assert tex.count("\\midrule") == 2  # header rule + the rule between published and measured rows
+
+
+def test_csv_round_trip(tmp_path):
+    res = _load(tmp_path, {"f": probe("dcgan", "full", 0.8283, None), "k": probe("kmeans", "few-labels", 0.66, 0.007),
+                           "s": probe("dcgan", "svhn", 0.77, 0.007, dataset="svhn", n_train=1000)})
+    for table in build_tables(res.probes, res.samples):
+        path = write_csv(table, tmp_path / f"{table.name}.csv")
+        back = pd.read_csv(path)
+        assert list(back.columns) == list(table.data.columns)
+        def norm(df):
+            return df.astype(object).where(df.notna(), np.nan)
+
+        pd.testing.assert_frame_equal(norm(back), norm(table.data), check_dtype=False)
+        assert back.notna().sum().sum() == table.data.notna().sum().sum() > 0
+
+
+# ----------------------------------------------------------------------------------------------- labels and input
+
+
+def test_labels_from_json_meta_and_file(tmp_path):
+    res = _load(tmp_path, {
+        "explicit": probe("dcgan", model="My GAN"), "meta_label": probe("dcgan", protocol="full", features_meta={
+            "source": "dcgan", "label": "From meta"}),
+        "rand": probe("random-d"), "km": probe("kmeans", protocol="full"), "px": probe("pixels", dataset="svhn"),
+        "plain": probe("dcgan", dataset="digits", features_meta={}),
+    })
+    labels = {p.path.rsplit("/", 1)[1]: (p.label, p.family) for p in res.probes}
+    assert labels == {
+        "explicit.json": ("My GAN", "dcgan"), "meta_label.json": ("From meta", "dcgan"),
+        "rand.json": ("Random-weight D (paper32) + L2-SVM", "random-d"),
+        "km.json": ("k-means (1600 centroids) + L2-SVM", "kmeans"), "px.json": ("Raw pixels + L2-SVM", "pixels"),
+        "plain.json": ("plain", "other")}
+    units = {p.path.rsplit("/", 1)[1]: p.max_feature_units for p in res.probes}
+    assert units["rand.json"] == 512 and units["km.json"] == 1600 and units["px.json"] is None
+
+
+def test_colliding_labels_are_made_unique(tmp_path):
+    other = dict(probe("dcgan")["features_meta"], checkpoint="runs/b/checkpoint.pt", checkpoint_sha256="d" * 64)
+    res = _load(tmp_path, {"a400": probe("dcgan"), "b400": probe("dcgan", features_meta=other),
+                           "a400_again": probe("kmeans"), "a400_twice": probe("kmeans")})
+    labels = sorted(p.label for p in res.probes)
+    assert labels == ["DCGAN (paper32) + L2-SVM [a/checkpoint.pt]", "DCGAN (paper32) + L2-SVM [b/checkpoint.pt]",
+                      "k-means (1600 centroids) + L2-SVM [a400_again]", "k-means (1600 centroids) + L2-SVM [a400_twice]"]
+    assert len(res.notes) == 2
+    assert len(cifar10_table(res.probes).display) == 5 + 4
+
+
+def test_missing_optional_keys_show_dash(tmp_path):
+    res = _load(tmp_path, {"min": {"protocol": "full", "accuracy": 0.5, "dataset": "cifar10"}})
+    p = res.probes[0]
+    assert (p.C, p.draws, p.accuracy_std, p.n_features, p.c_curve) == (None, None, None, None, [])
+    d = cifar10_table(res.probes).display.iloc[-1].tolist()
+    assert d == ["min", "50.0%", "-", "-", "measured", "[a]"]
+    row = probe_table(res.probes).display.iloc[0].tolist()
+    assert row[4:10] == ["50.00%", "50.00%", "-", "-", "-", "-"]
+
+
+@pytest.mark.parametrize("obj, message", [
+    ({"protocol": "full", "accuracy": 82.8}, "outside [0, 1]"),
+    ({"protocol": "full", "accuracy": "0.8"}, "must be a finite number"),
+    ({"protocol": "weird", "accuracy": 0.8}, "'protocol' must be one of"),
+    ({"protocol": "full", "accuracy": 0.8, "error": 0.3}, "do not add up to 1"),
+    ({"protocol": "few-labels", "accuracy": 0.8, "labels_per_class": 4.5}, "must be an integer"),
+    ({"protocol": "full", "accuracy": 0.8, "C_selection": {"curve": [[1.0]]}}, "C_selection.curve"),
+])
+def test_bad_probe_objects_name_the_file(obj, message):
+    with pytest.raises(ResultError) as exc:
+        parse_probe(obj, "results/x.json")
+    assert str(exc.value).startswith("results/x.json: ") and message in str(exc.value)
+    assert "\n" not in str(exc.value)
