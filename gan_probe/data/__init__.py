@@ -47,8 +47,6 @@ def load_split(name: str, root: str | os.PathLike | None = None, split: str = "t
     """
     if name not in DATASETS:
         raise DataError(f"--dataset {name!r}: unknown dataset; expected one of {', '.join(DATASETS)}")
-    if split not in SPLITS[name]:
-        raise DataError(f"--split {split!r}: {name} has the splits {', '.join(SPLITS[name])}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise DataError(f"--image-size {image_size!r}: expected a positive number of pixels")
     if download and name not in ("cifar10", "svhn"):
@@ -57,6 +55,8 @@ def load_split(name: str, root: str | os.PathLike | None = None, split: str = "t
     if name == "digits":
         from .digits import load_digits_split
 
+        if split not in SPLITS["digits"]:
+            raise DataError(f"--split {split!r}: digits has the splits train and test")
         return load_digits_split(split, image_size or 32)
     if name == "cifar10":
         from .cifar10 import load_cifar10

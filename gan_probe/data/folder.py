@@ -5,12 +5,14 @@ decoded once into the memory-mapped image cache. There is one split, ``train``.
 
 >>> import numpy as np, tempfile, pathlib, os
 >>> from PIL import Image
->>> root = pathlib.Path(tempfile.mkdtemp()); os.environ["GAN_PROBE_CACHE"] = str(root / "cache")
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> saved = dict(os.environ); os.environ["GAN_PROBE_CACHE"] = str(root / "cache")  # cache inside root
 >>> (root / "pics" / "sub").mkdir(parents=True)
 >>> Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(root / "pics" / "sub" / "a.PNG")
 >>> s = load_folder(root / "pics", image_size=8, progress=False)
 >>> s.images.shape, s.labels
 ((1, 8, 8, 3), None)
+>>> os.environ.clear(); os.environ.update(saved)
 """
 from __future__ import annotations
 

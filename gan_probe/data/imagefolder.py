@@ -6,13 +6,15 @@ Tiny-ImageNet's ``val_annotations.txt``).
 
 >>> import numpy as np, tempfile, pathlib, os
 >>> from PIL import Image
->>> root = pathlib.Path(tempfile.mkdtemp()); os.environ["GAN_PROBE_CACHE"] = str(root / "cache")
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> saved = dict(os.environ); os.environ["GAN_PROBE_CACHE"] = str(root / "cache")  # cache inside root
 >>> for c in ("b", "a"):
 ...     (root / "train" / c).mkdir(parents=True)
 ...     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "train" / c / "0.png")
 >>> s = load_class_folders(root / "train", dataset="demo", split="train", progress=False)
 >>> s.classes, s.labels.tolist(), s.images.shape
 (('a', 'b'), [0, 1], (2, 8, 8, 3))
+>>> os.environ.clear(); os.environ.update(saved)
 """
 from __future__ import annotations
 

@@ -59,7 +59,9 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: truncated or corrupt .mat ({' '.join(str(exc).split()) or type(exc).__name__}); "
                         f"expected {_EXPECTED}") from None
     if "X" not in mat or "y" not in mat:
-        found = [k for k in mat if not k.startswith("__")]
+        from scipy.io import whosmat
+
+        found = [name for name, _, _ in whosmat(str(path))]
         raise DataError(f"{path}: has variables {found}; expected X and y ({_EXPECTED})")
     x, y = mat["X"], mat["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
