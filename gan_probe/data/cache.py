@@ -35,7 +35,7 @@ def cache_dir() -> Path:
 
 def cache_key(kind: str, entries: Iterable[FileEntry], image_size: int | None, **extra: Any) -> str:
     """sha256 over the reader kind, every (relative path, size, mtime) in order, the resolution and ``extra``."""
-    files = [[e.relpath, e.size, e.mtime_ns] for e in entries]
+    files = [tuple(e) for e in entries]  # (relative path, size, mtime_ns), serialised as JSON lists
     return sha256_json({"format": CACHE_FORMAT, "kind": kind, "files": files, "image_size": image_size,
                         "extra": extra})
 

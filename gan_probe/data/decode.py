@@ -114,9 +114,9 @@ def default_workers(n_files: int) -> int:
 
 
 def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")  # imported by the parent before the fork when resizing is needed
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 @contextlib.contextmanager

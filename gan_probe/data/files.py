@@ -9,16 +9,15 @@ the file system returns directory entries. Hidden files and folders (names start
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     """One image file: its path relative to a base folder, its size in bytes and modification time (ns)."""
 
     relpath: str
@@ -76,7 +75,7 @@ def scan_images(base: str | os.PathLike, start: str | os.PathLike | None = None,
                     continue
             if entry.is_dir():
                 stack.append((entry.path, rel + name + "/"))
-    out.sort(key=lambda e: e.relpath)
+    out.sort()  # by relative path (unique within one listing)
     return out
 
 
