@@ -1,0 +1,215 @@
+"""The report's figures, drawn with matplotlib's object API (Agg canvas, no pyplot state) and written atomically.
+
+>>> from gan_probe.report.series import label_efficiency_data
+>>> label_efficiency_figure(label_efficiency_data(probes), "figures/le.png", "cifar10")   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..atomic import atomic_path
+from .results import RunDir
+from .series import CCurve
+
+FAMILY_COLORS = {"dcgan": "#1f77b4", "random-d": "#2ca02c", "kmeans": "#ff7f0e", "pixels": "#7f7f7f",
+                 "other": "#9467bd", "published": "#222222"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+DPI = 150
+PNG_METADATA = {"Software": None}  # no matplotlib version in the file: same inputs -> same bytes
+
+
+def new_figure(width: float = 6.4, height: float = 4.0, **kwargs) -> Figure:
+    fig = Figure(figsize=(width, height), **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (temporary file + rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata=PNG_METADATA)
+    return path
+
+
+def _style(family: str, index_in_family: int) -> dict:
+    return {"color": FAMILY_COLORS.get(family, FAMILY_COLORS["other"]),
+            "marker": MARKERS[index_in_family % len(MARKERS)],
+            "linestyle": LINESTYLES[index_in_family % len(LINESTYLES)]}
+
+
+def _log_ticks(ax, values: Sequence[float], full: Sequence[float] = ()) -> None:
+    ticks = sorted({float(v) for v in values})
+    full_set = {float(v) for v in full}
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{v:g}" + ("\n(all)" if v in full_set else "") for v in ticks])
+    ax.minorticks_off()
+
+
+def label_efficiency_figure(points: pd.DataFrame, path: str | Path, dataset: str,
+                            published: pd.DataFrame | None = None) -> Path:
+    """Test accuracy (%) against labelled images per class (log axis), one line per model, ± std error bars.
+
+    ``points`` is :func:`gan_probe.report.series.label_efficiency_data` (rows of other datasets are ignored);
+    ``published`` (optional) adds the paper's points as open markers joined by dotted lines.
+    """
+    df = points[points["dataset"] == dataset]
+    fig = new_figure(6.4, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    seen: dict[str, int] = {}
+    xs: list[float] = []
+    for model, group in df.groupby("model", sort=False):
+        family = str(group["family"].iloc[0])
+        idx = seen.get(family, 0)
+        seen[family] = idx + 1
+        style = _style(family, idx)
+        group = group.sort_values("labels_per_class")
+        yerr = group["std_pct"].astype(float).fillna(0.0).to_numpy()
+        ax.errorbar(group["labels_per_class"], group["accuracy_pct"], yerr=yerr if yerr.any() else None,
+                    label=model, capsize=3, linewidth=1.6, markersize=5, **style)
+        xs += group["labels_per_class"].tolist()
+    if published is not None and not published.empty:
+        for i, (model, group) in enumerate(published.groupby("model", sort=False)):
+            group = group.sort_values("labels_per_class")
+            yerr = group["std_pct"].astype(float).fillna(0.0).to_numpy()
+            ax.errorbar(group["labels_per_class"], group["accuracy_pct"], yerr=yerr if yerr.any() else None,
+                        label=f"{model} (paper)", color=FAMILY_COLORS["published"], marker=MARKERS[i % len(MARKERS)],
+                        markerfacecolor="white", linestyle=":", linewidth=1.0, capsize=3, markersize=6)
+            xs += group["labels_per_class"].tolist()
+    ax.set_xscale("log")
+    if xs:
+        full = df.loc[df["protocol"] == "full", "labels_per_class"].tolist()
+        if published is not None and not published.empty:
+            full += published.loc[published["protocol"] == "full", "labels_per_class"].tolist()
+        _log_ticks(ax, xs, full)
+    ax.set_xlabel("labelled training images per class (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Label efficiency on {dataset}")
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return save_figure(fig, path)
+
+
+def c_selection_figure(panels: Sequence[tuple[str, Sequence[CCurve]]], path: str | Path, title: str) -> Path:
+    """Validation accuracy (%) against C (log axis): one panel per (protocol, labels per class), one line per
+    result, a star on the chosen C; one legend for all panels."""
+    n = len(panels)
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    fig = new_figure(4.2 * ncols + 0.2, 3.3 * nrows + 0.4)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    handles: dict[str, object] = {}
+    for ax, (panel_title, curves) in zip(axes, panels):
+        seen: dict[str, int] = {}
+        for curve in curves:
+            idx = seen.get(curve.family, 0)
+            seen[curve.family] = idx + 1
+            style = _style(curve.family, idx)
+            c = np.array([p[0] for p in curve.points])
+            acc = np.array([p[1] for p in curve.points]) * 100.0
+            (line,) = ax.plot(c, acc, linewidth=1.5, markersize=4, **style)
+            handles.setdefault(curve.model, line)
+            if curve.chosen is not None and len(c):
+                hit = np.isclose(c, curve.chosen, rtol=1e-6, atol=0)
+                y = acc[hit][0] if hit.any() else np.interp(np.log(curve.chosen), np.log(c), acc)
+                ax.plot([curve.chosen], [y], marker="*", markersize=13, color=style["color"],
+                        markeredgecolor="black", linestyle="none", zorder=5)
+        ax.set_xscale("log")
+        ax.set_title(panel_title, fontsize=10)
+        ax.set_xlabel("C (log scale)")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    (star,) = axes[0].plot([], [], marker="*", markersize=12, color="white", markeredgecolor="black",
+                           linestyle="none")
+    handles["chosen C"] = star
+    fig.suptitle(title)
+    fig.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.0, 0.93),
+               fontsize=8, frameon=False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def sample_grid_figure(png: str | Path, path: str | Path, title: str, min_inches: float = 4.0,
+                       max_inches: float = 7.0) -> Path:
+    """Redraw a sample-grid PNG with a title, enlarged by a whole factor (nearest neighbour: no blur) to about
+    ``min_inches`` at the report's DPI."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    h, w = pixels.shape[:2]
+    longest = max(h, w)
+    scale = max(1, min(int(min_inches * DPI // longest), int(max_inches * DPI // longest)))  # whole pixels
+    fig = new_figure(w * scale / DPI, h * scale / DPI + 0.35)
+    ax = fig.add_axes((0, 0, 1, h * scale / DPI / (h * scale / DPI + 0.35)))
+    ax.imshow(pixels, interpolation="nearest")
+    ax.set_axis_off()
+    fig.suptitle(title, fontsize=9, y=0.995)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA)
+    return Path(path)
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(y) < window:
+        return y
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, y[0]), y])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def loss_curves_figure(runs: Sequence[RunDir], path: str | Path) -> Path:
+    """Training curves from log.csv: D and G losses (left) and D's mean outputs on real/fake images (right).
+
+    Long logs are drawn raw (faint) with a moving average on top (window: 1/50 of the rows).
+    """
+    has_d = any(any("d_real" in row for row in run.log) for run in runs)
+    fig = new_figure(11.0 if has_d else 6.4, 4.0)
+    axes = fig.subplots(1, 2 if has_d else 1, squeeze=False)[0]
+    for i, run in enumerate(runs):
+        color = f"C{i % 10}"
+        rows = [r for r in run.log if "step" in r]
+        step = np.array([r["step"] for r in rows])
+        window = max(1, len(rows) // 50)
+        for key, style, name in (("loss_d", "-", "D loss"), ("loss_g", "--", "G loss")):
+            y = np.array([r.get(key, np.nan) for r in rows])
+            if window > 1:
+                axes[0].plot(step, y, color=color, linestyle=style, alpha=0.2, linewidth=0.8)
+            axes[0].plot(step, _smooth(y, window), color=color, linestyle=style, linewidth=1.5,
+                         label=f"{run.label}: {name}")
+        if has_d:
+            for key, style, name in (("d_real", "-", "D(x)"), ("d_fake", "--", "D(G(z))")):
+                y = np.array([r.get(key, np.nan) for r in rows])
+                axes[1].plot(step, _smooth(y, window), color=color, linestyle=style, linewidth=1.5,
+                             label=f"{run.label}: {name}")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("loss")
+    axes[0].set_title("Training losses" + (" (moving average)" if any(len(r.log) >= 100 for r in runs) else ""))
+    if has_d:
+        axes[1].set_xlabel("step")
+        axes[1].set_ylabel("mean sigmoid(D)")
+        axes[1].set_ylim(-0.02, 1.02)
+        axes[1].set_title("Discriminator outputs")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best", frameon=False)
+    return save_figure(fig, path)
+
+
+def copy_png(src: str | Path, dst: str | Path) -> Path:
+    """Copy a PNG (e.g. a run's sample grid) into the report, atomically."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
