@@ -243,3 +243,50 @@ def test_bad_probe_objects_name_the_file(obj, message):
         parse_probe(obj, "results/x.json")
     assert str(exc.value).startswith("results/x.json: ") and message in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_sample_source_descriptions_as_the_metric_commands_write_them(tmp_path):
+    ckpt = {"kind": "checkpoint", "n": 50000, "path": "runs/cifar/checkpoint.pt", "sha256": "f" * 64, "step": 5000}
+    res = _load(tmp_path, {
+        "is": {"metric": "inception_score", "inception_score_mean": 6.2, "inception_score_std": 0.05, "n": 50000,
+               "conventions": {"splits": 10}, "source": ckpt},
+        "fid": {"metric": "fid", "fid": 40.0, "n_a": 50000, "a": ckpt,
+                "b": {"kind": "dataset", "dataset": "cifar10", "split": "train", "n": 50000},
+                "warnings": ["different network weights"]}})
+    assert [s.label for s in res.samples] == ["G samples (cifar/checkpoint.pt, step 5000)"] * 2
+    table = sample_quality_table(res.samples)
+    assert table.display.iloc[1, :3].tolist() == ["G samples (cifar/checkpoint.pt, step 5000)", "6.20 ± 0.05", "40.00"]
+    assert "FID vs cifar10 train images" in table.notes[0] and "WARNING: different network weights" in table.notes[0]
+
+
+def test_provenance_stage_times_checksums_and_commands(tmp_path):
+    from gan_probe.report.provenance_block import checksums_frame, commands, stage_times_frame
+
+    km_meta = {"source": "kmeans", "key": "k1", "config": {"centroids": 1600}, "data": probe()["features_meta"]["data"],
+               "seconds": {"dictionary": 12.5, "encode": 30.0}, "provenance": {"command": "gan-probe kmeans"}}
+    res = _load(tmp_path, {"d400": probe("dcgan"), "dfull": probe("dcgan", "full"),
+                           "k400": probe("kmeans", features_meta=km_meta), "kfull": probe("kmeans", "full",
+                                                                                          features_meta=km_meta)})
+    stages = stage_times_frame(res)[["Stage", "Seconds"]].values.tolist()
+    assert stages == [["features (dcgan)", 40.0], ["svm (few-labels)", 12.5], ["svm (full)", 12.5],
+                      ["features (kmeans: dictionary)", 12.5], ["features (kmeans: encode)", 30.0],
+                      ["svm (few-labels)", 12.5], ["svm (full)", 12.5]]  # shared feature stores counted once
+    sums = checksums_frame(res)
+    assert sums["Item"].tolist() == ["data: cifar10 train, n=50000", "data: cifar10 test, n=10000",
+                                     "checkpoint: runs/a/checkpoint.pt"]
+    assert sums["sha256"].tolist() == ["a" * 64, "b" * 64, "c" * 64]
+    assert sums["Used by"].iloc[0].count(".json") == 4
+    cmds = [c for _, c in commands(res)]
+    assert cmds == ["gan-probe extract --checkpoint runs/a/checkpoint.pt --out feats/d",
+                    "gan-probe svm feats/dcgan --protocol few-labels", "gan-probe svm feats/dcgan --protocol full",
+                    "gan-probe kmeans", "gan-probe svm feats/kmeans --protocol few-labels",
+                    "gan-probe svm feats/kmeans --protocol full"]
+
+
+def test_features_meta_read_from_the_named_store_when_not_embedded(tmp_path):
+    store = tmp_path / "feats" / "km"
+    write(store / "meta.json", {"source": "kmeans", "config": {"centroids": 400}})
+    obj = probe("kmeans", features="feats/km")
+    del obj["features_meta"]
+    res = _load(tmp_path, {"k": obj})  # relative to the result file's directory
+    assert res.probes[0].label == "k-means (400 centroids) + L2-SVM" and res.probes[0].max_feature_units == 400

@@ -96,7 +96,10 @@ def checksums_frame(results: Results) -> pd.DataFrame:
         for name, sha in (_prov(s).get("sha256") or {}).items():
             add(f"file: {name}", sha, s.path)
         if isinstance(s.source, dict) and s.source.get("sha256"):
-            add(f"samples: {s.label}", s.source.get("sha256"), s.path)
+            kind = s.source.get("kind")
+            what = f"checkpoint: {s.source.get('path')}" if kind == "checkpoint" and s.source.get("path") \
+                else f"samples: {s.label}"
+            add(what, s.source.get("sha256"), s.path)
     return pd.DataFrame(rows, columns=["Item", "sha256", "Used by"])
 
 
@@ -110,9 +113,13 @@ def stage_times_frame(results: Results) -> pd.DataFrame:
     for r in results.probes:
         fsec = r.features_meta.get("seconds")
         fkey = str(r.features_meta.get("key") or sha256_json(r.features_meta))
-        if isinstance(fsec, (int, float)) and fkey not in done_features:
+        if fkey not in done_features:
             done_features.add(fkey)
-            rows.append({"Stage": f"features ({r.family})", "Model": r.label, "Seconds": float(fsec), "File": r.path})
+            parts = fsec.items() if isinstance(fsec, dict) else [(None, fsec)]  # k-means: {"dictionary", "encode"}
+            for part, value in parts:
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    stage = f"features ({r.family}{f': {part}' if part else ''})"
+                    rows.append({"Stage": stage, "Model": r.label, "Seconds": float(value), "File": r.path})
         if r.seconds is not None:
             rows.append({"Stage": f"svm ({r.protocol})", "Model": r.label, "Seconds": r.seconds, "File": r.path})
     for s in results.samples:

@@ -3,7 +3,8 @@
 Inputs (:func:`load_results`):
 
 * ``*.json`` written by ``gan-probe svm --json`` -> :class:`ProbeResult` (recognised by ``protocol`` plus
-  ``accuracy`` or ``error``);
+  ``accuracy`` or ``error``; the feature store's meta.json is taken from ``features_meta``, or read from the
+  store named by ``features`` when it is not embedded);
 * ``*.json`` written by ``gan-probe inception-score --json`` / ``gan-probe fid --json`` ->
   :class:`SampleQualityResult` (recognised by ``metric``, ``inception_score_mean`` or ``fid``);
 * a training run directory (``config.json`` plus ``log.csv``, ``samples/`` or ``checkpoint.pt``) -> :class:`RunDir`;
@@ -316,6 +317,25 @@ def _data_checksums(obj: dict, meta: dict) -> dict[str, Any]:
     return out
 
 
+def _store_meta(obj: dict, base: Path) -> dict:
+    """When a result names its feature store (``features``/``feature_store``) but does not embed its meta.json,
+    read FEATS/meta.json if that directory exists (relative paths: from the working directory, then from the
+    result file's directory)."""
+    for key in ("features", "feature_store", "store"):
+        value = obj.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        for root in (Path(value), base / value):
+            meta_file = root / "meta.json"
+            if meta_file.is_file():
+                try:
+                    meta = json.loads(meta_file.read_text())
+                except (OSError, ValueError):
+                    return {}
+                return meta if isinstance(meta, dict) else {}
+    return {}
+
+
 def _curve(selection: dict, where: str) -> list[tuple[float, float]]:
     curve = selection.get("curve")
     if curve is None:
@@ -373,7 +393,7 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
     std = _fraction(obj, "accuracy_std", where)
     if std is None:
         std = _fraction(obj, "error_std", where)
-    meta = _mapping(obj, "features_meta")
+    meta = _mapping(obj, "features_meta") or _store_meta(obj, Path(path).parent)
     family = _family(obj, meta)
     dataset = _string(obj, "dataset") or _string(meta, "dataset")
     n_classes = _integer(obj, "n_classes", where)
@@ -420,9 +440,13 @@ def describe_source(value: Any) -> str | None:
             if isinstance(value.get(key), str) and value[key].strip():
                 return value[key].strip()
         ckpt = value.get("checkpoint")
+        if not (isinstance(ckpt, str) and ckpt) and value.get("kind") == "checkpoint":
+            ckpt = value.get("path")
         if isinstance(ckpt, str) and ckpt:
             p = Path(ckpt)
-            return f"G samples ({p.parent.name}/{p.name})" if p.parent.name else f"G samples ({p.name})"
+            where = f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+            step = value.get("step")
+            return f"G samples ({where}{f', step {step}' if isinstance(step, int) else ''})"
         parts = [str(value[k]) for k in ("dataset", "split") if isinstance(value.get(k), str)]
         if parts:
             return " ".join(parts) + " images"
