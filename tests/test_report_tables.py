@@ -290,3 +290,12 @@ def test_features_meta_read_from_the_named_store_when_not_embedded(tmp_path):
     del obj["features_meta"]
     res = _load(tmp_path, {"k": obj})  # relative to the result file's directory
     assert res.probes[0].label == "k-means (400 centroids) + L2-SVM" and res.probes[0].max_feature_units == 400
+
+
+def test_latex_guards_a_leading_bracket_and_wide_tables(tmp_path):
+    res = _load(tmp_path, {"d": probe("dcgan", label="[ablation] no BN")})
+    tex = to_latex(cifar10_table(res.probes, published=False))
+    assert "\\midrule\n{}[ablation] no BN & " in tex
+    assert tex.count("\\begin{table}[t]") == 1 and tex.rstrip().endswith("\\end{table}")
+    wide = to_latex(probe_table(res.probes))
+    assert "\\begin{table*}[t]\n\\centering\n\\small\n" in wide and wide.rstrip().endswith("\\end{table*}")
