@@ -73,6 +73,7 @@ def build_cached(key: str, shape: tuple[int, int, int, int], fill: Callable[[np.
             fill(out)
             out.flush()
             del out
+            os.chmod(tmp, 0o666 & ~_umask())  # temp files are private; cache entries get the usual mode
         write_json(path.with_suffix(".json"),
                    {"key": key, "shape": list(shape), "format": CACHE_FORMAT,
                     "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -81,3 +82,15 @@ def build_cached(key: str, shape: tuple[int, int, int, int], fill: Callable[[np.
         raise DataError(f"{path}: cannot write the image cache ({exc.strerror or exc}); free space or set "
                         f"GAN_PROBE_CACHE to a writable folder") from None
     return np.load(path, mmap_mode="r")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would briefly alter it for every thread)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
