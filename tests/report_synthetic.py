@@ -51,7 +51,8 @@ def inception(value: float = 6.41, std: float = 0.07, **extra) -> dict:
 
 
 def fid(value: float = 37.41, **extra) -> dict:
-    obj = {"metric": "fid", "fid": value, "n_a": 10000, "a": {"kind": "checkpoint", "checkpoint": "runs/a/checkpoint.pt"},
+    obj = {"metric": "fid", "fid": value, "n_a": 10000,
+           "a": {"kind": "checkpoint", "checkpoint": "runs/a/checkpoint.pt"},
            "b": {"kind": "dataset", "dataset": "cifar10", "split": "train"}, "seconds": 4.0,
            "provenance": {"command": "gan-probe fid runs/a/checkpoint.pt dataset:cifar10"}}
     obj.update(extra)

@@ -75,7 +75,8 @@ def test_formats_and_clean_overwrite(tmp_path):
     res, run = _inputs(tmp_path)
     out = tmp_path / "report"
     build_report([res / "dcgan_400.json", res / "is.json", run], out)
-    assert (out / "figures" / "samples_dcgan_digits.png").is_file() and (out / "tables" / "sample_quality.tex").is_file()
+    assert (out / "figures" / "samples_dcgan_digits.png").is_file()
+    assert (out / "tables" / "sample_quality.tex").is_file()
     (out / "figures" / "stale.png").write_bytes(b"old")
     report = build_report([res / "dcgan_400.json"], out, formats="csv", published=False)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -141,8 +142,9 @@ def test_other_errors(tmp_path, capsys):
 
 
 def test_python_api(tmp_path):
-    from gan_probe.report import build_report as b, load_results as l, published_rows  # noqa: F401
+    import gan_probe.report as api
 
+    assert {"build_report", "load_results", "published_rows", "label_efficiency_data"} <= set(api.__all__)
     write(tmp_path / "r" / "a.json", probe())
     results = load_results([tmp_path / "r"])
     report = build_report(results, tmp_path / "out", formats=("md",), command="custom command")

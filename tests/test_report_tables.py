@@ -215,7 +215,8 @@ def test_colliding_labels_are_made_unique(tmp_path):
                            "a400_again": probe("kmeans"), "a400_twice": probe("kmeans")})
     labels = sorted(p.label for p in res.probes)
     assert labels == ["DCGAN (paper32) + L2-SVM [a/checkpoint.pt]", "DCGAN (paper32) + L2-SVM [b/checkpoint.pt]",
-                      "k-means (1600 centroids) + L2-SVM [a400_again]", "k-means (1600 centroids) + L2-SVM [a400_twice]"]
+                      "k-means (1600 centroids) + L2-SVM [a400_again]",
+                      "k-means (1600 centroids) + L2-SVM [a400_twice]"]
     assert len(res.notes) == 2
     assert len(cifar10_table(res.probes).display) == 5 + 4
 

@@ -270,8 +270,8 @@ def cifar10_table(probes: Sequence[ProbeResult], published: bool = True,
             "reference": "measured", "details": note,
             "files": "; ".join(r.path for r in (full, few) if r is not None)})
     notes += pub_notes
-    notes.append(f"Accuracies on the CIFAR-10 test set; ± is the standard deviation over the label draws "
-                 f"(accuracy_std of the result file). Max # of feature units: the widest layer (k-means: centroids).")
+    notes.append("Accuracies on the CIFAR-10 test set; ± is the standard deviation over the label draws "
+                 "(accuracy_std of the result file). Max # of feature units: the widest layer (k-means: centroids).")
     display, data = _frames(display_rows, data_rows, CIFAR_COLUMNS, CIFAR_DATA)
     data["max_feature_units"] = data["max_feature_units"].astype("Int64")
     return Table("cifar10", "CIFAR-10 classification with linear L2-SVMs on frozen features "
@@ -344,7 +344,8 @@ def describe_sample_row(label: str, results: Sequence[SampleQualityResult]) -> s
         if s.extractor:
             bits.append(f"network {s.extractor}")
         if s.conventions:
-            shown = {k: v for k, v in s.conventions.items() if isinstance(v, (str, int, float, bool)) and len(str(v)) < 40}
+            shown = {k: v for k, v in s.conventions.items()
+                     if isinstance(v, (str, int, float, bool)) and len(str(v)) < 40}
             bits.append("conventions: " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[:6]))
         bits += [f"WARNING: {w}" for w in s.warnings]
         parts.append(f"{s.path} ({'; '.join(b for b in bits if b)})")
