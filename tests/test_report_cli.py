@@ -134,11 +134,20 @@ def test_other_errors(tmp_path, capsys):
     assert "--format" in capsys.readouterr().err
     run = run_dir(tmp_path / "run")
     with open(run / "log.csv", "a") as fh:
-        fh.write("21,2.1,oops,1,1,1,1,1\n")
+        fh.write("21,2.1,oops,1,1,1,1,1\n22,2.2,1.0,1.0,0.5,0.5,100,11\n")
     assert main(["report", str(run), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert f"{run / 'log.csv'}: line 22 holds a non-numeric value" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_incomplete_last_log_line_is_left_out(tmp_path):
+    run = run_dir(tmp_path / "run", with_samples=False)
+    with open(run / "log.csv", "a") as fh:
+        fh.write("21,2.1,0.8,1.")  # a run still writing its log
+    res = load_results([run])
+    assert len(res.runs[0].log) == 20 and res.runs[0].log[-1]["step"] == 20.0
+    assert res.notes == [f"{run / 'log.csv'}: line 22 is incomplete (a run still writing?); left out"]
 
 
 def test_python_api(tmp_path):

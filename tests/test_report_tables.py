@@ -300,3 +300,9 @@ def test_latex_guards_a_leading_bracket_and_wide_tables(tmp_path):
     assert tex.count("\\begin{table}[t]") == 1 and tex.rstrip().endswith("\\end{table}")
     wide = to_latex(probe_table(res.probes))
     assert "\\begin{table*}[t]\n\\centering\n\\small\n" in wide and wide.rstrip().endswith("\\end{table*}")
+
+
+def test_dataset_spellings_are_normalised(tmp_path):
+    res = _load(tmp_path, {"a": probe("dcgan", dataset="CIFAR-10"), "b": probe("kmeans", dataset="Cifar10")})
+    assert [p.dataset for p in res.probes] == ["cifar10", "cifar10"]
+    assert len(cifar10_table(res.probes).display) == 7

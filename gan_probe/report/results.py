@@ -240,6 +240,17 @@ def normalise_family(value: Any) -> str | None:
     return _FAMILY_ALIASES.get(key, "other")
 
 
+_DATASET_ALIASES = {"cifar-10": "cifar10", "cifar_10": "cifar10", "svhn-cropped": "svhn"}
+
+
+def normalise_dataset(name: str | None) -> str | None:
+    """Lower-case dataset names, with common spellings mapped to the readers' names ("CIFAR-10" -> "cifar10")."""
+    if not name:
+        return None
+    key = name.strip().lower()
+    return _DATASET_ALIASES.get(key, key)
+
+
 def _centroids(meta: dict) -> int | None:
     for where in (meta, _mapping(meta, "kmeans"), _mapping(meta, "config"), _mapping(meta, "options")):
         for key in ("n_centroids", "centroids", "k", "n_clusters", "num_centroids"):
@@ -395,7 +406,7 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
         std = _fraction(obj, "error_std", where)
     meta = _mapping(obj, "features_meta") or _store_meta(obj, Path(path).parent)
     family = _family(obj, meta)
-    dataset = _string(obj, "dataset") or _string(meta, "dataset")
+    dataset = normalise_dataset(_string(obj, "dataset") or _string(meta, "dataset"))
     n_classes = _integer(obj, "n_classes", where)
     if n_classes is None:
         classes = meta.get("classes", meta.get("n_classes"))
@@ -543,24 +554,43 @@ def is_feature_store(path: Path) -> bool:
     return (path / "meta.json").is_file() and (path / "train_features.npy").exists()
 
 
-def load_run_dir(path: str | os.PathLike) -> RunDir:
+def read_log_csv(log_path: Path) -> tuple[list[dict[str, float]], str | None]:
+    """log.csv rows as floats. A bad last line (a run still writing it) is dropped with a note; a bad line
+    elsewhere raises :class:`ResultError`."""
+    import csv
+
+    try:
+        with open(log_path, newline="") as fh:
+            lines = list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise ResultError(f"{log_path}: cannot read the file ({exc})") from None
+    rows: list[dict[str, float]] = []
+    for i, row in enumerate(lines, start=2):
+        problem = None
+        if None in row or any(v is None for v in row.values()):
+            problem = "has a different number of fields than the header"
+        else:
+            try:
+                rows.append({k: float(v) for k, v in row.items() if v != ""})
+            except ValueError:
+                problem = "holds a non-numeric value"
+        if problem is not None:
+            if i == len(lines) + 1:
+                return rows, f"{log_path}: line {i} is incomplete (a run still writing?); left out"
+            raise ResultError(f"{log_path}: line {i} {problem}")
+    return rows, None
+
+
+def load_run_dir(path: str | os.PathLike, notes: list[str] | None = None) -> RunDir:
     """Read a training run directory: config.json, log.csv (optional), samples/*.png, checkpoint.pt."""
     path = Path(path)
     config = read_json_object(path / "config.json")
     log: list[dict[str, float]] = []
     log_path = path / "log.csv"
     if log_path.is_file():
-        import csv
-
-        try:
-            with open(log_path, newline="") as fh:
-                for i, row in enumerate(csv.DictReader(fh), start=2):
-                    try:
-                        log.append({k: float(v) for k, v in row.items() if k is not None and v not in (None, "")})
-                    except ValueError:
-                        raise ResultError(f"{log_path}: line {i} holds a non-numeric value") from None
-        except OSError as exc:
-            raise ResultError(f"{log_path}: cannot read the file ({exc})") from None
+        log, note = read_log_csv(log_path)
+        if note and notes is not None:
+            notes.append(note)
     samples = sorted(str(p) for p in (path / "samples").glob("*.png")) if (path / "samples").is_dir() else []
     checkpoint = path / "checkpoint.pt"
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
@@ -599,7 +629,7 @@ def _scan(root: Path, results: Results, seen: set[Path]) -> None:
             if is_run_dir(sub):
                 if sub.resolve() not in seen:
                     seen.add(sub.resolve())
-                    _add(results, load_run_dir(sub))
+                    _add(results, load_run_dir(sub, results.notes))
             elif is_feature_store(sub):
                 continue
             elif (sub / "report.json").is_file():
@@ -636,7 +666,7 @@ def load_results(paths: Iterable[str | os.PathLike], unique_labels: bool = True)
             if is_run_dir(path):
                 if path.resolve() not in seen:
                     seen.add(path.resolve())
-                    _add(results, load_run_dir(path))
+                    _add(results, load_run_dir(path, results.notes))
             elif (path / "report.json").is_file():
                 raise ResultError(f"{path}: is a gan-probe report directory, not results; pass the result files "
                                   f"or run directories it was built from")
