@@ -69,7 +69,8 @@ def run_dir(path: Path, steps: int = 20, with_samples: bool = True) -> Path:
     """A training run directory as `gan-probe train` leaves it (without a checkpoint)."""
     path.mkdir(parents=True, exist_ok=True)
     write(path / "config.json", {"train": {"dataset": "digits", "preset": "small32", "seed": 3, "device": "cpu"},
-                                 "model": {"preset": "small32"}})
+                                 "model": {"preset": "small32"},
+                                 "data": {"dataset": "digits", "split": "train", "n": 1347, "sha256": "d" * 64}})
     fields = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "seconds")
     with open(path / "log.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fields)

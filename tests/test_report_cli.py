@@ -59,7 +59,8 @@ def test_end_to_end_report(tmp_path, capsys):
     prov = md.split("## Provenance", 1)[1]
     for text in ("gan-probe svm feats/dcgan --protocol full", "gan-probe extract --checkpoint runs/a/checkpoint.pt",
                  "gan-probe inception-score runs/a/checkpoint.pt", "gan-probe fid runs/a/checkpoint.pt", "a" * 64,
-                 "c" * 64, "| svm (full) |", "| train |", "seed=0", "seed=3", "gan-probe report "):
+                 "c" * 64, "| svm (full) |", "| train |", "seed=0", "seed=3", "gan-probe report ",
+                 "| data: digits train, n=1347 | " + "d" * 64):
         assert text in prov, text
     report = json.loads((out / "report.json").read_text())
     assert report["format"] == "gan-probe-report" and report["title"] == "Test report"

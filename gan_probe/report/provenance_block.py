@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..provenance import sha256_json
+from ..provenance import sha256_file, sha256_json
 from .results import ProbeResult, Results
 
 MISSING = "-"
@@ -92,6 +92,14 @@ def checksums_frame(results: Results) -> pd.DataFrame:
             add(f"checkpoint: {r.checkpoint or '?'}", r.checkpoint_sha256, r.path)
         for name, sha in (_prov(r).get("sha256") or {}).items():
             add(f"file: {name}", sha, r.path)
+    for run in results.runs:
+        data = run.config.get("data")
+        if isinstance(data, dict) and data.get("sha256"):
+            n = f", n={data['n']}" if data.get("n") is not None else ""
+            add(f"data: {data.get('dataset') or '?'} {data.get('split') or ''}{n}".replace(" ,", ","), data["sha256"],
+                run.path)
+        if run.checkpoint:
+            add(f"checkpoint: {run.checkpoint}", sha256_file(run.checkpoint), run.path)
     for s in results.samples:
         for name, sha in (_prov(s).get("sha256") or {}).items():
             add(f"file: {name}", sha, s.path)
