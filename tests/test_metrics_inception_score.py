@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_probe.metrics.inception_score import (grouped_inception_score, inception_score,
+from gan_probe.metrics.inception_score import (ISConventions, grouped_inception_score, inception_score,
                                                inception_score_from_probs)
 
 
@@ -81,3 +81,50 @@ def test_bad_inputs():
         inception_score(np.zeros((5, 3)), splits=10)
     with pytest.raises(ValueError, match="shape"):
         inception_score(np.zeros(5))
+
+
+class _FakeExtractor:
+    """Logits from pixel statistics (no Inception forward): class 0 for dark images, 1 for bright ones."""
+
+    provides = ("pool", "logits")
+    device = torch.device("cpu")
+
+    def __call__(self, images):
+        bright = images.float().mean(dim=(1, 2, 3)) / 255
+        logits = torch.stack([10 * (0.5 - bright), 10 * (bright - 0.5), torch.zeros_like(bright)], 1)
+        return {"logits": logits, "pool": logits}
+
+    def describe(self):
+        return {"extractor": "fake"}
+
+
+class _RedClassifier(torch.nn.Module):
+    def forward(self, x):  # x in [-1, 1]: class 1 if the red channel is brighter than green
+        r, g = x[:, 0].mean(dim=(1, 2)), x[:, 1].mean(dim=(1, 2))
+        return torch.stack([g - r, r - g], 1)
+
+
+def test_per_class_groups_by_classifier_or_labels(tmp_path):
+    from gan_probe.errors import GanProbeError
+    from gan_probe.metrics.evaluate import inception_score_of
+    from gan_probe.metrics.sources import ArraySource
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 4, 4, 3), dtype=np.uint8)
+    images[:10, :, :, 0] = 255          # 10 red images
+    images[10:, :, :, 0] = 0
+    torch.jit.script(_RedClassifier()).save(str(tmp_path / "clf.pt"))
+    labels = np.repeat([0, 1, 2], 8)
+    src = ArraySource(images, labels)
+    by_clf = inception_score_of(src, _FakeExtractor(), ISConventions(splits=2), batch_size=5, per_class=True,
+                                classifier=tmp_path / "clf.pt")
+    assert by_clf["per_class"]["grouping"].startswith("argmax of classifier")
+    assert {k: v["n"] for k, v in by_clf["per_class"]["classes"].items()} == {"0": 14, "1": 10}
+    by_label = inception_score_of(src, _FakeExtractor(), ISConventions(splits=2), per_class=True)
+    assert by_label["per_class"]["grouping"] == "dataset labels"
+    assert {k: v["n"] for k, v in by_label["per_class"]["classes"].items()} == {"0": 8, "1": 8, "2": 8}
+    logits = _FakeExtractor()(torch.from_numpy(images).permute(0, 3, 1, 2))["logits"].numpy()
+    assert by_label["per_class"]["classes"]["1"]["inception_score_mean"] == pytest.approx(
+        inception_score(logits[8:16], splits=2).mean, rel=1e-12)
+    with pytest.raises(GanProbeError, match="--classifier"):
+        inception_score_of(ArraySource(images), _FakeExtractor(), ISConventions(splits=2), per_class=True)
