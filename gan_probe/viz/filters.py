@@ -158,9 +158,18 @@ def random_discriminator_like(disc: Discriminator, seed: int) -> Discriminator:
     return fresh.to(next(disc.parameters()).device).eval()
 
 
-def _normalise_gradient(grad: np.ndarray) -> np.ndarray:
-    scale = float(np.abs(grad).max())
-    return grad / (2 * scale) + 0.5 if scale > 0 else np.full_like(grad, 0.5)
+def normalise_gradient(grad: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """Gradient -> display range [0, 1] with zero at mid-gray, scaled by a high percentile of its non-zero
+    magnitudes (a few extreme pixels would otherwise leave the rest gray).
+
+    >>> normalise_gradient(np.array([[-2.0, 0.0, 1.0]]), percentile=100).tolist()
+    [[0.0, 0.5, 0.75]]
+    """
+    mags = np.abs(grad[grad != 0])
+    scale = float(np.percentile(mags, percentile)) if mags.size else 0.0
+    if scale <= 0:
+        return np.full_like(grad, 0.5)
+    return np.clip(grad / (2 * scale) + 0.5, 0, 1)
 
 
 def filter_rows(disc: Discriminator, images: np.ndarray, layers: Sequence[int], maps: int = 6, top: int = 8,
@@ -183,7 +192,7 @@ def filter_rows(disc: Discriminator, images: np.ndarray, layers: Sequence[int], 
             r, c = found.units[m, 0].tolist()
             with one_thread(next(disc.parameters()).device.type == "cpu"):
                 grad = guided_backprop(disc, to_model_input(images[first:first + 1])[0], layer, channel, r, c)
-            grad_img = _normalise_gradient(grad.permute(1, 2, 0).numpy())
+            grad_img = normalise_gradient(grad.permute(1, 2, 0).numpy())
             tiles.append(crop(grad_img, *rf.box(r, c)))
             rows.append((f"conv{layer + 1} #{channel}", strip(tiles, [len(tiles) - 2], gap=max(2, rf.size // 3))))
     return rows
