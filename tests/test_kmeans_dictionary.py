@@ -122,3 +122,14 @@ def test_config_validation_and_bad_dictionary_file(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"not a zip")
     with pytest.raises(FeatureStoreError, match="x.npz"):
         KMeansDictionary.load(tmp_path / "x.npz")
+
+
+def test_lloyd_result_does_not_depend_on_worker_threads(monkeypatch):
+    import gan_probe.baselines.clustering as clustering
+
+    monkeypatch.setattr(clustering, "TASK_ROWS", 64)                    # several tasks per iteration
+    x = np.random.default_rng(5).standard_normal((500, 6)).astype(np.float32)
+    one = lloyd_kmeans(x, 9, 5, seed=1, workers=1, chunk=32)
+    three = lloyd_kmeans(x, 9, 5, seed=1, workers=3, chunk=32)
+    assert np.array_equal(one.centroids, three.centroids) and one.inertia == three.inertia
+    assert torch.get_num_threads() >= 1                                   # thread settings restored

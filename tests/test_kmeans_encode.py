@@ -112,3 +112,17 @@ def test_extract_patches_order_and_grid():
     assert x.shape == (1, 4 * 3, 8)
     # position (row 1, col 2) is index 1 * 3 + 2: pixels (1,2),(1,3),(2,2),(2,3), channels last
     assert x[0, 5].tolist() == img[0, 1:3, 2:4].reshape(-1).float().tolist()
+
+
+def test_worker_threads_do_not_change_features_and_restore_thread_settings():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (37, 9, 9, 3), dtype=np.uint8)
+    cents, mean, white = _random_dictionary(rng, 27, 7)
+    d = KMeansDictionary(KMeansConfig(centroids=7, patch=3, patches=10), cents, mean, white)
+    threads = torch.get_num_threads()
+    one = d.encode(images, batch_size=16, workers=1)
+    np.testing.assert_allclose(d.encode(images, batch_size=16, workers=3), one, rtol=1e-5, atol=1e-5)
+    assert torch.get_num_threads() == threads
+    readonly = images.copy()
+    readonly.flags.writeable = False
+    np.testing.assert_allclose(d.encode(readonly, batch_size=16, workers=2), one, rtol=1e-5, atol=1e-5)

@@ -23,10 +23,12 @@ from ..errors import FeatureStoreError
 from .clustering import lloyd_kmeans
 from .config import KMeansConfig
 from .encode import PatchEncoder
+from .parallel import WorkerPool, default_workers
 from .patches import normalise_patches_, sample_patches
 from .whitening import fit_zca
 
 FORMAT = "gan-probe-kmeans-dictionary"
+PIECE_IMAGES = 16  # images per unit of work for the CPU worker threads
 
 
 @dataclass
@@ -47,30 +49,48 @@ class KMeansDictionary:
     def n_features(self) -> int:
         return 4 * len(self.centroids)
 
-    def encoder(self, device: str | torch.device = "cpu", block_elements: int | None = None) -> PatchEncoder:
+    def encoder(self, device: str | torch.device = "cpu", block_elements: int | None = None,
+                gemm: str = "auto") -> PatchEncoder:
         """A :class:`PatchEncoder` holding this dictionary on ``device``."""
         c = self.config
         return PatchEncoder(self.centroids, self.mean, self.whitening, c.patch, c.stride, c.encoder, c.norm_eps,
-                            device=device, block_elements=block_elements)
+                            device=device, block_elements=block_elements, gemm=gemm)
 
     def iter_encode(self, images: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu",
-                    progress: bool = False, desc: str = "encode") -> Iterator[np.ndarray]:
-        """Yield float32 (b, 4 K) feature blocks for consecutive batches of uint8 (N, H, W, C) ``images``."""
-        encoder = self.encoder(device)
+                    progress: bool = False, desc: str = "encode", workers: int | None = None,
+                    gemm: str = "auto") -> Iterator[np.ndarray]:
+        """Yield float32 (b, 4 K) feature blocks for consecutive batches of uint8 (N, H, W, C) ``images``.
+
+        On CPU each batch is cut into pieces of at most ``PIECE_IMAGES`` images that ``workers`` threads
+        (default: torch's thread count) encode with single-threaded kernels (:mod:`.parallel`); kernels run
+        single-threaded until the generator is exhausted or closed.
+        """
+        dev = torch.device(device)
+        workers = default_workers(dev) if workers is None else max(1, int(workers))
+        piece = batch_size if workers == 1 else max(1, min(PIECE_IMAGES, -(-batch_size // workers)))
         starts = range(0, len(images), batch_size)
         if progress:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=desc, unit="batch", dynamic_ncols=True)
-        with torch.inference_mode():
+        with WorkerPool(workers) as pool:
+            def run(chunk: np.ndarray) -> np.ndarray:
+                encoder = getattr(pool.local, "encoder", None)
+                if encoder is None:
+                    encoder = pool.local.encoder = self.encoder(dev, gemm=gemm)
+                with torch.inference_mode():
+                    return encoder(torch.from_numpy(chunk)).cpu().numpy()
+
             for start in starts:
-                batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-                yield encoder(batch).cpu().numpy()
+                batch = np.ascontiguousarray(images[start:start + batch_size])
+                if not batch.flags.writeable:       # read-only memory maps: torch wants writable memory
+                    batch = batch.copy()
+                yield np.concatenate(pool.map(run, [batch[i:i + piece] for i in range(0, len(batch), piece)]))
 
     def encode(self, images: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu",
-               progress: bool = False) -> np.ndarray:
+               progress: bool = False, workers: int | None = None) -> np.ndarray:
         """Features of uint8 (N, H, W, C) images as a float32 (N, 4 K) array (any image size >= the patch)."""
-        blocks = list(self.iter_encode(images, batch_size, device, progress))
+        blocks = list(self.iter_encode(images, batch_size, device, progress, workers=workers))
         return np.concatenate(blocks) if blocks else np.zeros((0, self.n_features), np.float32)
 
     def save(self, path: str | os.PathLike) -> Path:

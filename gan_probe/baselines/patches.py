@@ -84,8 +84,21 @@ def normalise_patches_(x: torch.Tensor, eps: float = 10.0) -> torch.Tensor:
     >>> normalise_patches_(torch.tensor([[0., 2., 4.]]), eps=0.0)
     tensor([[-1.,  0.,  1.]])
     """
-    var, mean = torch.var_mean(x, dim=-1, correction=1 if x.shape[-1] > 1 else 0, keepdim=True)
-    return x.sub_(mean).mul_(var.add_(eps).rsqrt_())
+    dim = x.shape[-1]
+    x.sub_(x.sum(dim=-1, keepdim=True).div_(dim))
+    var = row_dots(x).div_(max(dim - 1, 1))
+    return x.mul_(var.add_(eps).rsqrt_())
+
+
+def row_dots(x: torch.Tensor) -> torch.Tensor:
+    """``(x * x).sum(-1, keepdim=True)`` without the temporary (a batched 1 x D @ D x 1 product; much faster on
+    CPU than ``var_mean`` or ``vecdot`` for short rows).
+
+    >>> row_dots(torch.tensor([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[5.0], [25.0]]
+    """
+    rows = x.reshape(-1, 1, x.shape[-1])
+    return torch.bmm(rows, rows.transpose(1, 2)).view(*x.shape[:-1], 1)
 
 
 def normalise_patches(x: np.ndarray, eps: float = 10.0) -> np.ndarray:

@@ -53,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--batch-size", type=int, default=256, help="images encoded per batch")
+    r.add_argument("--threads", type=int, help="CPU worker threads (default: torch's thread count)")
     r.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True, metavar="FEATS", help="feature store directory")
 
@@ -89,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
     from ..baselines import KMeansConfig, KMeansDictionary, kmeans_features, pixel_features
     from ..features.store import load_store
 
+    if args.threads is not None:
+        if args.threads < 1:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--threads {args.threads}: expected at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     config = None
     if not args.raw_pixels and args.dictionary is None:
         config = KMeansConfig(centroids=args.centroids, patch=args.patch, stride=args.stride, patches=args.patches,
