@@ -1,0 +1,87 @@
+import pytest
+
+from gan_probe.cli import main
+from gan_probe.errors import ConfigError
+from gan_probe.pipeline import default_config, load_config
+from gan_probe.pipeline.stages import StageRunner
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_default_config_is_digits():
+    config = default_config()
+    assert config.train.dataset == "digits" and config.probe.dataset == "digits"
+    assert config.baselines.random_d and config.baselines.pixels and config.kmeans.enabled
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[train]\nmax_step = 3\n", "c.toml: [train].max_step: unknown key; expected one of"),
+    ("[train]\nmax_steps = 'many'\n", "c.toml: [train].max_steps: expected an integer, got 'many'"),
+    ("colour = 1\n", "c.toml: colour: unknown key"),
+    ("[kmeans]\nenabled = 1\n", "[kmeans].enabled: expected true or false"),
+    ("[probe]\nlabels_per_class = 400\n", "[probe].labels_per_class: expected a list"),
+    ("[probe]\ndataset = 'cifar10'\n", "[probe].data_root is missing (needed for dataset cifar10)"),
+    ("[probe]\ndataset = 'cifar10'\ndata_root = '/no/such/dir'\n", "/no/such/dir: no such file or directory"),
+    ("[probe]\ndataset = 'mnist'\n", "[probe].dataset 'mnist': expected one of"),
+    ("[probe]\nC = '-1'\n", "[probe].C must be positive"),
+    ("[probe]\nprotocols = ['all']\n", "'all' is not one of full, few-labels, svhn"),
+    ("[train]\ncheckpoint = 'missing.pt'\n", "[train].checkpoint missing.pt: file not found"),
+    ("train = 3\n", "train: expected a [train] table"),
+    ("[train\n", "not valid TOML"),
+])
+def test_validation_errors_are_one_line_and_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path, text))
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["pipeline", "--config", str(tmp_path / "none.toml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("none.toml: config file not found") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["digits-default", "cifar10-paper", "svhn-paper"])
+def test_shipped_configs_parse(name, capsys, tmp_path, monkeypatch):
+    assert main(["pipeline", "--show-config", name]) == 0
+    text = capsys.readouterr().out
+    # point the data roots at an existing directory so validation passes
+    text = text.replace('"/data/imagenet32"', f'"{tmp_path}"').replace('"/data/cifar10"', f'"{tmp_path}"')
+    text = text.replace('"/data/svhn"', f'"{tmp_path}"')
+    config = load_config(_write(tmp_path, text))
+    assert config.name == name
+
+
+def test_stage_cache_skips_unchanged_and_reruns_changed(tmp_path):
+    calls = []
+
+    def work(tag):
+        def fn():
+            calls.append(tag)
+            out = tmp_path / f"{tag}.txt"
+            out.write_text(tag)
+            return {"out_path": str(out)}
+        return fn
+
+    runner = StageRunner(tmp_path, log=lambda m: None)
+    a = runner.run("a", {"x": 1}, work("a1"))
+    assert not a.cached and calls == ["a1"]
+    again = StageRunner(tmp_path, log=lambda m: None).run("a", {"x": 1}, work("a2"))
+    assert again.cached and calls == ["a1"] and again.key == a.key
+    changed = StageRunner(tmp_path, log=lambda m: None).run("a", {"x": 2}, work("a3"))
+    assert not changed.cached and calls == ["a1", "a3"]
+    (tmp_path / "a3.txt").unlink()  # an output went missing: recompute
+    StageRunner(tmp_path, log=lambda m: None).run("a", {"x": 2}, work("a4"))
+    assert calls == ["a1", "a3", "a4"]
+
+
+def test_skipped_stage_records_reason(tmp_path):
+    runner = StageRunner(tmp_path, log=lambda m: None)
+    res = runner.run("fid", {}, lambda: {"_skipped": "no weights"})
+    assert res.skipped == "no weights"
+    assert StageRunner(tmp_path, log=lambda m: None).run("fid", {}, lambda: 1 / 0).skipped == "no weights"
