@@ -81,6 +81,12 @@ class LatentPrior(nn.Module):
     def regularizer(self, weight: float = 1.0) -> torch.Tensor:
         """Extra generator loss term: ``weight * sum_k ||1 - sigma_k||^2 / N`` for ``mog``, else zero.
 
+        Choosing ``weight``: Adam normalises each parameter's step, so what matters is this term's gradient
+        on ``sigma`` (``2 * weight * (1 - sigma) / N`` per element) relative to the GAN loss's. With
+        ``weight = 1`` the regulariser dominates and every ``sigma`` drifts to 1 at the learning rate;
+        about ``0.01`` keeps the two comparable (small32 on CIFAR-10), and the DeLiGAN authors' MNIST code,
+        ``mean((1 - sigma)^2) / 3``, corresponds to ``weight = 1 / (3 * nz)``.
+
         >>> from gan_probe.models import preset_config
         >>> prior = LatentPrior(preset_config("small32", latent="mog", nz=2, mog_components=4))
         >>> round(prior.regularizer(0.5).item(), 4)  # 0.5 * 4 * 2 * 0.8**2 / 4
