@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from gan_probe.checkpoint import load_models
 from gan_probe.errors import ConfigError

@@ -5,8 +5,9 @@ Every ``*_figure`` function takes the models of a checkpoint (:func:`gan_probe.c
 returns a matplotlib Figure; :func:`save_figure` writes it (PNG or PDF by extension, atomically).
 
 >>> from gan_probe.checkpoint import load_models                            # doctest: +SKIP
->>> from gan_probe.viz import interpolate_figure, save_figure
->>> save_figure(interpolate_figure(load_models("run/checkpoint.pt"), rows=10, steps=10, seed=0), "walk.png")
+>>> from gan_probe.viz import interpolate_figure, save_figure  # doctest: +SKIP
+>>> models = load_models("run/checkpoint.pt")  # doctest: +SKIP
+>>> save_figure(interpolate_figure(models, rows=10, steps=10, seed=0), "walk.png")  # doctest: +SKIP
 """
 from .arithmetic import Arithmetic, arithmetic_figure, latent_arithmetic
 from .common import dataset_images, save_figure

@@ -5,8 +5,9 @@ average the codes of each concept, and decode ``mean(A) - mean(B) + mean(C)`` to
 add uniform noise in [-perturb, perturb] to it (the paper used 0.25).
 
 >>> from gan_probe.checkpoint import load_models                          # doctest: +SKIP
->>> result = latent_arithmetic(load_models("ckpt.pt"), a=[3, 9, 14], b=[1, 5, 7], c=[2, 8, 30], grid_seed=0)
->>> result.result_images.shape
+>>> models = load_models("ckpt.pt")  # doctest: +SKIP
+>>> result = latent_arithmetic(models, a=[3, 9, 14], b=[1, 5, 7], c=[2, 8, 30], grid_seed=0)  # doctest: +SKIP
+>>> result.result_images.shape  # doctest: +SKIP
 torch.Size([9, 3, 32, 32])
 """
 from __future__ import annotations

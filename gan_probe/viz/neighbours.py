@@ -6,8 +6,8 @@ the linear probe uses; :func:`gan_probe.features.pooled_features`). A generator 
 shows near-copies in the pixel column.
 
 >>> from gan_probe.checkpoint import load_models                       # doctest: +SKIP
->>> found = nearest_neighbours(load_models("ckpt.pt"), train_images, n=8, k=5)
->>> found.pixel_index.shape, found.feature_index.shape
+>>> found = nearest_neighbours(load_models("ckpt.pt"), train_images, n=8, k=5)  # doctest: +SKIP
+>>> found.pixel_index.shape, found.feature_index.shape  # doctest: +SKIP
 ((8, 5), (8, 5))
 """
 from __future__ import annotations

@@ -5,8 +5,8 @@ The codes are ``latents(prior, n, seed)``: the same ``--n`` and ``--seed`` give 
 grid select those samples.
 
 >>> from gan_probe.checkpoint import load_models                    # doctest: +SKIP
->>> fig = samples_figure(load_models("run/checkpoint.pt"), n=64, seed=0, numbers=True)
->>> save_figure(fig, "samples.png")
+>>> fig = samples_figure(load_models("run/checkpoint.pt"), n=64, seed=0, numbers=True)  # doctest: +SKIP
+>>> save_figure(fig, "samples.png")  # doctest: +SKIP
 """
 from __future__ import annotations
 
