@@ -21,6 +21,10 @@ How the work is organised (the distance matrix, ``positions x K`` per image, is 
   buffer of a few images' top or bottom halves, sized to stay in cache, and are pooled right away: a block
   is reduced over its rows, then split at the middle column. The per-image ``positions x K`` responses never
   exist for more than one block at a time.
+
+On CPU the matrix product takes about 55% of the time and the element-wise tail about 30%. ``torch.compile``
+fuses the tail into two passes (1.55x faster tail, about 9% of the total, measured on a 2-core EPYC) at about
+20 s of compilation per block shape; it is not used.
 """
 from __future__ import annotations
 

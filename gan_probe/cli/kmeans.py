@@ -47,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="triangle: max(0, mean(z) - z_k); hard: one-hot nearest centroid")
     k.add_argument("--iterations", type=int, default=50, help="k-means (Lloyd) iterations")
     k.add_argument("--seed", type=int, default=0, help="seed of patch sampling and k-means initialisation")
-    k.add_argument("--dictionary", metavar="NPZ", help="encode with this saved dictionary instead of learning one")
+    k.add_argument("--dictionary", metavar="NPZ",
+                   help="encode with this saved dictionary (its constants replace the flags above) instead of "
+                        "learning one")
     k.add_argument("--raw-pixels", action="store_true",
                    help="write the raw-pixel baseline instead (pixels / 255, flattened; no dictionary)")
     r = p.add_argument_group("run")
