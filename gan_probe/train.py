@@ -3,19 +3,25 @@
 Randomness is derived from ``(seed, epoch)`` for the data order and ``(seed, step)`` for latent codes, so a
 run resumed from any checkpoint follows exactly the same trajectory as an uninterrupted one (on the CPU).
 
+Distributed (``torchrun --nproc_per_node N -m gan_probe train ...``): ``batch_size`` is the global batch. Every
+step draws the same global batch (indices from the epoch's permutation, latent codes from the step's seed)
+as a single process and rank r takes rows ``[r * B/N, (r + 1) * B/N)`` of it; DistributedDataParallel
+averages the gradients, so the effective batch and learning rate do not depend on N. With ``sync_bn`` the
+batch-norm statistics are those of the global batch too and N processes follow the single-process trajectory
+up to floating-point rounding; without it each rank normalises with its own slice's statistics.
+
 >>> from gan_probe.train import TrainConfig, train          # doctest: +SKIP
 >>> train(TrainConfig(dataset="digits", preset="small32", max_steps=20), "runs/digits")
 """
 from __future__ import annotations
 
 import csv
-import math
 import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -24,12 +30,14 @@ from torch import nn
 from .atomic import atomic_path, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import load_split
-from .devices import resolve_device
+from .distributed import DistContext, agree, all_reduce, init_distributed, main_first, main_only
 from .errors import CheckpointError, ConfigError, GanProbeError
 from .models import Discriminator, Generator, ModelConfig, preset_config
 from .models.losses import LOSSES, d_loss, g_loss
 from .provenance import provenance
+from .syncbn import convert_sync_batchnorm
 
+CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 LOG = "log.csv"
@@ -60,6 +68,8 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 500
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    sync_bn: bool = False  # batch norm over the global batch of all ranks (torchrun); a no-op in one process
+    compile: bool = False  # torch.compile G and D
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -100,6 +110,7 @@ class TrainResult:
     loss_g: float | None
     seconds: float
     resumed_from: int
+    world_size: int = 1
 
 
 def _rng(seed: int, stream: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -172,57 +183,119 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+class _DiscriminatorPair(nn.Module):
+    """D applied separately to a real and a generated batch in one forward call.
+
+    DistributedDataParallel expects one forward per backward; running D twice inside one forward keeps batch
+    norm's per-batch statistics exactly as in the single-process loop (real and fake never mixed).
+    """
+
+    def __init__(self, disc: Discriminator):
+        super().__init__()
+        self.disc = disc
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.disc(real), self.disc(fake)
+
+
 def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = False,
-          callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """Train (or resume) a DCGAN into ``out_dir``; returns a summary. See :class:`TrainConfig`."""
+          callback: Callable[[int, dict[str, float]], None] | None = None,
+          given: Iterable[str] | None = None) -> TrainResult:
+    """Train (or resume) a DCGAN into ``out_dir``; returns a summary. See :class:`TrainConfig`.
+
+    Under ``torchrun`` (``WORLD_SIZE`` set) every rank calls this function: the process group is started from
+    the environment if needed (:func:`gan_probe.distributed.init_distributed`), G and D are wrapped in
+    DistributedDataParallel, each rank trains on its ``batch_size / world_size`` slice of every global batch,
+    and only rank 0 writes files, shows the progress bar and calls ``callback``. The caller destroys the
+    process group (:func:`gan_probe.distributed.shutdown`).
+
+    ``given`` names the options the user set explicitly (the CLI passes them); on ``resume`` an explicit
+    option that disagrees with the checkpoint's training options is an error, runtime options (``epochs``,
+    ``max_steps``, ``device``, ``amp``, ``sync_bn``, ``compile``, the ``*_every`` intervals) take the new
+    value. ``None``: options that differ from the defaults count as given.
+    """
+    ctx = init_distributed(config.device)
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
-    state: dict[str, Any] | None = None
-    if resume:
-        found = latest_checkpoint(out) if out.is_dir() else None
-        if found is None and (ckpt_path.exists() or (out / PREVIOUS).exists()):
-            load_checkpoint(ckpt_path)  # raises the clear corrupt-file error
-        if found is not None:
-            state = load_checkpoint(found)
-            saved = TrainConfig.from_dict(state["config"]["train"])
-            _check_resume_compatible(saved, config, found)
-            config = TrainConfig(**{**saved.to_dict(), "epochs": config.epochs, "max_steps": config.max_steps,
-                                    "device": config.device, "data_root": config.data_root or saved.data_root})
-    elif ckpt_path.exists():
-        raise GanProbeError(f"{ckpt_path}: the run directory already holds a checkpoint; pass --resume to continue "
-                            f"it or choose another --out")
+    explicit = _explicit(config, given)
 
-    device = resolve_device(config.device)
+    def find_start() -> str | None:  # rank 0: what to resume from, or refuse to overwrite a run
+        if resume:
+            found = latest_checkpoint(out) if out.is_dir() else None
+            if found is None and (ckpt_path.exists() or (out / PREVIOUS).exists()):
+                load_checkpoint(ckpt_path)  # raises the clear corrupt-file error
+            return None if found is None else str(found)
+        existing = [name for name in (CHECKPOINT, PREVIOUS, LOG, CONFIG) if (out / name).exists()]
+        if existing:
+            raise GanProbeError(f"{out / existing[0]}: the run directory already holds a run; pass --resume to "
+                                f"continue it or choose another --out")
+        return None
+
+    found = main_only(find_start, ctx)
+    state: dict[str, Any] | None = None
+    if found is not None:
+        state = agree(lambda: load_checkpoint(found), ctx)  # every rank reads the file rank 0 chose
+        saved = TrainConfig.from_dict(state["config"]["train"])
+        config = merge_resume_config(saved, config, explicit, Path(found))
+
+    world, device = ctx.world_size, ctx.device
+    if config.batch_size % world:
+        raise ConfigError(f"--batch-size {config.batch_size}: the global batch must be divisible by the world "
+                          f"size {world} (each rank takes batch-size / world-size images)")
+    local_batch = config.batch_size // world
     model_cfg = config.model_config()
-    data = load_split(config.dataset, config.data_root, config.split, image_size=model_cfg.image_size,
-                      download=config.download)
+    data = main_first(lambda: load_split(config.dataset, config.data_root, config.split,
+                                         image_size=model_cfg.image_size, download=config.download), ctx)
     n = len(data)
     if n < config.batch_size:
         raise ConfigError(f"--batch-size {config.batch_size}: the {config.dataset} {config.split} split has only "
                           f"{n} images")
     steps_per_epoch = n // config.batch_size
     total = _total_steps(config, steps_per_epoch)
+    cuda = device.type == "cuda"
 
     torch.manual_seed(config.seed)
-    gen, disc = Generator(model_cfg).to(device), Discriminator(model_cfg).to(device)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+    gen, disc = Generator(model_cfg), Discriminator(model_cfg)
     start = 0
     if state is not None:
         gen.load_state_dict(state["generator"])
         disc.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["optimizer_g"])
-        opt_d.load_state_dict(state["optimizer_d"])
         start = int(state["step"])
-    cuda = device.type == "cuda"
+    gen, disc = gen.to(device), disc.to(device)
     if cuda:
         gen = gen.to(memory_format=torch.channels_last)
         disc = disc.to(memory_format=torch.channels_last)
+    if config.sync_bn:
+        gen, disc = convert_sync_batchnorm(gen, device), convert_sync_batchnorm(disc, device)
+    adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), **({"fused": True} if cuda else {})}
+    opt_g, opt_d = torch.optim.Adam(gen.parameters(), **adam), torch.optim.Adam(disc.parameters(), **adam)
+    if state is not None:
+        opt_g.load_state_dict(state["optimizer_g"])
+        opt_d.load_state_dict(state["optimizer_d"])
 
-    out.mkdir(parents=True, exist_ok=True)
+    # the callables of the step: DDP wrappers under torchrun; D's use in G's step needs no gradient sync
+    g_step: nn.Module = gen
+    d_pair: nn.Module = _DiscriminatorPair(disc)
+    d_plain: nn.Module = disc
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = {"device_ids": [device.index]} if cuda else {}
+        g_step, d_pair = DDP(gen, **ids), DDP(d_pair, **ids)
+    if config.compile:
+        g_step, d_pair, d_plain = torch.compile(g_step), torch.compile(d_pair), torch.compile(d_plain)
+
     data_info = data.describe()
-    write_json(out / "config.json", {"train": config.to_dict(), "model": model_cfg.to_dict(), "data": data_info,
-                                     "steps_per_epoch": steps_per_epoch, "total_steps": total})
+    dist_info = {**ctx.describe(), "global_batch": config.batch_size, "per_rank_batch": local_batch,
+                 "sync_bn": config.sync_bn}
+
+    def open_run() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / CONFIG, {"train": config.to_dict(), "model": model_cfg.to_dict(), "data": data_info,
+                                  "steps_per_epoch": steps_per_epoch, "total_steps": total,
+                                  "distributed": dist_info})
+
+    main_only(open_run, ctx)
     # read into memory when it fits comfortably (random batches from a memory map thrash on large data)
     if data.images.nbytes < 4 * 2 ** 30:
         images = torch.from_numpy(np.array(data.images))
@@ -238,7 +311,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         with torch.no_grad():
             return gen.prior.sample(64, generator=_rng(config.seed, 3, 0), device="cpu").to(device)
 
-    log = _Log(out / LOG, start)
+    log = _Log(out / LOG, start) if ctx.is_main else None
+    saved_step = [start if state is not None else None]
 
     def checkpoint(step: int) -> None:
         payload = {
@@ -246,7 +320,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(),
             "step": step, "epoch": step // steps_per_epoch,
             "config": {"model": model_cfg.to_dict(), "train": config.to_dict()},
-            "data": data_info, "provenance": provenance(device=str(device), seeds={"seed": config.seed}),
+            "data": data_info, "distributed": dist_info,
+            "provenance": provenance(device=str(device), seeds={"seed": config.seed}),
         }
         if ckpt_path.exists():
             os.replace(ckpt_path, out / PREVIOUS)
@@ -260,75 +335,119 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.amp)
     bar = None
-    if progress:
+    if progress and ctx.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    # per-step (loss_d, loss_g), kept on the device and inspected at the check points (log, sample, checkpoint)
+    window = min(config.log_every, config.sample_every, config.checkpoint_every, max(total - start, 1))
+    losses = torch.zeros(window, 2, device=device)
+    since = 0  # steps recorded in ``losses`` since the last check
     order, order_epoch = None, -1
     last: dict[str, float] = {}
     t0 = time.perf_counter()
     window_t, window_images = t0, 0
+    rows = slice(ctx.rank * local_batch, (ctx.rank + 1) * local_batch)  # this rank's part of a global batch
     step = start
     try:
         while step < total:
             epoch, pos = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(n, config.seed, epoch), epoch
-            idx = order[pos * config.batch_size:(pos + 1) * config.batch_size]
+            idx = order[pos * config.batch_size:(pos + 1) * config.batch_size][rows]
             real = to_model_range(images[idx.to(images.device)].to(device, non_blocking=True))
             if cuda:
                 real = real.contiguous(memory_format=torch.channels_last)
-            z = gen.prior.sample(config.batch_size, generator=_rng(config.seed, 2, step, "cpu"),
-                                 device="cpu").to(device)
+            z = gen.prior.sample(config.batch_size, generator=_rng(config.seed, 2, step, "cpu"), device="cpu")
+            z = z[rows].to(device)
 
             with autocast:
-                fake = gen(z)
-                real_logits = disc(real)
-                fake_logits = disc(fake.detach())
+                fake = g_step(z)
+                real_logits, fake_logits = d_pair(real, fake.detach())
                 loss_d = d_loss(config.loss, real_logits, fake_logits)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
 
-            with autocast:
-                fake_logits_g = disc(fake)
-                loss_g = g_loss(config.loss, fake_logits_g) + gen.prior.regularizer(config.mog_sigma_reg).to(device)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+            disc.requires_grad_(False)  # G's step needs gradients through D, not of D's weights
+            try:
+                with autocast:
+                    fake_logits_g = d_plain(fake)
+                    loss_g = g_loss(config.loss, fake_logits_g) + gen.prior.regularizer(config.mog_sigma_reg).to(
+                        device)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+            finally:
+                disc.requires_grad_(True)
+            losses[since] = torch.stack((loss_d.detach().float(), loss_g.detach().float()))
+            since += 1
             step += 1
             window_images += config.batch_size
 
-            if step % config.log_every == 0 or step == total:
-                ld, lg = float(loss_d.detach()), float(loss_g.detach())
-                if not (math.isfinite(ld) and math.isfinite(lg)):
-                    raise GanProbeError(f"non-finite loss at step {step} (loss_d={ld}, loss_g={lg}); training "
-                                        f"stopped, the last good checkpoint is {ckpt_path}")
+            logging = step % config.log_every == 0 or step == total
+            if not (logging or step % config.sample_every == 0 or step % config.checkpoint_every == 0):
+                if bar is not None:
+                    bar.update(1)
+                continue
+            _check_finite(losses[:since], step, ctx, ckpt_path, saved_step[0])
+            since = 0
+            if logging:
+                stats = torch.stack((loss_d.detach().float(), loss_g.detach().float(),
+                                     torch.sigmoid(real_logits.detach().float()).mean(),
+                                     torch.sigmoid(fake_logits.detach().float()).mean()))
+                ld, lg, d_real, d_fake = all_reduce(stats, "mean", ctx).tolist()
                 now = time.perf_counter()
                 last = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss_d": ld, "loss_g": lg,
-                        "d_real": float(torch.sigmoid(real_logits.float()).mean()),
-                        "d_fake": float(torch.sigmoid(fake_logits.float()).mean()),
+                        "d_real": d_real, "d_fake": d_fake,
                         "images_per_s": round(window_images / max(now - window_t, 1e-9), 1),
                         "seconds": round(now - t0, 3)}
                 window_t, window_images = now, 0
-                log.write(last)
-                if bar is not None:
-                    bar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{last['images_per_s']:.0f}")
-                if callback is not None:
-                    callback(step, last)
+                if ctx.is_main:
+                    log.write(last)
+                    if bar is not None:
+                        bar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{last['images_per_s']:.0f}")
+                    if callback is not None:
+                        callback(step, last)
             if bar is not None:
                 bar.update(1)
-            if step % config.sample_every == 0 or step == total:
+            if ctx.is_main and (step % config.sample_every == 0 or step == total):
                 samples(step)
             if step % config.checkpoint_every == 0 or step == total:
-                checkpoint(step)
+                if ctx.is_main:
+                    checkpoint(step)
+                saved_step[0] = step
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         if bar is not None:
             bar.close()
-    if start == total and not ckpt_path.exists():
+    if ctx.is_main and start == total and not ckpt_path.exists():
         checkpoint(step)
-    return TrainResult(out, step, total, last.get("loss_d"), last.get("loss_g"), time.perf_counter() - t0, start)
+    return TrainResult(out, step, total, last.get("loss_d"), last.get("loss_g"), time.perf_counter() - t0, start,
+                       world)
+
+
+def _check_finite(losses: torch.Tensor, step: int, ctx: DistContext, ckpt_path: Path,
+                  saved_step: int | None) -> None:
+    """Stop every rank with one clear error if any rank saw a NaN/inf loss since the last check.
+
+    Called before anything is written at a check point, so the checkpoint on disk stays the last good one.
+    """
+    first = step - len(losses) + 1
+    bad = (~torch.isfinite(losses).all(dim=1)).nonzero()
+    bad_step = first + int(bad[0]) if len(bad) else 0
+    if ctx.enabled:  # the earliest bad step over all ranks (0: none)
+        flag = torch.tensor([step + 1 - bad_step if bad_step else 0], dtype=torch.int64, device=losses.device)
+        flag = int(all_reduce(flag, "max", ctx))
+        bad_step = step + 1 - flag if flag else 0
+    if not bad_step:
+        return
+    row = losses[bad_step - first].tolist() if len(bad) and first + int(bad[0]) == bad_step else None
+    values = f" (loss_d={row[0]}, loss_g={row[1]})" if row is not None else ""
+    kept = (f"the last good checkpoint is {ckpt_path} (step {saved_step})" if saved_step is not None
+            else "no checkpoint had been written yet")
+    raise GanProbeError(f"non-finite loss at step {bad_step}{values}; training stopped, {kept}")
 
 
 def _total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
@@ -339,8 +458,41 @@ def _total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     return min(candidates)
 
 
-def _check_resume_compatible(saved: TrainConfig, given: TrainConfig, path: Path) -> None:
-    for name in ("dataset", "preset", "loss"):
-        a, b = getattr(saved, name), getattr(given, name)
-        if b != TrainConfig.__dataclass_fields__[name].default and a != b:
-            raise CheckpointError(f"{path}: checkpoint was trained with {name}={a!r}, but --{name} {b!r} was given")
+# options that may change when a run is resumed (they do not define the trajectory on a given machine)
+RUNTIME_OPTIONS = ("epochs", "max_steps", "device", "data_root", "download", "amp", "sync_bn", "compile",
+                   "log_every", "sample_every", "checkpoint_every")
+ALWAYS_FROM_CALL = ("epochs", "max_steps", "device")
+
+
+def _explicit(config: TrainConfig, given: Iterable[str] | None) -> set[str]:
+    if given is not None:
+        return set(given)
+    defaults = TrainConfig()
+    return {f.name for f in fields(TrainConfig) if getattr(config, f.name) != getattr(defaults, f.name)}
+
+
+def merge_resume_config(saved: TrainConfig, given: TrainConfig, explicit: set[str], path: Path) -> TrainConfig:
+    """The configuration of a resumed run: the checkpoint's, with the runtime options of the new call.
+
+    An explicitly given option that defines the run (dataset, preset, model widths, loss, batch size, lr, seed,
+    ...) and disagrees with the checkpoint raises :class:`CheckpointError`.
+    """
+    for f in fields(TrainConfig):
+        name = f.name
+        if name in RUNTIME_OPTIONS or name not in explicit:
+            continue
+        if name == "model":
+            saved_model = saved.model_config()
+            for key, value in given.model.items():
+                if getattr(saved_model, key) != value:
+                    raise CheckpointError(f"{path}: checkpoint was trained with {key}={getattr(saved_model, key)!r}, "
+                                          f"but --{key.replace('_', '-')} {value!r} was given")
+        elif getattr(saved, name) != getattr(given, name):
+            raise CheckpointError(f"{path}: checkpoint was trained with {name}={getattr(saved, name)!r}, but "
+                                  f"--{name.replace('_', '-')} {getattr(given, name)!r} was given")
+    merged = saved.to_dict()
+    for name in RUNTIME_OPTIONS:
+        if name in ALWAYS_FROM_CALL or name in explicit:
+            merged[name] = getattr(given, name)
+    merged["data_root"] = given.data_root or saved.data_root
+    return TrainConfig.from_dict(merged)

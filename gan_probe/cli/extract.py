@@ -68,11 +68,18 @@ def extract_from_args(args: argparse.Namespace, out):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import run_command
     from ..features import load_store
 
-    root = extract_from_args(args, args.out)
-    store = load_store(root)
-    meta = store.meta
-    print(f"features: {root}  train {store.train_features.shape}  test {store.test_features.shape}  "
-          f"({meta['n_features']} dims: " + ", ".join(f"{k} {v}" for k, v in meta["dims_per_layer"].items()) + ")")
-    return 0
+    def body(ctx) -> int:  # under torchrun every rank computes, rank 0 writes and reports
+        root = extract_from_args(args, args.out)
+        if not ctx.is_main:
+            return 0
+        store = load_store(root)
+        meta = store.meta
+        print(f"features: {root}  train {store.train_features.shape}  test {store.test_features.shape}  "
+              f"({meta['n_features']} dims: " + ", ".join(f"{k} {v}" for k, v in meta["dims_per_layer"].items())
+              + ")")
+        return 0
+
+    return run_command(args.device, body)

@@ -1,7 +1,8 @@
-"""`gan-probe train`: train a DCGAN with the paper's hyperparameters."""
+"""`gan-probe train`: train a DCGAN with the paper's hyperparameters (one process, or several under torchrun)."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..data import DATASETS
 from ..models import LATENTS, PRESETS
@@ -10,60 +11,96 @@ from ..models.losses import LOSSES
 HELP = "train a DCGAN (paper hyperparameters by default)"
 DESCRIPTION = ("Train a DCGAN generator/discriminator pair. RUN_DIR receives checkpoint.pt (atomic, resumable), "
                "log.csv (step, losses, images/s), samples/step_*.png and config.json. Defaults are the paper's: "
-               "Adam lr 2e-4, beta1 0.5, batch 128, N(0, 0.02) init, inputs scaled to [-1, 1].")
+               "Adam lr 2e-4, beta1 0.5, batch 128, N(0, 0.02) init, inputs scaled to [-1, 1]. Distributed: "
+               "torchrun --nproc_per_node N -m gan_probe train ... (DistributedDataParallel; --batch-size is the "
+               "global batch, split evenly over the N ranks; only rank 0 writes RUN_DIR).")
+
+# option -> default; options are parsed with default=SUPPRESS so that run() knows which ones were given
+DEFAULTS: dict[str, Any] = {}
+# model-architecture overrides (ModelConfig fields)
+MODEL_OPTIONS = ("image_size", "nz", "ngf", "ndf", "latent", "mog_components")
+
+
+def _opt(group: argparse._ArgumentGroup, flag: str, default: Any = None, help: str = "", **kw: Any) -> None:
+    dest = flag.lstrip("-").replace("-", "_")
+    DEFAULTS[dest] = default
+    if default is not None and kw.get("action") not in ("store_true",):
+        help = f"{help} (default: {default})" if help else f"default: {default}"
+    group.add_argument(flag, default=argparse.SUPPRESS, help=help, **kw)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset reader")
-    d.add_argument("--data-root", help="dataset directory (not needed for digits)")
-    d.add_argument("--split", default="train", help="split to train on")
-    d.add_argument("--download", action="store_true", help="fetch cifar10/svhn's official files if missing")
+    _opt(d, "--dataset", "digits", f"dataset reader: {', '.join(DATASETS)}", metavar="NAME")
+    _opt(d, "--data-root", None, "dataset directory (not needed for digits)")
+    _opt(d, "--split", "train", "split to train on")
+    _opt(d, "--download", False, "fetch cifar10/svhn's official files if missing", action="store_true")
     m = p.add_argument_group("model")
-    m.add_argument("--preset", default="small32", choices=sorted(PRESETS), help="architecture preset")
-    m.add_argument("--image-size", type=int, help="override the preset's resolution (32, 64 or 128)")
-    m.add_argument("--nz", type=int, help="override the latent size")
-    m.add_argument("--ngf", type=int, help="override the generator base width")
-    m.add_argument("--ndf", type=int, help="override the discriminator base width")
-    m.add_argument("--latent", choices=LATENTS, help="override the latent prior")
-    m.add_argument("--mog-components", type=int, help="mixture components for --latent mog")
-    m.add_argument("--mog-sigma-reg", type=float, default=1.0,
-                   help="weight of DeLiGAN's sigma regulariser sum_k ||1 - sigma_k||^2 / N (--latent mog)")
-    m.add_argument("--loss", default="bce", choices=LOSSES, help="GAN objective")
+    _opt(m, "--preset", "small32", "architecture preset", choices=sorted(PRESETS))
+    _opt(m, "--image-size", None, "override the preset's resolution (32, 64 or 128)", type=int)
+    _opt(m, "--nz", None, "override the latent size", type=int)
+    _opt(m, "--ngf", None, "override the generator base width", type=int)
+    _opt(m, "--ndf", None, "override the discriminator base width", type=int)
+    _opt(m, "--latent", None, "override the latent prior", choices=LATENTS)
+    _opt(m, "--mog-components", None, "mixture components for --latent mog", type=int)
+    _opt(m, "--mog-sigma-reg", 1.0, "weight of DeLiGAN's sigma regulariser sum_k ||1 - sigma_k||^2 / N "
+                                    "(--latent mog)", type=float)
+    _opt(m, "--loss", "bce", "GAN objective", choices=LOSSES)
     o = p.add_argument_group("optimisation")
-    o.add_argument("--batch-size", type=int, default=128)
-    o.add_argument("--lr", type=float, default=2e-4)
-    o.add_argument("--beta1", type=float, default=0.5)
-    o.add_argument("--epochs", type=int, help="epochs to train (default 25 when --max-steps is not given)")
-    o.add_argument("--max-steps", type=int, help="stop after this many steps in total")
-    o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    o.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    _opt(o, "--batch-size", 128, "global batch size (under torchrun: split evenly over the ranks)", type=int)
+    _opt(o, "--lr", 2e-4, "Adam learning rate", type=float)
+    _opt(o, "--beta1", 0.5, "Adam beta1", type=float)
+    _opt(o, "--epochs", None, "epochs to train (default 25 when --max-steps is not given)", type=int)
+    _opt(o, "--max-steps", None, "stop after this many steps in total", type=int)
+    _opt(o, "--seed", 0, type=int)
+    _opt(o, "--device", "auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda -> cuda:LOCAL_RANK)")
+    _opt(o, "--no-amp", False, "disable bf16 autocast on CUDA", action="store_true")
+    _opt(o, "--compile", False, "torch.compile the generator and discriminator", action="store_true")
+    _opt(o, "--sync-bn", False, "under torchrun: batch-norm statistics over the global batch of all ranks "
+                                "(SyncBatchNorm), so N processes match one process", action="store_true")
     r = p.add_argument_group("run directory")
     r.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    r.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    r.add_argument("--log-every", type=int, default=10, help="steps between log.csv rows")
-    r.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
-    r.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    r.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt (options that "
+                                                         "disagree with the checkpoint's are an error)")
+    _opt(r, "--log-every", 10, "steps between log.csv rows", type=int)
+    _opt(r, "--sample-every", 500, "steps between sample grids", type=int)
+    _opt(r, "--checkpoint-every", 500, "steps between checkpoints", type=int)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _config_field(option: str) -> str:
+    if option in MODEL_OPTIONS:
+        return "model"
+    return {"no_amp": "amp"}.get(option, option)
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import run_command
     from ..train import TrainConfig, train
 
-    overrides = {"image_size": args.image_size, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf,
-                 "latent": args.latent, "mog_components": args.mog_components}
+    def value(name: str) -> Any:
+        return getattr(args, name, DEFAULTS[name])
+
+    given = {_config_field(name) for name in DEFAULTS if hasattr(args, name)}
     config = TrainConfig(
-        dataset=args.dataset, data_root=args.data_root, split=args.split, download=args.download,
-        preset=args.preset, model={k: v for k, v in overrides.items() if v is not None}, loss=args.loss,
-        mog_sigma_reg=args.mog_sigma_reg,
-        batch_size=args.batch_size, lr=args.lr, beta1=args.beta1, epochs=args.epochs, max_steps=args.max_steps,
-        seed=args.seed, device=args.device, log_every=args.log_every, sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every, amp=not args.no_amp)
+        dataset=value("dataset"), data_root=value("data_root"), split=value("split"), download=value("download"),
+        preset=value("preset"), model={k: value(k) for k in MODEL_OPTIONS if value(k) is not None},
+        loss=value("loss"), mog_sigma_reg=value("mog_sigma_reg"),
+        batch_size=value("batch_size"), lr=value("lr"), beta1=value("beta1"), epochs=value("epochs"),
+        max_steps=value("max_steps"), seed=value("seed"), device=value("device"), log_every=value("log_every"),
+        sample_every=value("sample_every"), checkpoint_every=value("checkpoint_every"), amp=not value("no_amp"),
+        sync_bn=value("sync_bn"), compile=value("compile"))
     config.model_config()  # validate overrides before touching any data
-    result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
-    resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
-    losses = "" if result.loss_d is None else f"; loss_d {result.loss_d:.4f}, loss_g {result.loss_g:.4f}"
-    print(f"trained to step {result.step}/{result.total_steps}{resumed} in {result.seconds:.1f}s{losses}")
-    print(f"checkpoint: {result.out_dir / 'checkpoint.pt'}")
-    return 0
+
+    def body(ctx) -> int:
+        result = train(config, args.out, resume=args.resume, progress=not args.no_progress, given=given)
+        if ctx.is_main:
+            resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
+            losses = "" if result.loss_d is None else f"; loss_d {result.loss_d:.4f}, loss_g {result.loss_g:.4f}"
+            ranks = f" on {result.world_size} ranks" if result.world_size > 1 else ""
+            print(f"trained to step {result.step}/{result.total_steps}{resumed}{ranks} in {result.seconds:.1f}s"
+                  f"{losses}")
+            print(f"checkpoint: {result.out_dir / 'checkpoint.pt'}")
+        return 0
+
+    return run_command(config.device, body)

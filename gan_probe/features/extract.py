@@ -2,6 +2,13 @@
 
 The store is keyed by content: the checkpoint's sha256, the data checksums and every option. Re-running with
 the same inputs finds the finished store (in ``out`` or in the cache) and returns it without recomputing.
+
+Under ``torchrun`` (``torchrun --nproc_per_node N -m gan_probe extract ...``) the batches of each split are dealt
+round-robin to the ranks (batch i to rank i mod N), so every rank runs exactly the batches one process would;
+rank 0 gathers one batch per rank per round, which restores the original row order, and alone writes the
+store. The batch-norm re-estimation is sharded the same way: each rank averages the per-batch statistics of
+its batches and a weighted all-reduce gives the average over all batches, the single-process result up to
+float rounding. The resulting store (features, labels) is the one a single process writes.
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ import torch
 from ..data.cache import cache_dir
 from ..checkpoint import load_models
 from ..data import ImageSplit, load_split
-from ..devices import resolve_device
+from ..distributed import DistContext, agree, gather_batches, init_distributed, main_first, main_only, shard_batches
 from ..errors import ConfigError, FeatureStoreError
 from ..models import Discriminator, preset_config
 from ..provenance import provenance, sha256_file, sha256_json
@@ -80,11 +87,12 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
     :class:`ExtractOptions` (keyword arguments are accepted too, e.g. ``grid=4, holdout=10000``).
     """
     options = options or ExtractOptions(**option_kwargs)
-    dev = resolve_device(device)
+    ctx = init_distributed(device)
+    dev = ctx.device
     if (checkpoint is None) == (random_init is None):
         raise ConfigError("give exactly one of --checkpoint CKPT or --random-init PRESET")
     if checkpoint is not None:
-        models = load_models(checkpoint, device="cpu")
+        models = agree(lambda: load_models(checkpoint, device="cpu"), ctx)
         disc, model_cfg = models.discriminator, models.config.to_dict()
         source = {"source": "dcgan", "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                   "checkpoint_step": models.state.get("step"),
@@ -94,44 +102,91 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
         disc, model_cfg = random_discriminator(random_init, seed)
         source = {"source": "random-d", "checkpoint": None, "init_seed": seed}
     layers = select_layers(disc, options.layers)
-    train, test = load_probe_splits(dataset, data_root, model_cfg["image_size"], options, download)
+    train, test = main_first(lambda: load_probe_splits(dataset, data_root, model_cfg["image_size"], options,
+                                                       download), ctx)
     key = sha256_json({"format": FORMAT, "version": 1, "source": source.get("checkpoint_sha256") or source,
                        "model": model_cfg, "options": asdict(options), "train": train.checksum,
                        "test": test.checksum})
     root = Path(out) if out is not None else cache_dir() / "features" / key[:24]
-    if is_complete(root):
-        existing = _read_key(root)
-        if existing == key:
-            return root
-        raise FeatureStoreError(f"{root}: holds features of other inputs (key {str(existing)[:12]}); choose "
-                                f"another --out or remove it")
-    root.mkdir(parents=True, exist_ok=True)
+
+    def open_store() -> bool:  # rank 0: True when the finished store is already there
+        if is_complete(root):
+            existing = _read_key(root)
+            if existing == key:
+                return True
+            raise FeatureStoreError(f"{root}: holds features of other inputs (key {str(existing)[:12]}); choose "
+                                    f"another --out or remove it")
+        for split in (train, test):
+            if split.labels is None:
+                raise ConfigError(f"--dataset {split.dataset}: the {split.split} split has no labels; the probe "
+                                  f"needs labels")
+        root.mkdir(parents=True, exist_ok=True)
+        return False
+
+    if main_only(open_store, ctx):
+        return root
 
     disc = disc.to(dev)
     t0 = time.perf_counter()
     bn_batches = 0
     if options.bn == "recompute":
-        bn_batches = recompute_batchnorm(disc, train.images, options.batch_size, dev, progress)
+        bn_batches = _recompute_batchnorm(disc, train.images, options.batch_size, dev, progress, ctx)
     disc.eval()
     dims = layer_dims(disc, options.grid, layers)
     for split in (train, test):
         _write_split(disc, split, root, "train" if split is train else "test", options, layers, sum(dims), dev,
-                     progress)
+                     progress, ctx)
     seconds = time.perf_counter() - t0
     names = [f"conv{i + 1}" for i in layers]
     meta = {
         "format": FORMAT, "format_version": 1, "key": key, **source,
         "preset": model_cfg["preset"], "model": model_cfg, "dataset": dataset,
+        "image_size": model_cfg["image_size"],
+        "input_resize": (f"images stored at another size are resized to {model_cfg['image_size']}x"
+                         f"{model_cfg['image_size']}, the model's resolution, by the data reader (shorter side, "
+                         f"antialiased bilinear, center crop)"),
         "data": {"train": train.describe(), "test": test.describe()},
         "holdout": options.holdout, "holdout_seed": options.holdout_seed if options.holdout else None,
         "layers": layers, "layer_names": names, "channels": [disc.feature_channels[i] for i in layers],
         "grid": options.grid, "dims_per_layer": dict(zip(names, dims)), "n_features": sum(dims),
         "batchnorm": "recomputed on the training split" if options.bn == "recompute" else "checkpoint running stats",
         "batchnorm_batches": bn_batches, "batch_size": options.batch_size, "seconds": round(seconds, 3),
+        "ranks": ctx.world_size,
         "provenance": provenance(device=str(dev), seeds={"init_seed": seed} if random_init else None),
     }
-    write_meta(root, meta)
+    def finish() -> None:
+        write_meta(root, meta)
+
+    main_only(finish, ctx)  # every rank returns once the store is complete
     return root
+
+
+def _recompute_batchnorm(disc: Discriminator, images: np.ndarray, batch_size: int, device: torch.device,
+                         progress: bool, ctx: DistContext) -> int:
+    """:func:`recompute_batchnorm` over all batches, each rank taking its round-robin share of them."""
+    if not ctx.enabled:
+        return recompute_batchnorm(disc, images, batch_size, device, progress)
+    starts = shard_batches(len(images), batch_size, ctx.rank, ctx.world_size)
+    mine = (np.concatenate([images[s:s + batch_size] for s in starts]) if starts
+            else np.zeros((0, *images.shape[1:]), dtype=images.dtype))
+    local = recompute_batchnorm(disc, mine, batch_size, device, progress and ctx.is_main)
+    norms = [m for m in disc.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not norms:
+        return 0
+    # the single-process value is the mean over all batches of the per-batch statistics: weight by batch counts
+    flat = torch.cat([torch.tensor([float(local)], device=device)]
+                     + [torch.cat((m.running_mean, m.running_var)).double().to(device) * local for m in norms])
+    torch.distributed.all_reduce(flat)
+    total = int(flat[0].item())
+    offset = 1
+    for m in norms:
+        size = m.num_features
+        if total:
+            m.running_mean.copy_((flat[offset:offset + size] / total).to(m.running_mean))
+            m.running_var.copy_((flat[offset + size:offset + 2 * size] / total).to(m.running_var))
+        m.num_batches_tracked.fill_(total)
+        offset += 2 * size
+    return total
 
 
 def _read_key(root: Path) -> str | None:
@@ -145,20 +200,34 @@ def _read_key(root: Path) -> str | None:
 
 @torch.no_grad()
 def _write_split(disc: Discriminator, split: ImageSplit, root: Path, name: str, options: ExtractOptions,
-                 layers: Sequence[int], dim: int, device: torch.device, progress: bool) -> None:
+                 layers: Sequence[int], dim: int, device: torch.device, progress: bool,
+                 ctx: DistContext | None = None) -> None:
+    """Features of one split into ``root``; under torchrun rank 0 writes the gathered batches in order."""
+    import contextlib
+
     from ..train import to_model_range
     from .store import features_path
 
-    if split.labels is None:
-        raise ConfigError(f"--dataset {split.dataset}: the {split.split} split has no labels; the probe needs labels")
-    starts = range(0, len(split), options.batch_size)
-    if progress:
+    ctx = ctx or DistContext(device=device)
+    size = options.batch_size
+    starts = list(range(0, len(split), size))
+    rounds = range(0, len(starts), ctx.world_size)  # one batch per rank per round
+    if progress and ctx.is_main:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc=f"features ({name})", unit="batch", dynamic_ncols=True)
-    with MatrixWriter(features_path(root, name), rows=len(split), dim=dim) as writer:
-        for start in starts:
-            block = torch.from_numpy(np.ascontiguousarray(split.images[start:start + options.batch_size]))
-            feats = pooled_features(disc, to_model_range(block).to(device), options.grid, layers)
-            writer.write(feats.cpu().numpy())
-    write_labels(root, name, split.labels)
+        rounds = tqdm(rounds, desc=f"features ({name})", unit="batch" if ctx.world_size == 1 else "round",
+                      dynamic_ncols=True)
+    writer = (MatrixWriter(features_path(root, name), rows=len(split), dim=dim) if ctx.is_main
+              else contextlib.nullcontext())
+    with writer:
+        for first in rounds:
+            index = first + ctx.rank
+            if index < len(starts):
+                block = torch.from_numpy(np.ascontiguousarray(split.images[starts[index]:starts[index] + size]))
+                feats = pooled_features(disc, to_model_range(block).to(device), options.grid, layers)
+            else:  # this rank has no batch in the last round
+                feats = torch.zeros(0, dim, device=device)
+            for part in gather_batches(feats, len(feats), size, ctx) or []:
+                writer.write(part.cpu().numpy())
+    if ctx.is_main:
+        write_labels(root, name, split.labels)

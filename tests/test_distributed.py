@@ -1,0 +1,157 @@
+"""Two gloo processes under torchrun give the single-process results: training (with --sync-bn, and resumed),
+feature extraction; only rank 0 writes. One torchrun launch runs every phase (process startup dominates)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from gan_probe.checkpoint import load_checkpoint
+from gan_probe.distributed import gather_batches, init_distributed, shard_batches
+from gan_probe.features import extract_features, load_store
+from gan_probe.syncbn import GlobalBatchNorm2d, convert_sync_batchnorm
+from gan_probe.train import TrainConfig, read_log, train
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
+
+TRAIN = ["--device", "cpu", "--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32", "--log-every", "1",
+         "--sample-every", "2", "--checkpoint-every", "1", "--no-progress", "--seed", "7"]
+CONFIG = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16}, batch_size=32, log_every=1,
+              sample_every=2, checkpoint_every=1, seed=7, device="cpu")
+
+WORKER = textwrap.dedent("""
+    import os, shutil, sys
+    from pathlib import Path
+    from gan_probe.cli import main
+    from gan_probe.distributed import init_distributed
+
+    init_distributed("cpu")  # from torchrun's environment; every command below runs in this process group
+    tmp, rank = Path(sys.argv[1]), int(os.environ["RANK"])
+    train = ["train", *sys.argv[2:]]
+    codes = {}
+    codes["odd"] = main(train + ["--batch-size", "31", "--out", str(tmp / "odd"), "--max-steps", "1"])
+    codes["sync3"] = main(train + ["--sync-bn", "--max-steps", "3", "--out", str(tmp / "sync")])
+    if rank == 0:
+        shutil.copy(tmp / "sync" / "checkpoint.pt", tmp / "sync_step3.pt")
+    codes["sync5"] = main(train + ["--sync-bn", "--max-steps", "5", "--resume", "--out", str(tmp / "sync")])
+    codes["local3"] = main(train + ["--max-steps", "3", "--out", str(tmp / "local")])
+    codes["extract"] = main(["extract", "--checkpoint", str(tmp / "sync_step3.pt"), "--out", str(tmp / "feats"),
+                             "--batch-size", "200", "--device", "cpu", "--no-progress"])
+    print(f"rank {rank} codes {sorted(codes.items())}", flush=True)
+""")
+
+
+def _weights(path):
+    state = load_checkpoint(path)
+    return {**{f"g.{k}": v for k, v in state["generator"].items()},
+            **{f"d.{k}": v for k, v in state["discriminator"].items()}}
+
+
+def _max_diff(a, b):
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    (tmp / "worker.py").write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_PROBE_PROGRESS": "0", "GAN_PROBE_CACHE": str(tmp / "cache")}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(tmp / "worker.py"), str(tmp), *TRAIN], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp, done
+
+
+def test_every_phase_ran_on_both_ranks(two_ranks):
+    tmp, done = two_ranks
+    codes = "[('extract', 0), ('local3', 0), ('odd', 2), ('sync3', 0), ('sync5', 0)]"
+    assert f"rank 0 codes {codes}" in done.stdout and f"rank 1 codes {codes}" in done.stdout
+
+
+def test_global_batch_must_divide_by_world_size(two_ranks):
+    tmp, done = two_ranks
+    errors = [line for line in done.stderr.splitlines() if line.startswith("gan-probe train: error:")]
+    assert errors == ["gan-probe train: error: --batch-size 31: the global batch must be divisible by the world "
+                      "size 2 (each rank takes batch-size / world-size images)"]  # printed by rank 0 only
+    assert not (tmp / "odd").exists()
+
+
+def test_sync_bn_two_ranks_equal_one_process(two_ranks, tmp_path):
+    tmp, done = two_ranks
+    one = train(TrainConfig(**CONFIG, max_steps=3), tmp_path / "one")
+    expected = _weights(one.out_dir / "checkpoint.pt")
+    got = _weights(tmp / "sync_step3.pt")
+    assert _max_diff(expected, got) < 1e-5
+    np.testing.assert_allclose([r["loss_d"] for r in read_log(tmp / "sync")][:3],
+                               [r["loss_d"] for r in read_log(one.out_dir)], rtol=1e-5)
+    # without --sync-bn each rank normalises with its half-batch statistics: a different trajectory
+    assert _max_diff(expected, _weights(tmp / "local" / "checkpoint.pt")) > 1e-4
+
+
+def test_resume_under_two_ranks_equals_uninterrupted_single_process(two_ranks, tmp_path):
+    tmp, done = two_ranks
+    straight = train(TrainConfig(**CONFIG, max_steps=5), tmp_path / "straight")
+    assert _max_diff(_weights(straight.out_dir / "checkpoint.pt"), _weights(tmp / "sync" / "checkpoint.pt")) < 1e-5
+    state = load_checkpoint(tmp / "sync" / "checkpoint.pt")
+    assert state["step"] == 5 and state["distributed"]["world_size"] == 2
+    assert state["distributed"]["per_rank_batch"] == 16 and state["distributed"]["global_batch"] == 32
+
+
+def test_only_rank_zero_writes(two_ranks):
+    tmp, done = two_ranks
+    run = tmp / "sync"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt", "config.json", "log.csv",
+                                                     "samples"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [f"step_{s:07d}.png" for s in (2, 3, 4, 5)]
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5]  # one row per step, not one per rank
+    assert done.stdout.count("trained to step 5/5 (resumed at step 3) on 2 ranks") == 1
+    assert done.stdout.count("features: ") == 1
+    assert not list(tmp.rglob("*.tmp"))
+
+
+def test_two_rank_extract_equals_one_process(two_ranks, tmp_path):
+    tmp, done = two_ranks
+    one = load_store(extract_features(tmp / "sync_step3.pt", "digits", out=tmp_path / "one", batch_size=200,
+                                      device="cpu"))
+    two = load_store(tmp / "feats")
+    assert two.meta["ranks"] == 2 and two.meta["key"] == one.meta["key"]
+    assert two.meta["batchnorm_batches"] == one.meta["batchnorm_batches"] == 7
+    np.testing.assert_array_equal(two.train_labels, one.train_labels)
+    np.testing.assert_array_equal(two.test_labels, one.test_labels)
+    # the re-estimated batch-norm statistics are a weighted all-reduce: equal up to float rounding
+    np.testing.assert_allclose(two.train_features, one.train_features, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(two.test_features, one.test_features, rtol=1e-4, atol=1e-5)
+
+
+def test_round_robin_batches_cover_every_row_once():
+    n, size, world = 1347, 200, 3
+    seen = sorted(s for r in range(world) for s in shard_batches(n, size, r, world))
+    assert seen == list(range(0, n, size))
+    assert shard_batches(10, 3, 0, 2) == [0, 6] and shard_batches(10, 3, 1, 2) == [3, 9]
+
+
+def test_single_process_helpers_are_no_ops(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = init_distributed("cpu")
+    assert (ctx.rank, ctx.world_size, ctx.enabled, ctx.is_main) == (0, 1, False, True)
+    block = torch.arange(12.0).view(4, 3)
+    (only,) = gather_batches(block, 3, 4, ctx)
+    assert torch.equal(only, block[:3])
+
+
+def test_global_batchnorm_is_batchnorm_in_one_process():
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(5, momentum=None)
+    net = convert_sync_batchnorm(torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), bn), torch.device("cpu"))
+    assert isinstance(net[1], GlobalBatchNorm2d) and net[1].weight is bn.weight
+    ref = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.BatchNorm2d(5, momentum=None))
+    ref.load_state_dict(net.state_dict())
+    x = torch.randn(4, 3, 8, 8)
+    torch.testing.assert_close(net(x), ref(x))
+    torch.testing.assert_close(net[1].running_var, ref[1].running_var)
