@@ -70,3 +70,36 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     straight = train(TrainConfig(**cfg, max_steps=4), tmp_path / "straight")
     a, b = _weights(resumed.out_dir / "checkpoint.pt"), _weights(straight.out_dir / "checkpoint.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    import math
+    import re
+
+    import gan_probe.train as training
+    from gan_probe.cli import main
+
+    real_g_loss, calls = training.g_loss, []
+
+    def nan_at_step_5(kind, logits):
+        calls.append(1)
+        loss = real_g_loss(kind, logits)
+        return loss * float("nan") if len(calls) == 5 else loss
+
+    monkeypatch.setattr(training, "g_loss", nan_at_step_5)
+    out = tmp_path / "run"
+    # checks happen at checkpoints (every 2) and log rows (every 3): step 5's NaN is seen at step 6
+    args = ["train", *ARGS[:ARGS.index("--log-every")], "--log-every", "3", "--checkpoint-every", "2",
+            "--sample-every", "100", "--no-progress", "--max-steps", "10", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert re.fullmatch(r"gan-probe train: error: non-finite loss at step 5 \(loss_d=[-0-9.e]+, loss_g=nan\); "
+                        r"training stopped, the last good checkpoint is " + re.escape(str(out / "checkpoint.pt"))
+                        + r" \(step 4\)\n", err), err
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+    assert load_checkpoint(out / "checkpoint.prev.pt")["step"] == 2
+    assert [int(line.split(",")[0]) for line in (out / "log.csv").read_text().splitlines()[1:]] == [3]
+    assert not math.isnan(float((out / "log.csv").read_text().splitlines()[1].split(",")[3]))

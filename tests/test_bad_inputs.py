@@ -1,0 +1,234 @@
+"""Bad inputs: every one gives exit code 2, exactly one stderr line `gan-probe <cmd>: error: ...` naming the file
+or flag, and leaves what was already on disk byte-identical (the table in README.md, "Bad inputs")."""
+import inspect
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import gan_probe.cli.svm as svm_cli
+from gan_probe.checkpoint import save_checkpoint
+from gan_probe.cli import main
+from gan_probe.features import load_store, save_store
+from gan_probe.models import Discriminator, Generator, preset_config
+
+SVM_STUB = "not_ready(" in inspect.getsource(svm_cli.run)
+needs_svm = pytest.mark.skipif(SVM_STUB, reason="gan-probe svm is still a stub (not_ready)")
+TINY = ["--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GAN_PROBE_PROGRESS", "0")
+    monkeypatch.setenv("GAN_PROBE_OFFLINE", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+def _snapshot(*roots):
+    return {str(p): p.read_bytes() for root in roots for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _fails(capsys, argv, *names, before=None, roots=()):
+    """Run the CLI; assert exit 2, one `gan-probe CMD: error:` line naming ``names``, files untouched."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"gan-probe {argv[0]}: error: "), lines[0]
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    if before is not None:
+        assert _snapshot(*roots) == before
+    return lines[0]
+
+
+def _checkpoint(path, preset="small32", **overrides):
+    cfg = preset_config(preset, ngf=4, ndf=4, **overrides)
+    torch.manual_seed(0)
+    save_checkpoint(path, {"generator": Generator(cfg).state_dict(), "discriminator": Discriminator(cfg).state_dict(),
+                           "step": 0, "config": {"model": cfg.to_dict(), "train": {}}})
+    return path
+
+
+def _store(root, rows=(6, 4), dim=5, n_classes=2, nan=False):
+    rng = np.random.default_rng(0)
+    xtr, xte = rng.normal(size=(rows[0], dim)).astype(np.float32), rng.normal(size=(rows[1], dim)).astype(np.float32)
+    if nan:
+        xtr[3, 2] = np.nan
+    ytr, yte = np.arange(rows[0]) % n_classes, np.arange(rows[1]) % n_classes
+    return save_store(root, xtr, ytr, xte, yte, {"source": "test"})
+
+
+def _existing_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max-steps", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    return run
+
+
+# ---- data ------------------------------------------------------------------------------------------------------
+
+def test_missing_data_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    before = _snapshot(out)
+    _fails(capsys, ["train", "--dataset", "cifar10", "--data-root", tmp_path / "no-such-dir", "--out", out, *TINY],
+           tmp_path / "no-such-dir", before=before, roots=[out])
+
+
+def test_wrong_format_data_file(tmp_path, capsys):
+    root = tmp_path / "svhn"
+    root.mkdir()
+    (root / "train_32x32.mat").write_bytes(b"this is not a MATLAB file" * 10)
+    out = tmp_path / "run"
+    _fails(capsys, ["train", "--dataset", "svhn", "--data-root", root, "--out", out, *TINY],
+           root / "train_32x32.mat")
+    assert not out.exists()
+
+
+def test_unknown_dataset_name(tmp_path, capsys):
+    line = _fails(capsys, ["train", "--dataset", "imagenet21k", "--out", tmp_path / "run", *TINY], "--dataset",
+                  "imagenet21k")
+    assert "cifar10" in line  # the choices are listed
+    assert not (tmp_path / "run").exists()
+
+
+def _cifar_pickles(folder, per_batch=8):
+    """The official cifar-10-batches-py layout with random 32x32 images."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        images = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)
+        batch = {b"labels": (np.arange(per_batch) % 10).tolist(), b"data": images.reshape(per_batch, 3072)}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh, protocol=2)
+
+
+def test_image_size_other_than_the_checkpoints_is_resized_and_recorded(tmp_path, capsys):
+    """Not an error: 32x32 CIFAR-10 images through a 64x64 discriminator are resized to 64x64 and recorded."""
+    _cifar_pickles(tmp_path / "c10" / "cifar-10-batches-py")
+    ckpt = _checkpoint(tmp_path / "d64.pt", image_size=64)
+    out = tmp_path / "feats"
+    assert main(["extract", "--checkpoint", str(ckpt), "--dataset", "cifar10", "--data-root", str(tmp_path / "c10"),
+                 "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    meta = load_store(out).meta
+    assert meta["image_size"] == 64 and meta["data"]["train"]["image_size"] == 64
+    assert meta["model"]["image_size"] == 64 and "resized" in meta["input_resize"]
+    assert load_store(out).train_features.shape == (40, (4 + 8 + 16 + 32) * 16)
+
+
+# ---- checkpoints and run directories ---------------------------------------------------------------------------
+
+def test_truncated_checkpoint(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "feats"
+    _store(out)
+    before = _snapshot(out)
+    _fails(capsys, ["extract", "--checkpoint", ckpt, "--out", out, "--no-progress"], ckpt, "truncated",
+           before=before, roots=[out])
+
+
+def test_truncated_checkpoint_on_resume(tmp_path, capsys):
+    run = _existing_run(tmp_path, capsys)
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # no checkpoint.prev.pt to fall back to
+    before = _snapshot(run)
+    _fails(capsys, ["train", *TINY, "--max-steps", "2", "--resume", "--out", run], ckpt, before=before, roots=[run])
+
+
+def test_checkpoint_of_another_preset(tmp_path, capsys):
+    run = _existing_run(tmp_path, capsys)
+    before = _snapshot(run)
+    line = _fails(capsys, ["train", *TINY, "--preset", "paper32", "--max-steps", "2", "--resume", "--out", run],
+                  run / "checkpoint.pt", "--preset 'paper32'", before=before, roots=[run])
+    assert "preset='small32'" in line
+
+
+def test_explicit_default_preset_that_disagrees_is_caught_too(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--preset", "dcgan64", "--max-steps", "1", "--out", str(run), "--ngf", "4",
+                 "--ndf", "4"]) == 0
+    capsys.readouterr()
+    before = _snapshot(run)
+    _fails(capsys, ["train", "--preset", "small32", "--ngf", "4", "--ndf", "4", "--nz", "16", "--no-progress",
+                    "--resume", "--out", run], "--preset 'small32'", before=before, roots=[run])
+
+
+def test_existing_run_directory_without_resume(tmp_path, capsys):
+    run = _existing_run(tmp_path, capsys)
+    before = _snapshot(run)
+    _fails(capsys, ["train", *TINY, "--max-steps", "2", "--out", run], run, "--resume", before=before, roots=[run])
+
+
+def test_existing_store_of_other_inputs(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    out = tmp_path / "feats"
+    _store(out)
+    before = _snapshot(out)
+    _fails(capsys, ["extract", "--checkpoint", ckpt, "--out", out, "--no-progress"], out, "other inputs",
+           before=before, roots=[out])
+
+
+# ---- metric networks -------------------------------------------------------------------------------------------
+
+def test_weights_file_that_is_not_the_network(tmp_path, capsys):
+    weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    weights.write_bytes(b"\x00" * 4096)  # wrong sha256, not a state dict (e.g. an interrupted copy)
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((4, 32, 32, 3), np.uint8))
+    result = tmp_path / "is.json"
+    result.write_text(json.dumps({"previous": True}))
+    before = _snapshot(tmp_path)
+    _fails(capsys, ["inception-score", "--images", images, "--weights", weights, "--json", result, "--no-progress",
+                    "--device", "cpu"], weights, before=before, roots=[tmp_path])
+
+
+# ---- feature stores and the probe (gan-probe svm) --------------------------------------------------------------
+
+def _svm(store, *extra, out):
+    return ["svm", "--features", store, "--out", out, "--no-progress", *extra]
+
+
+@needs_svm
+def test_store_with_mismatched_rows(tmp_path, capsys):
+    store = _store(tmp_path / "feats")
+    np.save(store / "train_labels.npy", np.zeros(5, np.int64))  # 6 feature rows, 5 labels
+    result = tmp_path / "svm.json"
+    result.write_text("{}")
+    before = _snapshot(tmp_path)
+    _fails(capsys, _svm(store, out=result), "train_labels.npy", before=before, roots=[tmp_path])
+
+
+@needs_svm
+def test_store_with_nan_features(tmp_path, capsys):
+    store = _store(tmp_path / "feats", nan=True)
+    result = tmp_path / "svm.json"
+    result.write_text("{}")
+    before = _snapshot(tmp_path)
+    _fails(capsys, _svm(store, out=result), "train_features", "row 3", before=before, roots=[tmp_path])
+
+
+@needs_svm
+def test_non_positive_C(tmp_path, capsys):
+    store = _store(tmp_path / "feats")
+    result = tmp_path / "svm.json"
+    result.write_text("{}")
+    before = _snapshot(tmp_path)
+    _fails(capsys, _svm(store, "--C", "0", out=result), "--C", before=before, roots=[tmp_path])
+
+
+@needs_svm
+def test_more_labels_per_class_than_exist(tmp_path, capsys):
+    store = _store(tmp_path / "feats")  # 3 training images per class
+    result = tmp_path / "svm.json"
+    result.write_text("{}")
+    before = _snapshot(tmp_path)
+    _fails(capsys, _svm(store, "--protocol", "few-labels", "--labels-per-class", "4", out=result),
+           "--labels-per-class", before=before, roots=[tmp_path])
