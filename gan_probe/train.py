@@ -225,7 +225,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             if found is None and (ckpt_path.exists() or (out / PREVIOUS).exists()):
                 load_checkpoint(ckpt_path)  # raises the clear corrupt-file error
             return None if found is None else str(found)
-        existing = [name for name in (CHECKPOINT, PREVIOUS, LOG, CONFIG) if (out / name).exists()]
+        existing = [name for name in (CHECKPOINT, PREVIOUS) if (out / name).exists()]
         if existing:
             raise GanProbeError(f"{out / existing[0]}: the run directory already holds a run; pass --resume to "
                                 f"continue it or choose another --out")
