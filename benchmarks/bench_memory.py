@@ -184,7 +184,8 @@ def main() -> None:
         print(f"{name:8} {r['seconds']:8.1f} {mb(r['ru_maxrss'])} {mb(r['peak_VmHWM'])} {mb(r['peak_RssAnon'])} "
               f"{mb(r['peak_RssFile'])} {mb(r['peak_RssAnon'] - anchor):>11}")
         if "train_accuracy_on_random_data" in r:
-            print(f"{'':8} (svm fit on {args.train:,} x {FEATURES:,}; train accuracy {r['train_accuracy_on_random_data']:.3f})")
+            accuracy = r["train_accuracy_on_random_data"]
+            print(f"{'':8} (svm fit on {args.train:,} x {FEATURES:,}; train accuracy {accuracy:.3f})")
     if "svm" not in results and not args.no_svm:
         print("svm: no fit entry point in gan_probe.probe yet; not measured")
     print(f"images alone: train {args.train * 3072 / 2 ** 20:.0f} MB, test {args.test * 3072 / 2 ** 20:.0f} MB; "

@@ -3,9 +3,9 @@
 On CUDA this is PyTorch's :class:`torch.nn.SyncBatchNorm`. That class refuses CPU tensors, so for gloo/CPU
 runs :class:`GlobalBatchNorm2d` computes the same statistics with PyTorch's differentiable functional
 collective ``all_reduce`` (``torch.distributed._functional_collectives``; its backward all-reduces the
-gradients, which is the cross-rank term of batch norm's gradient). Outside a multi-rank process group, and in eval mode, both behave
-exactly like :class:`torch.nn.BatchNorm2d`; their ``state_dict`` keys are the same, so checkpoints do not
-depend on the option.
+gradients, which is the cross-rank term of batch norm's gradient). Outside a multi-rank process group, and
+in eval mode, both behave exactly like :class:`torch.nn.BatchNorm2d`; their ``state_dict`` keys are the
+same, so checkpoints do not depend on the option.
 
 >>> from torch import nn
 >>> net = convert_sync_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), torch.device("cpu"))
