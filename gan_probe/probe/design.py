@@ -1,0 +1,210 @@
+"""The design matrix of the probe as a chunked linear operator: ``X~ = [(X[rows] - mean) / scale, s]``.
+
+The solver touches the data only through the three passes below, each of which reads every row once, chunk by
+chunk, standardising on the fly (no standardised copy of a large matrix is ever made):
+
+* :meth:`Design.matmul` -- ``X~ W`` (margins);
+* :meth:`Design.fused` -- per chunk ``Z_c = X~_c W``, coefficients ``R_c = fn(Z_c)``, and ``X~_c^T R_c``
+  accumulated -- one read of the data gives the loss, the gradient and the margins (or a Hessian-vector product);
+* :meth:`Design.rmatmul` -- ``X~^T R``.
+
+The appended constant column ``s`` (``intercept_scaling``, 1 by default) makes the last row of ``W`` the bias,
+penalised like any weight -- exactly liblinear's treatment of the intercept. Products run in the storage
+precision (float32 for feature stores) and every reduction across chunks, the bias column and all results are
+float64. ``passes`` counts full reads of the data.
+
+>>> import numpy as np, torch
+>>> from gan_probe.probe.standardize import fit_standardizer
+>>> x = np.arange(12, dtype=np.float32).reshape(4, 3)
+>>> d = standardized_design(x, fit_standardizer(x))
+>>> [round(v, 4) for v in d.matmul(torch.ones(4, 1, dtype=torch.float64)).flatten().tolist()]  # row sum + bias
+[-3.0249, -0.3416, 2.3416, 5.0249]
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .standardize import Standardizer
+
+#: default bytes of float32 per streamed chunk (fits a large last-level cache when re-read for the backward product)
+STREAM_CHUNK_BYTES = 24 << 20
+
+CoefFn = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
+
+
+class Design:
+    """A row-chunked matrix with an optional constant column; see the module docstring.
+
+    Build one with :func:`standardized_design` (a NumPy / memory-mapped feature matrix) or
+    :func:`dense_design` (an in-memory tensor, e.g. the kernel factor of :mod:`gan_probe.probe.kernel`).
+    """
+
+    def __init__(self, chunks: Callable[[], Iterator[tuple[int, int, torch.Tensor]]], n: int, n_features: int,
+                 device: torch.device, intercept_scaling: float | None = 1.0,
+                 resident: list[torch.Tensor] | None = None):
+        self._chunks = chunks
+        self.n = int(n)
+        self.n_features = int(n_features)
+        self.device = torch.device(device)
+        self.intercept_scaling = None if intercept_scaling is None else float(intercept_scaling)
+        self.resident = resident
+        self.passes = 0
+        self.row_sq: torch.Tensor | None = None  # ||x~_i||^2, filled by the first fused pass
+
+    @property
+    def dim(self) -> int:
+        """Number of weights per class (features, plus one for the bias column)."""
+        return self.n_features + (self.intercept_scaling is not None)
+
+    def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """Yield ``(start, end, block)`` with the standardised rows ``start:end`` (without the constant column)."""
+        return self._chunks()
+
+    def dense(self) -> torch.Tensor:
+        """All rows as one tensor (small designs only: kernel factors, tests)."""
+        return torch.cat([block for _, _, block in self.chunks()])
+
+    # -- passes ---------------------------------------------------------------------------------------------
+    def fused(self, W: torch.Tensor, coef_fn: CoefFn | None, square_fn: CoefFn | None = None):
+        """One read of the data: returns ``(Z, G)`` with ``Z = X~ W`` and ``G = X~^T R``, ``R`` stacked from
+        ``coef_fn(start, end, Z[start:end])`` (float64 ``(rows, K)``; ``None`` skips the chunk's product).
+
+        With ``square_fn`` also returns ``S = (X~ * X~)^T Q`` with ``Q`` from ``square_fn`` likewise (the
+        diagonal of ``X~^T diag(q_k) X~`` for every column ``k``, e.g. for a Jacobi preconditioner).
+        """
+        K = W.shape[1]
+        W = W.to(self.device, torch.float64)
+        Wx, wb = self._split(W)
+        Z = torch.empty(self.n, K, dtype=torch.float64, device=self.device)
+        GT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device)
+        gb = torch.zeros(K, dtype=torch.float64, device=self.device)
+        ST = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device) if square_fn else None
+        sb = torch.zeros(K, dtype=torch.float64, device=self.device)
+        row_sq = (torch.empty(self.n, dtype=torch.float64, device=self.device) if self.row_sq is None
+                  else None)
+        Wc = None
+        for start, end, block in self.chunks():
+            if Wc is None or Wc.dtype != block.dtype:
+                Wc = Wx.to(block.dtype)
+            Zc = (block @ Wc).to(torch.float64)
+            if wb is not None:
+                Zc += wb
+            Z[start:end] = Zc
+            if row_sq is not None:
+                row_sq[start:end] = (block * block).sum(1, dtype=torch.float64)
+            if square_fn is not None:
+                Qc = square_fn(start, end, Zc)
+                ST += (Qc.T.to(block.dtype).contiguous() @ (block * block)).to(torch.float64)
+                sb += Qc.sum(0)
+            if coef_fn is None:
+                continue
+            Rc = coef_fn(start, end, Zc)
+            if Rc is None:
+                continue
+            GT += (Rc.T.to(block.dtype).contiguous() @ block).to(torch.float64)
+            if wb is not None:
+                gb += Rc.sum(0)
+        self.passes += 1
+        if row_sq is not None:
+            self.row_sq = row_sq + (self.intercept_scaling or 0.0) ** 2
+        if square_fn is not None:
+            s2 = None if self.intercept_scaling is None else sb * self.intercept_scaling
+            return Z, self._join(GT.T, gb), self._join(ST.T, s2)
+        return Z, self._join(GT.T, gb)
+
+    def matmul(self, W: torch.Tensor) -> torch.Tensor:
+        """``X~ W`` for a ``(dim, K)`` weight matrix; float64 ``(n, K)``."""
+        return self.fused(W, None)[0]
+
+    def rmatmul(self, R: torch.Tensor) -> torch.Tensor:
+        """``X~^T R`` for an ``(n, K)`` coefficient matrix; float64 ``(dim, K)``."""
+        R = R.to(self.device, torch.float64)
+        K = R.shape[1]
+        GT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device)
+        for start, end, block in self.chunks():
+            GT += (R[start:end].T.to(block.dtype).contiguous() @ block).to(torch.float64)
+        self.passes += 1
+        gb = R.sum(0) if self.intercept_scaling is not None else None
+        return self._join(GT.T, gb)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def _split(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if W.shape[0] != self.dim:
+            raise ValueError(f"weights have {W.shape[0]} rows, the design has {self.dim} columns")
+        if self.intercept_scaling is None:
+            return W, None
+        return W[:-1], W[-1] * self.intercept_scaling
+
+    def _join(self, G: torch.Tensor, gb: torch.Tensor | None) -> torch.Tensor:
+        if self.intercept_scaling is None:
+            return G.contiguous()
+        return torch.cat([G, (gb * self.intercept_scaling)[None]], 0)
+
+
+def _as_tensor(block: np.ndarray) -> torch.Tensor:
+    with warnings.catch_warnings():  # read-only memory maps: we never write through these views
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(block))
+
+
+def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: np.ndarray | None = None,
+                        intercept_scaling: float | None = 1.0, device: str | torch.device = "cpu",
+                        chunk_rows: int | None = None, cache_bytes: int | None = None) -> Design:
+    """A :class:`Design` over ``x[rows]`` (float32, possibly memory-mapped) standardised by ``standardizer``.
+
+    When the standardised rows take at most ``cache_bytes`` (default: 1 GiB on a CPU, 60% of the free memory
+    of a GPU) they are computed once and kept on ``device``; otherwise every pass streams the rows from ``x``
+    (a GPU then receives one chunk at a time).
+    """
+    device = torch.device(device)
+    n = len(rows) if rows is not None else x.shape[0]
+    dim = x.shape[1]
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+    dtype = torch.float32 if x.dtype != np.float64 else torch.float64
+    itemsize = 4 if dtype == torch.float32 else 8
+    step = chunk_rows or max(1, STREAM_CHUNK_BYTES // max(1, dim * itemsize))
+    if standardizer is not None:
+        shift = torch.as_tensor(-standardizer.mean / standardizer.scale, dtype=dtype, device=device)
+        inv = torch.as_tensor(1.0 / standardizer.scale, dtype=dtype, device=device)
+    else:
+        shift = inv = None
+
+    def stream() -> Iterator[tuple[int, int, torch.Tensor]]:
+        for start in range(0, n, step):
+            end = min(n, start + step)
+            raw = x[rows[start:end]] if rows is not None else x[start:end]
+            block = _as_tensor(np.asarray(raw, dtype=np.float32 if dtype == torch.float32 else np.float64))
+            block = block.to(device, non_blocking=False)
+            if inv is not None:
+                block = torch.addcmul(shift, block, inv)
+            yield start, end, block
+
+    if cache_bytes is None:
+        cache_bytes = _default_cache_bytes(device)
+    if n * dim * itemsize <= cache_bytes:
+        resident = [(s, e, b) for s, e, b in stream()]
+        return Design(lambda: iter(resident), n, dim, device, intercept_scaling,
+                      resident=[b for _, _, b in resident])
+    return Design(stream, n, dim, device, intercept_scaling)
+
+
+def dense_design(matrix: torch.Tensor, intercept_scaling: float | None = None,
+                 chunk_rows: int | None = None) -> Design:
+    """A :class:`Design` over an in-memory tensor (no standardisation)."""
+    n, dim = matrix.shape
+    itemsize = matrix.element_size()
+    step = chunk_rows or max(1, STREAM_CHUNK_BYTES // max(1, dim * itemsize))
+    blocks = [(s, min(n, s + step), matrix[s:s + step]) for s in range(0, n, step)]
+    return Design(lambda: iter(blocks), n, dim, matrix.device, intercept_scaling, resident=[matrix])
+
+
+def _default_cache_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.6 * free)
+    return 1 << 30
