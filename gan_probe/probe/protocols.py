@@ -1,0 +1,334 @@
+"""The paper's probe protocols: all labels, K labels per class over random draws, and the SVHN 1,000-label one.
+
+* ``full`` -- every training row is labelled (CIFAR-10 with 50,000 labels, Table 1 left column).
+* ``labels-per-class`` -- ``K`` labelled rows per class, drawn at random ``draws`` times; test accuracy is
+  reported as mean and std over the draws (Table 1 right column: 400 per class, +- over draws).
+* ``svhn`` -- a validation set of ``val_size`` images is held out of the training split first; ``labels``
+  labelled rows are drawn uniformly across classes from the rest, ``draws`` times; C is chosen on the validation
+  images by mean validation error over the draws (as the authors' script did) and the test error is reported
+  as mean +- std, with two 95% intervals: ``mean +- 1.96 std`` (the spread of a single draw, the paper's
+  convention) and ``mean +- 1.96 std / sqrt(draws)`` (a normal-approximation interval for the mean).
+
+C selection (``C=None``, the default): a stratified, seeded validation split of ``val_size`` training rows is
+held out; every C of the grid is fitted (increasing C, warm-started), scored on it, and the C with the best
+mean validation accuracy wins (ties go to the smaller C). ``full`` then refits on all training rows with it.
+For the draw protocols the validation images are labelled images outside the draws (as in the SVHN protocol);
+with a fixed C and no ``val_size`` nothing is held out.
+
+Standardisation statistics come from every row of the training split (features only, labels unused) in one
+chunked float64 pass that also rejects NaN/infinity; the test split never contributes.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> y = np.repeat(np.arange(3), 40)
+>>> x = (rng.normal(size=(120, 8)) + 4.0 * y[:, None]).astype(np.float32)
+>>> cfg = ProbeConfig(labels_per_class=5, draws=3, C=0.1, device="cpu")
+>>> out = run_protocol(x, y, x, y, cfg)
+>>> out["protocol"], len(out["per_draw"]), out["accuracy"] > 0.8
+('labels-per-class', 3, True)
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .labels import per_class_draw, spread_draw, stratified_holdout
+from .newton import SolverOptions
+from .standardize import Standardizer, fit_standardizer
+from .svm import TrainingProblem, check_C, predict_from_scores, scores
+
+PROTOCOLS = ("full", "labels-per-class", "svhn")
+#: the default C grid: decades from 1e-4 to 10
+DEFAULT_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: the SVHN protocol's validation size (Radford et al. 2016, section 5.2)
+SVHN_VAL_SIZE = 10000
+
+
+@dataclass
+class ProbeConfig:
+    """Everything that defines a probe run (recorded in the result file)."""
+
+    C: float | None = None                  # None: choose on a validation split
+    C_grid: tuple[float, ...] = DEFAULT_C_GRID
+    labels_per_class: int | None = None     # -> protocol "labels-per-class"
+    labels: int | None = None               # -> protocol "svhn"
+    val_size: int | None = None
+    draws: int | None = None                # default 1 (full) or 10
+    selection_draws: int | None = None      # draws scored for C selection (default: all)
+    seed: int = 0
+    solver: str = "torch"
+    device: str = "auto"
+    method: str = "auto"
+    intercept_scaling: float = 1.0
+    options: SolverOptions = field(default_factory=SolverOptions)
+
+    @property
+    def protocol(self) -> str:
+        if self.labels_per_class is not None and self.labels is not None:
+            raise ConfigError("--labels-per-class and --labels select different protocols; give one of them")
+        if self.labels_per_class is not None:
+            return "labels-per-class"
+        if self.labels is not None:
+            return "svhn"
+        return "full"
+
+    def validate(self) -> None:
+        if self.C is not None:
+            check_C(self.C)
+        grid = [check_C(c, "--C-grid value") for c in self.C_grid]
+        if not grid:
+            raise ConfigError("--C-grid: give at least one value")
+        if self.draws is not None and self.draws < 1:
+            raise ConfigError(f"--draws must be at least 1, got {self.draws}")
+        if self.protocol == "full" and self.draws not in (None, 1):
+            raise ConfigError("--draws applies to --labels-per-class and --labels; the full-label protocol uses "
+                              "every training row once")
+        if self.selection_draws is not None and not 1 <= self.selection_draws <= self.n_draws:
+            raise ConfigError(f"--selection-draws must be between 1 and --draws ({self.n_draws})")
+        if self.val_size is not None and self.val_size < 1:
+            raise ConfigError(f"--val-size must be positive, got {self.val_size}")
+
+    @property
+    def n_draws(self) -> int:
+        return self.draws if self.draws is not None else (1 if self.protocol == "full" else 10)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["C_grid"] = list(self.C_grid)
+        out["protocol"] = self.protocol
+        return out
+
+
+def _val_size(config: ProbeConfig, n_train: int) -> tuple[int | None, str | None]:
+    """The validation size to hold out (None: nothing) and a note when a default was adapted."""
+    if config.val_size is not None:
+        return config.val_size, None
+    if config.C is not None:
+        return None, None
+    if config.protocol == "svhn":
+        if n_train >= 2 * SVHN_VAL_SIZE:
+            return SVHN_VAL_SIZE, None
+        size = max(1, n_train // 5)
+        return size, (f"the training split has {n_train} rows, too few for the protocol's {SVHN_VAL_SIZE} "
+                      f"validation images; held out {size} (20%) instead -- set --val-size to choose")
+    return max(1, int(round(0.1 * n_train))), None
+
+
+def _accuracy(decision: np.ndarray, classes: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean(predict_from_scores(decision, classes) == truth))
+
+
+def _stack_scores(x: np.ndarray, standardizer: Standardizer, Ws: list[torch.Tensor], rows: np.ndarray | None,
+                  config: ProbeConfig, device: torch.device, split: str) -> list[np.ndarray]:
+    """Decision values of several models with one read of the rows."""
+    widths = [W.shape[1] for W in Ws]
+    Z = scores(x, standardizer, torch.cat([W.to(device) for W in Ws], 1), rows, config.intercept_scaling,
+               device, split)
+    return np.split(Z, np.cumsum(widths)[:-1], axis=1)
+
+
+def _describe_fit(C: float, res, seconds: float | None = None) -> dict[str, Any]:
+    return {"C": C, "objective": float(np.sum(res.objective)), "converged": bool(res.converged),
+            "iterations": int(res.newton_iterations), "cg_iterations": int(res.cg_iterations),
+            "passes": int(res.passes), "seconds": round(float(res.seconds if seconds is None else seconds), 4)}
+
+
+def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                 config: ProbeConfig, standardizer: Standardizer | None = None, progress: bool = False,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one protocol on train/test feature matrices and labels; returns the result fields as a dict.
+
+    Accuracies are fractions in [0, 1]. The dict holds ``protocol, accuracy, accuracy_std, error, error_std,
+    C, C_selection, n_train, n_val, n_test, n_features, draws, per_draw, accuracies, seeds, solver,
+    standardization, seconds`` (see :mod:`gan_probe.probe.results` for the file around it).
+    """
+    config.validate()
+    start = time.perf_counter()
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise ConfigError(f"the training split has {len(classes)} class(es); the SVM needs at least two")
+    unknown = np.setdiff1d(np.unique(y_test), classes)
+    if len(unknown):
+        raise ConfigError(f"the test split has labels {unknown.tolist()[:5]} that never occur in the training split")
+    if standardizer is None:
+        standardizer = fit_standardizer(x_train, split="train", progress=progress)
+    val_size, note = _val_size(config, len(y_train))
+    rest, val = (np.arange(len(y_train)), None)
+    if val_size is not None:
+        rest, val = stratified_holdout(y_train, val_size, config.seed)
+    grid = sorted(set(config.C_grid)) if config.C is None else [float(config.C)]
+    protocol = config.protocol
+    runner = _run_full if protocol == "full" else _run_draws
+    out = runner(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log)
+    out.update({
+        "protocol": protocol,
+        "n_val": 0 if val is None else int(len(val)),
+        "n_test": int(len(y_test)),
+        "n_features": int(x_train.shape[1]),
+        "n_classes": int(len(classes)),
+        "classes": classes.tolist(),
+        "standardization": {"statistics_from": "all rows of the training split (features only, labels unused)",
+                            **standardizer.summary()},
+        "seconds": round(time.perf_counter() - start, 3),
+    })
+    if note:
+        out["notes"] = [note]
+    return out
+
+
+def _selection(grid: list[float], val_acc: np.ndarray, test_acc: np.ndarray | None, fixed: bool, n_val: int,
+               n_sel: int) -> dict[str, Any]:
+    """``val_acc``: (draws, len(grid)); picks the best mean, ties to the smaller C."""
+    if fixed:
+        return {"mode": "fixed", "grid": grid, "chosen": grid[0], "curve": [], "val_size": n_val}
+    mean = val_acc.mean(0)
+    best = int(np.flatnonzero(mean >= mean.max() - 1e-12)[0])
+    curve = []
+    for i, C in enumerate(grid):
+        point = {"C": C, "val_accuracy": float(mean[i]), "val_error": float(1 - mean[i])}
+        if val_acc.shape[0] > 1:
+            point["val_accuracy_std"] = float(val_acc[:, i].std(ddof=1))
+        if test_acc is not None:
+            point["test_accuracy"] = float(test_acc[:, i].mean())
+        curve.append(point)
+    return {"mode": "auto", "grid": grid, "chosen": grid[best], "curve": curve, "val_size": n_val,
+            "selection_draws": n_sel,
+            "rule": "highest mean validation accuracy over the selection draws; ties go to the smaller C"}
+
+
+def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log):
+    fixed = config.C is not None
+    fits = []
+    val_acc = test_curve = None
+    warm = None
+    if not fixed or val is not None:
+        problem = _problem(x_train, y_train, rest, standardizer, classes, config)
+        results = []
+        for C in _bar(grid, progress, "C grid"):
+            res = problem.solve(C)
+            results.append(res)
+            fits.append({"rows": "train minus validation", **_describe_fit(C, res)})
+            if log:
+                log(f"C={C:g}: objective {fits[-1]['objective']:.6g}, {res.seconds:.1f} s")
+        val_scores = _stack_scores(x_train, standardizer, [r.W for r in results], val, config, problem.device,
+                                   "train")
+        val_acc = np.array([[_accuracy(s, classes, y_train[val]) for s in val_scores]])
+        selection = _selection(grid, val_acc, None, fixed, len(val), 1)
+        chosen = selection["chosen"]
+        warm = results[grid.index(chosen)].W if problem.method == "primal" else None
+        del problem
+    else:
+        selection = _selection(grid, np.zeros((1, 1)), None, True, 0, 1)
+        chosen = grid[0]
+    problem = _problem(x_train, y_train, None, standardizer, classes, config)
+    res = problem.solve(chosen, W0=warm)
+    fits.append({"rows": "all training rows", **_describe_fit(chosen, res)})
+    test_scores = _stack_scores(x_test, standardizer, [res.W], None, config, problem.device, "test")[0]
+    acc = _accuracy(test_scores, classes, y_test)
+    return {
+        "accuracy": acc, "accuracy_std": 0.0, "error": 1 - acc, "error_std": 0.0,
+        "C": chosen, "C_selection": selection, "n_train": int(len(y_train)), "draws": 1,
+        "accuracies": [acc],
+        "per_draw": [{"draw": 0, "n_train": int(len(y_train)), "accuracy": acc,
+                      "objective": float(np.sum(res.objective))}],
+        "fits": fits, "objective": float(np.sum(res.objective)),
+        "seeds": {"seed": config.seed, "holdout": [config.seed, 0] if val is not None else None},
+        "solver": _solver_info(config, problem, res),
+    }
+
+
+def _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log):
+    fixed = config.C is not None
+    n_draws = config.n_draws
+    n_sel = config.selection_draws or n_draws
+    protocol = config.protocol
+    draw_rows = []
+    for d in range(n_draws):
+        if protocol == "labels-per-class":
+            draw_rows.append(per_class_draw(y_train, rest, config.labels_per_class, config.seed, d))
+        else:
+            draw_rows.append(spread_draw(y_train, rest, config.labels, config.seed, d))
+    val_acc = np.full((n_draws, len(grid)), np.nan)
+    test_acc = np.full((n_draws, len(grid)), np.nan)
+    per_draw: list[dict[str, Any]] = []
+    chosen: float | None = grid[0] if fixed else None
+    solver_info = None
+    for d in _bar(range(n_draws), progress, "draws"):
+        if chosen is None and d == n_sel:
+            chosen = _selection(grid, val_acc[:n_sel], None, False, len(val), n_sel)["chosen"]
+        draw_grid = grid if chosen is None else [chosen]
+        problem = _problem(x_train, y_train, draw_rows[d], standardizer, classes, config)
+        results = [problem.solve(C) for C in draw_grid]
+        Ws = [r.W for r in results]
+        cols = [grid.index(C) for C in draw_grid]
+        if val is not None:
+            for c, s in zip(cols, _stack_scores(x_train, standardizer, Ws, val, config, problem.device, "train")):
+                val_acc[d, c] = _accuracy(s, classes, y_train[val])
+        for c, s in zip(cols, _stack_scores(x_test, standardizer, Ws, None, config, problem.device, "test")):
+            test_acc[d, c] = _accuracy(s, classes, y_test)
+        per_draw.append({"draw": d, "seed": [config.seed, d], "n_train": int(len(draw_rows[d])),
+                         "fits": [_describe_fit(C, r) for C, r in zip(draw_grid, results)]})
+        solver_info = solver_info or _solver_info(config, problem, results[-1])
+        if log:
+            log(f"draw {d + 1}/{n_draws}: " + ", ".join(f"C={C:g} test {test_acc[d, c]:.4f}"
+                                                         for C, c in zip(draw_grid, cols)))
+    if chosen is None:
+        chosen = _selection(grid, val_acc[:n_sel], None, False, len(val), n_sel)["chosen"]
+    selection = _selection(grid, val_acc[:n_sel], test_acc[:n_sel], fixed, 0 if val is None else len(val), n_sel)
+    c = grid.index(chosen)
+    accs = test_acc[:, c]
+    for d, entry in enumerate(per_draw):
+        entry["accuracy"] = float(accs[d])
+        if val is not None and not np.isnan(val_acc[d, c]):
+            entry["val_accuracy"] = float(val_acc[d, c])
+        entry["objective"] = next(f["objective"] for f in entry["fits"] if f["C"] == chosen)
+    mean = float(accs.mean())
+    std = float(accs.std(ddof=1)) if n_draws > 1 else 0.0
+    err = 1 - mean
+    half_draw, half_mean = 1.96 * std, 1.96 * std / math.sqrt(n_draws)
+    return {
+        "accuracy": mean, "accuracy_std": std, "error": err, "error_std": std, "std_ddof": 1,
+        "error_interval_95": [err - half_draw, err + half_draw],
+        "mean_error_interval_95": [err - half_mean, err + half_mean],
+        "intervals": "error_interval_95 = mean +- 1.96 std over draws (spread of one draw, the paper's +-); "
+                     "mean_error_interval_95 = mean +- 1.96 std / sqrt(draws) (normal approximation for the mean)",
+        "C": chosen, "C_selection": selection,
+        "n_train": int(len(draw_rows[0])), "draws": n_draws,
+        "labels_per_class": config.labels_per_class, "labels": config.labels,
+        "accuracies": [float(a) for a in accs], "per_draw": per_draw,
+        "objective": float(np.mean([e["objective"] for e in per_draw])),
+        "seeds": {"seed": config.seed, "holdout": [config.seed, 0] if val is not None else None,
+                  "draws": [[config.seed, d] for d in range(n_draws)]},
+        "solver": solver_info,
+    }
+
+
+def _problem(x, y, rows, standardizer, classes, config: ProbeConfig) -> TrainingProblem:
+    return TrainingProblem(x, y, rows=rows, standardizer=standardizer, classes=classes, solver=config.solver,
+                           device=config.device, method=config.method, intercept_scaling=config.intercept_scaling,
+                           options=config.options)
+
+
+def _solver_info(config: ProbeConfig, problem: TrainingProblem, res) -> dict[str, Any]:
+    info: dict[str, Any] = {"name": config.solver, "device": str(problem.device)}
+    if config.solver == "torch":
+        info.update({"method": problem.method, "options": asdict(config.options)})
+    else:
+        info.update(res.history[0] if res.history else {})
+    info["intercept_scaling"] = config.intercept_scaling
+    return info
+
+
+def _bar(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)
