@@ -105,3 +105,13 @@ def test_cli_extract_errors(tmp_path, capsys):
     assert main(["extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "g"), "--layers", "2",
                  "--no-progress"]) == 0
     assert "256 dims" in capsys.readouterr().out
+
+
+def test_random_init_copies_a_checkpoints_architecture(tmp_path):
+    ckpt = _checkpoint(tmp_path / "c.pt")  # small32 with ndf=4
+    root = extract_features(random_init=str(ckpt), seed=2, dataset="digits", out=tmp_path / "r")
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["n_features"] == 448 and meta["source"] == "random-d"
+    assert meta["architecture_of"] == str(ckpt)
+    with pytest.raises(ConfigError, match="--random-init nothing"):
+        extract_features(random_init="nothing", dataset="digits", out=tmp_path / "x")

@@ -17,8 +17,9 @@ def add_common_arguments(p: argparse.ArgumentParser, out_required: bool) -> None
     """Flags shared by `extract` and the one-step form of `svm`."""
     src = p.add_argument_group("discriminator")
     src.add_argument("--checkpoint", help="gan-probe checkpoint (.pt)")
-    src.add_argument("--random-init", metavar="PRESET", choices=sorted(PRESETS),
-                     help="instead of a checkpoint: this preset with random weights (the random-D baseline)")
+    src.add_argument("--random-init", metavar="PRESET|CKPT",
+                     help="instead of a checkpoint: random weights (the random-D baseline) for a preset "
+                          f"({', '.join(sorted(PRESETS))}) or for the architecture of checkpoint CKPT")
     src.add_argument("--init-seed", type=int, default=0, help="seed of --random-init")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", choices=DATASETS, default=None if not out_required else "digits")

@@ -26,7 +26,7 @@ from ..checkpoint import load_models
 from ..data import ImageSplit, load_split
 from ..distributed import DistContext, agree, gather_batches, init_distributed, main_first, main_only, shard_batches
 from ..errors import ConfigError, FeatureStoreError
-from ..models import Discriminator, preset_config
+from ..models import PRESETS, Discriminator, preset_config
 from ..provenance import provenance, sha256_file, sha256_json
 from .batchnorm import recompute_batchnorm
 from .pooling import layer_dims, pooled_features, select_layers
@@ -69,8 +69,19 @@ def load_probe_splits(dataset: str, data_root: str | os.PathLike | None, image_s
 
 
 def random_discriminator(preset: str, seed: int, **overrides) -> tuple[Discriminator, dict]:
-    """A discriminator with the paper's random initialisation (the "random weights" baseline)."""
-    config = preset_config(preset, **overrides)
+    """A discriminator with the paper's random initialisation (the "random weights" baseline).
+
+    ``preset`` is a preset name, or the path of a checkpoint whose architecture (widths included) is copied.
+    """
+    if preset not in PRESETS and Path(preset).is_file():
+        from ..checkpoint import load_checkpoint, model_config
+
+        config = model_config(load_checkpoint(preset))
+    elif preset in PRESETS:
+        config = preset_config(preset, **overrides)
+    else:
+        raise ConfigError(f"--random-init {preset}: expected a preset ({', '.join(sorted(PRESETS))}) or an "
+                          f"existing checkpoint file")
     torch.manual_seed(seed)
     return Discriminator(config), config.to_dict()
 
@@ -83,7 +94,8 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
     """Extract pooled discriminator features into a feature store and return its directory.
 
     Either ``checkpoint`` (a gan-probe checkpoint) or ``random_init=PRESET`` (the same architecture with the
-    paper's random initialisation, seeded by ``seed``) gives the discriminator. Options: see
+    paper's random initialisation, seeded by ``seed``; ``random_init`` may also be a checkpoint path, whose
+    architecture is copied) gives the discriminator. Options: see
     :class:`ExtractOptions` (keyword arguments are accepted too, e.g. ``grid=4, holdout=10000``).
     """
     options = options or ExtractOptions(**option_kwargs)
@@ -100,7 +112,8 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
                   "loss": (models.state.get("config", {}).get("train") or {}).get("loss")}
     else:
         disc, model_cfg = random_discriminator(random_init, seed)
-        source = {"source": "random-d", "checkpoint": None, "init_seed": seed}
+        source = {"source": "random-d", "checkpoint": None, "init_seed": seed,
+                  "architecture_of": None if random_init in PRESETS else str(random_init)}
     layers = select_layers(disc, options.layers)
     train, test = main_first(lambda: load_probe_splits(dataset, data_root, model_cfg["image_size"], options,
                                                        download), ctx)

@@ -92,10 +92,10 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
 
     stores["dcgan"] = runner.run("extract-dcgan", {**data_inputs, "train": train.key},
                                  extract("dcgan", checkpoint=ckpt_path))
-    preset = _checkpoint_preset(ckpt_path)
-    if config.baselines.random_d:
-        stores["random-d"] = runner.run("extract-random-d", {**data_inputs, "preset": preset, "seed": seed},
-                                        extract("random-d", random_init=preset, seed=seed))
+    if config.baselines.random_d:  # the same architecture as the trained checkpoint, random weights
+        stores["random-d"] = runner.run("extract-random-d", {**data_inputs, "model": _checkpoint_model(ckpt_path),
+                                                             "seed": seed},
+                                        extract("random-d", random_init=ckpt_path, seed=seed))
     splits_cache: dict[str, Any] = {}
 
     def splits():
@@ -176,10 +176,10 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
     return PipelineSummary(root, Path(rep.outputs["report_path"]), runner.results)
 
 
-def _checkpoint_preset(path: str) -> str:
+def _checkpoint_model(path: str) -> dict[str, Any]:
     from ..checkpoint import load_checkpoint, model_config
 
-    return model_config(load_checkpoint(path)).preset
+    return model_config(load_checkpoint(path)).to_dict()
 
 
 def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, seed: int, device: str,
