@@ -1,11 +1,12 @@
 """Batch norm over the global batch of all ranks (``--sync-bn``).
 
 On CUDA this is PyTorch's :class:`torch.nn.SyncBatchNorm`. That class refuses CPU tensors, so for gloo/CPU
-runs :class:`GlobalBatchNorm2d` computes the same statistics with PyTorch's differentiable functional
-collective ``all_reduce`` (``torch.distributed._functional_collectives``; its backward all-reduces the
-gradients, which is the cross-rank term of batch norm's gradient). Outside a multi-rank process group, and
-in eval mode, both behave exactly like :class:`torch.nn.BatchNorm2d`; their ``state_dict`` keys are the
-same, so checkpoints do not depend on the option.
+runs :class:`GlobalBatchNorm2d` computes the same statistics with ``torch.distributed.all_reduce`` wrapped as
+a differentiable sum (its backward all-reduces the gradients, which is the cross-rank term of batch norm's
+gradient; the same construction as ``torch.distributed.nn.functional.all_reduce``, deprecated in recent
+releases). Outside a multi-rank process group, and in eval mode, both behave exactly like
+:class:`torch.nn.BatchNorm2d`; their ``state_dict`` keys are the same, so checkpoints do not depend on the
+option.
 
 >>> from torch import nn
 >>> net = convert_sync_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), torch.device("cpu"))
@@ -45,11 +46,25 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         return y
 
 
-def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
-    """Differentiable all-reduce (sum): the backward pass all-reduces the incoming gradients."""
-    from torch.distributed import _functional_collectives as fc
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose backward pass sums the incoming gradients over ranks (the adjoint of the forward)."""
 
-    return fc.wait_tensor(fc.all_reduce(x, "sum", dist.group.WORLD))
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable all-reduce (sum) of ``x`` over the default process group."""
+    return _AllReduceSum.apply(x)
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
