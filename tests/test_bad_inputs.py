@@ -193,7 +193,7 @@ def test_weights_file_that_is_not_the_network(tmp_path, capsys):
 # ---- feature stores and the probe (gan-probe svm) --------------------------------------------------------------
 
 def _svm(store, *extra, out):
-    return ["svm", "--features", store, "--out", out, "--no-progress", *extra]
+    return ["svm", "--features", store, "--json", out, "--no-progress", "--device", "cpu", *extra]
 
 
 @needs_svm
@@ -212,7 +212,7 @@ def test_store_with_nan_features(tmp_path, capsys):
     result = tmp_path / "svm.json"
     result.write_text("{}")
     before = _snapshot(tmp_path)
-    _fails(capsys, _svm(store, out=result), "train_features", "row 3", before=before, roots=[tmp_path])
+    _fails(capsys, _svm(store, out=result), "train", "row 3", before=before, roots=[tmp_path])
 
 
 @needs_svm
@@ -230,5 +230,5 @@ def test_more_labels_per_class_than_exist(tmp_path, capsys):
     result = tmp_path / "svm.json"
     result.write_text("{}")
     before = _snapshot(tmp_path)
-    _fails(capsys, _svm(store, "--protocol", "few-labels", "--labels-per-class", "4", out=result),
+    _fails(capsys, _svm(store, "--labels-per-class", "4", out=result),
            "--labels-per-class", before=before, roots=[tmp_path])
