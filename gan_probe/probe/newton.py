@@ -97,11 +97,12 @@ class Subspace:
             products = torch.cat([previous.XV, products], 1)
         if directions.shape[1] == 0:
             return previous
-        # orthonormalise through the small Gram matrix (twice, for stability), dropping dependent directions
+        # orthonormalise through the small Gram matrix (twice, for stability), dropping nearly dependent
+        # directions: their products with X~ carry float32 rounding, which 1/sqrt(eigenvalue) would amplify
         for _ in range(2):
             gram = directions.T @ directions
             evals, evecs = torch.linalg.eigh(gram)
-            keep = evals > 1e-10 * float(evals.max().clamp_min(1e-300))
+            keep = evals > 1e-6 * float(evals.max().clamp_min(1e-300))
             T = evecs[:, keep] / evals[keep].sqrt()
             directions, products = directions @ T, products @ T
         theta, G = torch.linalg.eigh(products.T @ products)
@@ -286,7 +287,8 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     W = (torch.zeros(design.dim, K, dtype=torch.float64, device=dev) if W0 is None
          else W0.to(dev, torch.float64).clone())
     jacobi = opts.precondition == "jacobi"
-    use_subspace = opts.precondition == "subspace" and opts.subspace_rank > 0
+    rank = min(opts.subspace_rank, design.dim, design.n)
+    use_subspace = opts.precondition == "subspace" and rank > 0
     f, g, Z, diag = _loss_grad(design, W, Y, C, jacobi)
     gnorm0 = g.norm(dim=0)
     done = gnorm0 <= 0
@@ -307,11 +309,11 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         elif use_subspace and subspace is not None:
             precond = subspace.preconditioner(active, C, design.row_sq)
         collect: list | None = [] if use_subspace else None
-        P, XP, steps = _cg(design, active, gc, C, eta, opts.max_cg, precond, collect, 2 * opts.subspace_rank)
+        P, XP, steps = _cg(design, active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
         cg_steps += steps
         if collect:
             subspace = Subspace.build(torch.cat([d for d, _ in collect], 1), torch.cat([x for _, x in collect], 1),
-                                      subspace, opts.subspace_rank)
+                                      subspace, rank)
         t, f_new = _line_search(W[:, cols], P, Yc * Zc, Yc * XP, C)
         W[:, cols] += t * P
         Z[:, cols] = Zc + t * XP

@@ -1,0 +1,134 @@
+"""`gan-probe svm` end to end on feature stores written in the official format."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gan_probe.cli import main
+from gan_probe.features.store import features_path, save_store
+
+REQUIRED = {"dataset", "protocol", "accuracy", "accuracy_std", "error", "C", "n_train", "n_test", "n_features",
+            "draws", "solver", "seconds", "C_selection", "accuracies", "per_draw", "features_meta", "seeds",
+            "provenance"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_store(root, n_train=60, n_test=20, d=12, k=3, meta=None, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)) * 2
+    ytr, yte = np.arange(n_train) % k, np.arange(n_test) % k
+    xtr = (centers[ytr] + rng.normal(size=(n_train, d))).astype(np.float32)
+    xte = (centers[yte] + rng.normal(size=(n_test, d))).astype(np.float32)
+    return save_store(root, xtr, ytr, xte, yte, meta if meta is not None else {"dataset": "toyset", "layers": [0]})
+
+
+def test_json_result_has_the_documented_fields(tmp_path, capsys):
+    store = make_store(tmp_path / "feats")
+    out = tmp_path / "res.json"
+    assert main(["svm", "--features", str(store), "--C-grid", "0.01,1", "--val-size", "9", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "toyset" in printed and "test accuracy" in printed and f"wrote {out}" in printed
+    res = json.loads(out.read_text())
+    assert REQUIRED <= set(res)
+    assert res["dataset"] == "toyset" and res["protocol"] == "full"
+    assert 0.0 <= res["accuracy"] <= 1.0 and res["error"] == pytest.approx(1 - res["accuracy"])
+    assert res["features_meta"] == json.loads((store / "meta.json").read_text())
+    assert res["C_selection"]["grid"] == [0.01, 1.0] and res["C"] in (0.01, 1.0)
+    assert [p["C"] for p in res["C_selection"]["curve"]] == [0.01, 1.0]
+    assert res["n_train"] == 60 and res["n_val"] == 9 and res["n_test"] == 20 and res["n_features"] == 12
+    assert res["provenance"]["seeds"] == {"seed": 0} and "versions" in res["provenance"]
+
+
+def test_labels_per_class_and_dataset_name(tmp_path):
+    store = make_store(tmp_path / "feats", meta={})
+    out = tmp_path / "res.json"
+    assert main(["svm", "--features", str(store), "--labels-per-class", "4", "--draws", "3", "--C", "0.1",
+                 "--seed", "5", "--dataset-name", "named", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["dataset"] == "named" and res["protocol"] == "labels-per-class"
+    assert res["draws"] == 3 and len(res["accuracies"]) == 3 and res["n_train"] == 12
+    assert res["seeds"]["draws"] == [[5, 0], [5, 1], [5, 2]]
+
+
+def test_same_seed_same_numbers(tmp_path):
+    store = make_store(tmp_path / "feats")
+    results = []
+    for name in ("a.json", "b.json"):
+        main(["svm", "--features", str(store), "--labels", "9", "--val-size", "15", "--draws", "2",
+              "--C-grid", "0.01,1", "--json", str(tmp_path / name)])
+        results.append(json.loads((tmp_path / name).read_text()))
+    assert results[0]["accuracies"] == results[1]["accuracies"] and results[0]["C"] == results[1]["C"]
+
+
+def run_error(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gan-probe svm: error: ") and len(err.strip().splitlines()) == 1
+    return err
+
+
+def test_mismatched_feature_shapes_are_a_clear_error(tmp_path, capsys):
+    store = make_store(tmp_path / "feats")
+    np.save(features_path(store, "test"), np.zeros((20, 5), np.float32))
+    err = run_error(["svm", "--features", str(store), "--C", "1"], capsys)
+    assert "12 columns" in err and "5" in err
+
+
+def test_label_count_mismatch_is_a_clear_error(tmp_path, capsys):
+    store = make_store(tmp_path / "feats")
+    np.save(store / "train_labels.npy", np.zeros(59, np.int64))
+    assert "59 labels" in run_error(["svm", "--features", str(store), "--C", "1"], capsys)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_nan_features_name_the_split_and_row(tmp_path, capsys, split):
+    store = make_store(tmp_path / "feats")
+    x = np.load(features_path(store, split))
+    x[13, 2] = np.nan
+    np.save(features_path(store, split), x)
+    err = run_error(["svm", "--features", str(store), "--C", "1"], capsys)
+    assert f"{split} features" in err and "row 13" in err
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--C", "0"], "--C 0"),
+    (["--C", "-0.5"], "--C -0.5"),
+    (["--C", "abc"], "--C 'abc'"),
+    (["--C-grid", "0.1,0"], "--C-grid value 0"),
+    (["--labels-per-class", "30", "--C", "1"], "--labels-per-class 30: class"),
+])
+def test_bad_flags_are_clear_errors(tmp_path, capsys, argv, match):
+    store = make_store(tmp_path / "feats")
+    assert match in run_error(["svm", "--features", str(store), *argv], capsys)
+
+
+def test_missing_or_conflicting_feature_sources(tmp_path, capsys):
+    assert "no features" in run_error(["svm"], capsys)
+    store = make_store(tmp_path / "feats")
+    assert "either --features" in run_error(["svm", "--features", str(store), "--checkpoint", "x.pt"], capsys)
+    assert "not found" in run_error(["svm", "--features", str(tmp_path / "nope")], capsys)
+
+
+def test_one_step_form_extracts_then_probes(tmp_path, monkeypatch, capsys):
+    extract = pytest.importorskip("gan_probe.features.extract")
+    calls = []
+
+    def fake_extract_features(checkpoint, dataset, data_root, out, device, progress):
+        calls.append(dict(checkpoint=checkpoint, dataset=dataset, data_root=data_root, out=out, device=device))
+        return make_store(tmp_path / "extracted", meta={"dataset": dataset})
+
+    monkeypatch.setattr(extract, "extract_features", fake_extract_features)
+    out = tmp_path / "res.json"
+    assert main(["svm", "--dataset", "cifar10", "--data-root", "R", "--checkpoint", "G.pt", "--features-dir",
+                 str(tmp_path / "fd"), "--device", "cpu", "--C", "1", "--json", str(out)]) == 0
+    assert calls == [dict(checkpoint="G.pt", dataset="cifar10", data_root="R", out=str(tmp_path / "fd"),
+                          device="cpu")]
+    assert json.loads(out.read_text())["dataset"] == "cifar10"

@@ -1,0 +1,153 @@
+"""The torch L2-SVM solver against liblinear (scikit-learn's LinearSVC) and closed forms."""
+import numpy as np
+import pytest
+import torch
+
+from gan_probe.errors import FeatureStoreError
+from gan_probe.probe import LinearL2SVM, SolverOptions, TrainingProblem, fit_standardizer, fit_svm
+from gan_probe.probe.design import dense_design, standardized_design
+from gan_probe.probe.liblinear import fit_liblinear
+from gan_probe.probe.newton import class_targets, newton_cg, objective
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny problems: thread start-up costs more than it saves
+    yield
+    torch.set_num_threads(before)
+
+
+def correlated_features(n, d, k=4, seed=0, rank=6):
+    """Features with a few strong shared factors (a power-law-like spectrum), a class signal and an offset."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    factors = rng.normal(size=(n, rank)) * (2.0 ** -np.arange(rank))
+    mix = rng.normal(size=(rank, d))
+    means = rng.normal(size=(k, d)) * 0.4
+    x = factors @ mix * 3 + means[y] + rng.normal(size=(n, d)) + 5.0
+    return np.maximum(x, 0).astype(np.float32), y
+
+
+def liblinear_objective(x, y, C, rows=None, **kw):
+    st = fit_standardizer(x, rows)
+    W, classes, info = fit_liblinear(x, y, C, st, rows, tol=1e-6, max_iter=20000, **kw)
+    design = standardized_design(x, st, rows, kw.get("intercept_scaling", 1.0))
+    labels = y if rows is None else y[rows]
+    Y = class_targets(labels, classes)
+    return objective(design, torch.as_tensor(W), Y, C), W, st
+
+
+@pytest.mark.parametrize("n,d,method", [(60, 150, "kernel"), (60, 150, "primal"), (300, 40, "primal")])
+@pytest.mark.parametrize("C", [0.01, 1.0])
+def test_objective_and_predictions_match_liblinear(n, d, method, C):
+    x, y = correlated_features(n, d, seed=n + d)
+    x_test, y_test = correlated_features(200, d, seed=7)
+    ref_obj, W_ref, st = liblinear_objective(x, y, C)
+    model = LinearL2SVM(C, device="cpu", method=method).fit(x, y)
+    assert model.method_ == method
+    ours = model.objective_
+    # never worse than liblinear by more than 1e-4 (relative), class by class
+    assert np.all(ours <= ref_obj * (1 + 1e-4)), (ours, ref_obj)
+    ref_scores = standardized_design(x_test, st).matmul(torch.as_tensor(W_ref)).numpy()
+    ref_pred = model.classes_[ref_scores.argmax(1)]
+    agree = np.mean(model.predict(x_test) == ref_pred)
+    assert agree >= 0.99
+    assert abs(model.score(x_test, y_test) - np.mean(ref_pred == y_test)) <= 0.01
+
+
+def test_two_classes_use_one_column_like_liblinear():
+    x, y = correlated_features(80, 30, k=2, seed=3)
+    ref_obj, W_ref, _ = liblinear_objective(x, y, 0.1)
+    model = fit_svm(x, y, C=0.1, device="cpu")
+    assert model.coef_.shape == (1, 30)
+    assert model.objective_[0] <= ref_obj[0] * (1 + 1e-4)
+    np.testing.assert_allclose(model.W_.numpy(), W_ref, rtol=0, atol=2e-3 * np.abs(W_ref).max())
+
+
+def test_intercept_scaling_matches_liblinear():
+    x, y = correlated_features(70, 20, seed=5)
+    ref_obj, _, _ = liblinear_objective(x, y, 0.5, intercept_scaling=3.0)
+    model = LinearL2SVM(0.5, device="cpu", intercept_scaling=3.0).fit(x, y)
+    assert np.all(model.objective_ <= ref_obj * (1 + 1e-4))
+
+
+def test_closed_form_one_dimensional():
+    # points +-1, +-2 with y = sign(x): w = 0.8, b = 0 minimise 0.5 (w^2 + b^2) + C * 2 (1 - w)^2 at C = 1
+    X = torch.tensor([[1.0], [2.0], [-1.0], [-2.0]], dtype=torch.float64)
+    Y = torch.tensor([[1.0], [1.0], [-1.0], [-1.0]], dtype=torch.float64)
+    res = newton_cg(dense_design(X, intercept_scaling=1.0), Y, C=1.0)
+    np.testing.assert_allclose(res.W.flatten().numpy(), [0.8, 0.0], atol=1e-9)
+    assert res.total_objective == pytest.approx(0.5 * 0.64 + 2 * 0.04, abs=1e-12)
+
+
+def test_kernel_and_primal_routes_agree_and_warm_starts_do_not_change_the_answer():
+    x, y = correlated_features(50, 120, seed=11)
+    kernel = TrainingProblem(x, y, device="cpu", method="kernel")
+    primal = TrainingProblem(x, y, device="cpu", method="primal", options=SolverOptions(tol=1e-10))
+    cold = TrainingProblem(x, y, device="cpu", method="primal", options=SolverOptions(tol=1e-10))
+    for C in (0.001, 0.1, 10.0):
+        a, b = kernel.solve(C), primal.solve(C)
+        np.testing.assert_allclose(a.objective, b.objective, rtol=1e-5)
+        c = cold.solve(C, warm_start=False)
+        np.testing.assert_allclose(b.objective, c.objective, rtol=1e-5)
+
+
+def test_chunk_size_does_not_change_the_fit():
+    x, y = correlated_features(90, 25, seed=2)
+    st = fit_standardizer(x)
+    Y = class_targets(y, np.unique(y))
+    results = [newton_cg(standardized_design(x, st, chunk_rows=rows, cache_bytes=0), Y, 0.3,
+                         options=SolverOptions(tol=1e-10)) for rows in (7, 90)]
+    np.testing.assert_allclose(results[0].W.numpy(), results[1].W.numpy(), atol=1e-5)
+
+
+def test_standardisation_uses_training_statistics_only():
+    x, y = correlated_features(80, 12, seed=4)
+    x_test, _ = correlated_features(40, 12, seed=9)
+    model = fit_svm(x, y, C=0.2, device="cpu")
+    np.testing.assert_allclose(model.standardizer_.mean, x.astype(np.float64).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(model.standardizer_.scale, x.astype(np.float64).std(0), rtol=1e-12)
+    # test rows are scored with the training statistics, whatever the test set looks like
+    coef, intercept = model.raw_weights()
+    np.testing.assert_allclose(model.decision_function(x_test), x_test @ coef.T + intercept, rtol=1e-4, atol=1e-4)
+    shifted = model.decision_function(x_test + 100.0)
+    np.testing.assert_allclose(shifted, (x_test + 100.0) @ coef.T + intercept, rtol=1e-4, atol=1e-3)
+    # fitting on a subset of rows takes statistics from that subset only
+    rows = np.arange(0, 80, 2)
+    sub = LinearL2SVM(0.2, device="cpu").fit(x, y, rows=rows)
+    np.testing.assert_allclose(sub.standardizer_.mean, x[rows].astype(np.float64).mean(0), rtol=1e-12)
+
+
+def test_statistics_pass_is_exact_in_float64_and_handles_constant_columns():
+    rng = np.random.default_rng(0)
+    x = (1e4 + rng.normal(size=(1000, 3))).astype(np.float32)
+    x[:, 2] = 7.0
+    st = fit_standardizer(x, chunk_rows=33)
+    np.testing.assert_allclose(st.mean, x.astype(np.float64).mean(0), rtol=1e-14)
+    np.testing.assert_allclose(st.scale[:2], x[:, :2].astype(np.float64).std(0), rtol=1e-10)
+    assert st.scale[2] == 1.0 and st.n_constant == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_training_features_are_reported_with_split_and_row(bad):
+    x, y = correlated_features(50, 6, seed=1)
+    x[37, 4] = bad
+    with pytest.raises(FeatureStoreError, match=r"train features: non-finite .* row 37, column 4"):
+        fit_svm(x, y, C=1.0, device="cpu")
+
+
+def test_non_finite_test_features_are_reported():
+    x, y = correlated_features(50, 6, seed=1)
+    model = fit_svm(x, y, C=1.0, device="cpu")
+    x_test = x[:10].copy()
+    x_test[6, 1] = np.nan
+    with pytest.raises(FeatureStoreError, match=r"test features: non-finite value in row 6, column 1"):
+        model.predict(x_test)
+
+
+def test_same_inputs_give_identical_weights():
+    x, y = correlated_features(70, 30, seed=8)
+    a = fit_svm(x, y, C=0.05, device="cpu").W_
+    b = fit_svm(x, y, C=0.05, device="cpu").W_
+    assert torch.equal(a, b)
