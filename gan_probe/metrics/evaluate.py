@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,9 @@ def load_classifier(path: str | os.PathLike, device: torch.device | str) -> torc
     if not path.is_file():
         raise GanProbeError(f"--classifier {path}: file not found (expected a TorchScript module)")
     try:
-        return torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's concern
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location=device).eval()
     except Exception as exc:  # noqa: BLE001
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise GanProbeError(f"--classifier {path}: not a TorchScript module ({first[:120]})") from None
