@@ -55,7 +55,7 @@ class TrainConfig:
     preset: str = "small32"
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides (image_size, nz, ...)
     loss: str = "bce"
-    mog_sigma_reg: float = 1.0  # DeLiGAN's weight on sum_k ||1 - sigma_k||^2 / N (only for latent "mog")
+    mog_sigma_reg: float = 0.01  # DeLiGAN's weight on sum_k ||1 - sigma_k||^2 / N (only for latent "mog")
     batch_size: int = 128
     lr: float = 2e-4
     beta1: float = 0.5

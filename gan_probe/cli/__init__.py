@@ -24,10 +24,17 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too: ``gan-probe <cmd>: error: <message>`` and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gan-probe",
         description="Evaluate GANs the way the DCGAN paper does: train DCGANs, probe discriminator features "
                     "with linear L2-SVMs, compare with the k-means baseline, score samples (IS, FID), report.")

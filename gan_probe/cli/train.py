@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _opt(m, "--ndf", None, "override the discriminator base width", type=int)
     _opt(m, "--latent", None, "override the latent prior", choices=LATENTS)
     _opt(m, "--mog-components", None, "mixture components for --latent mog", type=int)
-    _opt(m, "--mog-sigma-reg", 1.0, "weight of DeLiGAN's sigma regulariser sum_k ||1 - sigma_k||^2 / N "
+    _opt(m, "--mog-sigma-reg", 0.01, "weight of DeLiGAN's sigma regulariser sum_k ||1 - sigma_k||^2 / N "
                                     "(--latent mog)", type=float)
     _opt(m, "--loss", "bce", "GAN objective", choices=LOSSES)
     o = p.add_argument_group("optimisation")

@@ -8,8 +8,7 @@ Layout of ``FEATS/``::
     test_labels.npy      int64,   (N_test,)
     meta.json            provenance: source checkpoint / data checksums, layers, grid, dims per layer, ...
 
-Matrices are written row-chunk by row-chunk into a memory-mapped ``.npy`` (via a temporary file renamed at
-the end), and read back memory-mapped, so a 50,000 x 28,672 float32 matrix (5.7 GB) never exists twice in RAM.
+Matrices are written row-chunk by row-chunk into a ``.npy`` file (a temporary file renamed at the end), and read back memory-mapped, so a 50,000 x 28,672 float32 matrix (5.7 GB) never exists twice in RAM.
 """
 from __future__ import annotations
 
@@ -51,21 +50,22 @@ class MatrixWriter:
 
     def __enter__(self) -> "MatrixWriter":
         self._tmp = self._ctx.__enter__()
-        self._array = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=self.dtype,
-                                                shape=(self.rows, self.dim))
+        # plain sequential writes after the .npy header: resident memory stays flat however large the matrix
+        self._fh = open(self._tmp, "wb")
+        np.lib.format.write_array_header_1_0(self._fh, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                        "fortran_order": False, "shape": (self.rows, self.dim)})
         return self
 
     def write(self, block: np.ndarray) -> None:
-        block = np.asarray(block, dtype=self.dtype).reshape(-1, self.dim)
+        block = np.ascontiguousarray(block, dtype=self.dtype).reshape(-1, self.dim)
         end = self._filled + len(block)
         if end > self.rows:
             raise ValueError(f"{self.path}: writing past the declared {self.rows} rows")
-        self._array[self._filled:end] = block
+        self._fh.write(block.tobytes())
         self._filled = end
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self._array.flush()
-        del self._array
+        self._fh.close()
         if exc_type is None and self._filled != self.rows:
             exc = ValueError(f"{self.path}: wrote {self._filled} rows, declared {self.rows}")
             self._ctx.__exit__(ValueError, exc, None)  # removes the temporary file

@@ -65,7 +65,7 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
             from ..train import train as train_gan
 
             run_dir = root / "train"
-            result = train_gan(tc, run_dir, resume=(run_dir / "checkpoint.pt").exists(), progress=progress)
+            result = train_gan(tc, run_dir, resume=True, progress=progress)  # an empty run dir starts fresh
             return {"checkpoint_path": str(run_dir / "checkpoint.pt"), "run_dir": str(run_dir),
                     "step": result.step}
 
