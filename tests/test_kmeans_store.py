@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from gan_probe.baselines import KMeansConfig, kmeans_features, kmeans_store_dictionary
+from gan_probe.baselines import KMeansConfig, kmeans_features, kmeans_store_dictionary, pixel_features
 from gan_probe.cli import main
 from gan_probe.data.base import ImageSplit
 from gan_probe.errors import DataError
@@ -92,3 +92,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--holdout 5000" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["kmeans", "--out", str(tmp_path / "x"), "--holdout", "1.5"])
+
+
+def test_same_inputs_reuse_the_store_other_inputs_are_refused(tmp_path):
+    from gan_probe.errors import FeatureStoreError
+
+    train, test = _split(12, 0), _split(5, 1, name="test")
+    cfg = KMeansConfig(centroids=3, patch=3, patches=100, iterations=2)
+    root = kmeans_features(train, test, tmp_path / "s", cfg, device="cpu")
+    stamp = (root / "train_features.npy").stat().st_mtime_ns
+    assert kmeans_features(train, test, root, cfg, device="cpu") == root
+    assert (root / "train_features.npy").stat().st_mtime_ns == stamp          # reused, not recomputed
+    with pytest.raises(FeatureStoreError, match="holds features of other inputs"):
+        kmeans_features(train, test, root, KMeansConfig(centroids=4, patch=3, patches=100, iterations=2))
+    with pytest.raises(FeatureStoreError, match="holds features of other inputs"):
+        pixel_features(train, test, root)
+    assert (root / "train_features.npy").stat().st_mtime_ns == stamp

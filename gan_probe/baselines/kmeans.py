@@ -10,6 +10,7 @@ PosixPath('feats')
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -17,9 +18,9 @@ from pathlib import Path
 import torch
 
 from ..data.base import ImageSplit
-from ..errors import ConfigError, DataError
-from ..features.store import META, MatrixWriter, features_path, write_labels, write_meta
-from ..provenance import provenance, sha256_file
+from ..errors import ConfigError, DataError, FeatureStoreError
+from ..features.store import META, MatrixWriter, features_path, is_complete, write_labels, write_meta
+from ..provenance import provenance, sha256_array, sha256_file, sha256_json
 from .config import KMeansConfig
 from .dictionary import KMeansDictionary, learn_dictionary
 from .encode import QUADRANTS, quadrant_halves
@@ -46,6 +47,26 @@ def check_labelled(split: ImageSplit) -> None:
         raise DataError(f"--dataset {split.dataset}: the {split.split} split has no labels; the probe needs labels")
 
 
+def store_key(source: str, train: ImageSplit, test: ImageSplit, **inputs) -> str:
+    """Content key of a baseline store: its kind, its inputs and the checksums of both splits' pixels + labels."""
+    return sha256_json({"format": FORMAT, "version": 1, "source": source, **inputs, "train": train.checksum,
+                        "test": test.checksum})
+
+
+def reuse_store(root: Path, key: str) -> bool:
+    """True when ``root`` already holds the finished store of ``key``; an error when it holds another one."""
+    if not is_complete(root):
+        return False
+    try:
+        existing = json.loads((root / META).read_text()).get("key")
+    except (OSError, json.JSONDecodeError):
+        existing = None
+    if existing == key:
+        return True
+    raise FeatureStoreError(f"{root}: holds features of other inputs (key {str(existing)[:12]}); choose another "
+                            f"--out or remove it")
+
+
 def write_split_features(dictionary: KMeansDictionary, split: ImageSplit, root: Path, name: str,
                          batch_size: int, device: torch.device, progress: bool) -> None:
     """Encode one split batch by batch straight into ``root/<name>_features.npy`` and write its labels."""
@@ -62,7 +83,9 @@ def kmeans_features(train: ImageSplit, test: ImageSplit, out: str | os.PathLike,
     """Learn a dictionary on ``train`` (unless given), encode ``train`` and ``test``, write the feature store.
 
     Returns the store directory ``out``, holding ``{train,test}_{features,labels}.npy``, ``dictionary.npz`` and
-    ``meta.json`` (written last: constants, data checksums, seeds, timings, provenance).
+    ``meta.json`` (written last: constants, data checksums, seeds, timings, provenance). The store is keyed by
+    its inputs (constants or dictionary, and the checksums of both splits): re-running with the same inputs
+    returns the finished store as it is, and an ``out`` holding another store is an error.
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
@@ -73,6 +96,13 @@ def kmeans_features(train: ImageSplit, test: ImageSplit, out: str | os.PathLike,
                         f"use --image-size")
     dev = resolve_device(device)
     root = Path(out)
+    source = ({"config": config.to_dict()} if dictionary is None else
+              {"dictionary": sha256_json([dictionary.config.to_dict(), sha256_array(dictionary.centroids),
+                                          None if dictionary.whitening is None else
+                                          sha256_array(dictionary.whitening)])})
+    key = store_key("kmeans", train, test, **source)
+    if reuse_store(root, key):
+        return root
     root.mkdir(parents=True, exist_ok=True)
     (root / META).unlink(missing_ok=True)  # the store is complete again only once the new meta.json is written
     t0 = time.perf_counter()
@@ -88,7 +118,7 @@ def kmeans_features(train: ImageSplit, test: ImageSplit, out: str | os.PathLike,
     grid = dictionary.encoder("cpu").grid(height, width)
     halves = quadrant_halves(*grid)
     meta = {
-        "format": FORMAT, "format_version": 1, "source": "kmeans",
+        "format": FORMAT, "format_version": 1, "key": key, "source": "kmeans",
         "method": "Coates & Ng (2011) single-layer k-means, " + config.encoder + " encoding, 4-quadrant sum pooling",
         "dataset": train.dataset, "data": {"train": train.describe(), "test": test.describe()},
         "holdout": train.info.get("holdout"), "config": config.to_dict(), "n_features": dictionary.n_features,
@@ -111,4 +141,5 @@ def kmeans_store_dictionary(root: str | os.PathLike) -> KMeansDictionary:
     return KMeansDictionary.load(Path(root) / DICTIONARY)
 
 
-__all__ = ["kmeans_features", "kmeans_store_dictionary", "resolve_device", "DICTIONARY", "FORMAT"]
+__all__ = ["kmeans_features", "kmeans_store_dictionary", "resolve_device", "store_key", "reuse_store", "DICTIONARY",
+           "FORMAT"]

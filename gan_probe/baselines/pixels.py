@@ -39,7 +39,12 @@ def pixel_features(train: ImageSplit, test: ImageSplit, out: str | os.PathLike, 
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DataError(f"train images are {train.images.shape[1:]} but test images {test.images.shape[1:]}; "
                         f"use --image-size")
+    from .kmeans import reuse_store, store_key
+
     root = Path(out)
+    key = store_key("pixels", train, test)
+    if reuse_store(root, key):
+        return root
     root.mkdir(parents=True, exist_ok=True)
     (root / META).unlink(missing_ok=True)
     t0 = time.perf_counter()
@@ -55,7 +60,7 @@ def pixel_features(train: ImageSplit, test: ImageSplit, out: str | os.PathLike, 
                 writer.write(pixel_matrix(split.images[start:start + batch_size]))
         write_labels(root, name, split.labels)
     meta = {
-        "format": "gan-probe-features", "format_version": 1, "source": "pixels",
+        "format": "gan-probe-features", "format_version": 1, "key": key, "source": "pixels",
         "method": "raw pixels / 255, flattened in (H, W, C) order",
         "dataset": train.dataset, "data": {"train": train.describe(), "test": test.describe()},
         "holdout": train.info.get("holdout"), "image_shape": list(train.images.shape[1:]), "n_features": dim,
