@@ -151,3 +151,20 @@ def test_same_inputs_give_identical_weights():
     a = fit_svm(x, y, C=0.05, device="cpu").W_
     b = fit_svm(x, y, C=0.05, device="cpu").W_
     assert torch.equal(a, b)
+
+
+def test_streamed_design_folds_standardisation_exactly():
+    x, y = correlated_features(50, 9, seed=6)
+    x = x + 40.0  # a large offset: the folded products must still match the standardised ones
+    st = fit_standardizer(x)
+    cached = standardized_design(x, st, cache_bytes=1 << 40)
+    streamed = standardized_design(x, st, cache_bytes=0, chunk_rows=8)
+    assert cached.fold is None and streamed.fold is not None
+    W = torch.randn(10, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    R = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    square = lambda s, e, Z: R[s:e].abs()  # noqa: E731
+    for a, b in zip(cached.fused(W, lambda s, e, Z: R[s:e], square),
+                    streamed.fused(W, lambda s, e, Z: R[s:e], square)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cached.rmatmul(R).numpy(), streamed.rmatmul(R).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cached.row_sq.numpy(), streamed.row_sq.numpy(), rtol=1e-5)

@@ -1,12 +1,16 @@
 """The design matrix of the probe as a chunked linear operator: ``X~ = [(X[rows] - mean) / scale, s]``.
 
-The solver touches the data only through the three passes below, each of which reads every row once, chunk by
-chunk, standardising on the fly (no standardised copy of a large matrix is ever made):
+The solver touches the data only through the passes below, each of which reads every row once, chunk by chunk:
 
 * :meth:`Design.matmul` -- ``X~ W`` (margins);
 * :meth:`Design.fused` -- per chunk ``Z_c = X~_c W``, coefficients ``R_c = fn(Z_c)``, and ``X~_c^T R_c``
   accumulated -- one read of the data gives the loss, the gradient and the margins (or a Hessian-vector product);
 * :meth:`Design.rmatmul` -- ``X~^T R``.
+
+No standardised copy of a large matrix is ever made. Rows that fit a cache budget are standardised once and
+kept (on the GPU when there is one); larger matrices are streamed raw from their (memory-mapped) file and the
+standardisation is folded into the products: ``X~ w = X (w / scale) - mean . (w / scale)`` and
+``X~^T r = (X^T r - mean * sum(r)) / scale``, with the corrections in float64.
 
 The appended constant column ``s`` (``intercept_scaling``, 1 by default) makes the last row of ``W`` the bias,
 penalised like any weight -- exactly liblinear's treatment of the intercept. Products run in the storage
@@ -30,8 +34,8 @@ import torch
 
 from .standardize import Standardizer
 
-#: default bytes of float32 per streamed chunk (fits a large last-level cache when re-read for the backward product)
-STREAM_CHUNK_BYTES = 24 << 20
+#: default bytes per streamed chunk (large enough for efficient skinny matrix products on a CPU)
+STREAM_CHUNK_BYTES = 64 << 20
 
 CoefFn = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
 
@@ -45,8 +49,11 @@ class Design:
 
     def __init__(self, chunks: Callable[[], Iterator[tuple[int, int, torch.Tensor]]], n: int, n_features: int,
                  device: torch.device, intercept_scaling: float | None = 1.0,
-                 resident: list[torch.Tensor] | None = None):
+                 resident: list[torch.Tensor] | None = None,
+                 fold: tuple[torch.Tensor, torch.Tensor] | None = None):
         self._chunks = chunks
+        # fold = (mean, 1/scale) in float64: chunks are raw and the products absorb the standardisation
+        self.fold = fold
         self.n = int(n)
         self.n_features = int(n_features)
         self.device = torch.device(device)
@@ -62,7 +69,10 @@ class Design:
 
     def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
         """Yield ``(start, end, block)`` with the standardised rows ``start:end`` (without the constant column)."""
-        return self._chunks()
+        if self.fold is None:
+            return self._chunks()
+        mean, inv = self.fold
+        return ((s, e, ((b.to(torch.float64) - mean) * inv).to(b.dtype)) for s, e, b in self._chunks())
 
     def dense(self) -> torch.Tensor:
         """All rows as one tensor (small designs only: kernel factors, tests)."""
@@ -79,15 +89,23 @@ class Design:
         K = W.shape[1]
         W = W.to(self.device, torch.float64)
         Wx, wb = self._split(W)
+        if self.fold is not None:
+            # X~ w = X (w / scale) - mean . (w / scale): standardisation folded into the weights
+            mean, inv = self.fold
+            Wx = Wx * inv[:, None]
+            shift = -(mean @ Wx)
+            wb = shift if wb is None else wb + shift
         Z = torch.empty(self.n, K, dtype=torch.float64, device=self.device)
         GT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device)
         gb = torch.zeros(K, dtype=torch.float64, device=self.device)
+        rsum = torch.zeros(K, dtype=torch.float64, device=self.device)
         ST = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device) if square_fn else None
+        QT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device) if square_fn else None
         sb = torch.zeros(K, dtype=torch.float64, device=self.device)
         row_sq = (torch.empty(self.n, dtype=torch.float64, device=self.device) if self.row_sq is None
                   else None)
         Wc = None
-        for start, end, block in self.chunks():
+        for start, end, block in self._chunks():
             if Wc is None or Wc.dtype != block.dtype:
                 Wc = Wx.to(block.dtype)
             Zc = (block @ Wc).to(torch.float64)
@@ -95,10 +113,14 @@ class Design:
                 Zc += wb
             Z[start:end] = Zc
             if row_sq is not None:
-                row_sq[start:end] = (block * block).sum(1, dtype=torch.float64)
+                std = block if self.fold is None else (block.to(torch.float64) - self.fold[0]) * self.fold[1]
+                row_sq[start:end] = (std * std).sum(1, dtype=torch.float64)
             if square_fn is not None:
                 Qc = square_fn(start, end, Zc)
-                ST += (Qc.T.to(block.dtype).contiguous() @ (block * block)).to(torch.float64)
+                Qt = Qc.T.to(block.dtype).contiguous()
+                ST += (Qt @ (block * block)).to(torch.float64)
+                if self.fold is not None:
+                    QT += (Qt @ block).to(torch.float64)
                 sb += Qc.sum(0)
             if coef_fn is None:
                 continue
@@ -106,15 +128,18 @@ class Design:
             if Rc is None:
                 continue
             GT += (Rc.T.to(block.dtype).contiguous() @ block).to(torch.float64)
-            if wb is not None:
-                gb += Rc.sum(0)
+            rsum += Rc.sum(0)
         self.passes += 1
         if row_sq is not None:
             self.row_sq = row_sq + (self.intercept_scaling or 0.0) ** 2
+        GT = self._unfold(GT, rsum)
         if square_fn is not None:
+            if self.fold is not None:
+                mean, inv = self.fold
+                ST = (ST - 2 * QT * mean + sb[:, None] * mean * mean) * (inv * inv)
             s2 = None if self.intercept_scaling is None else sb * self.intercept_scaling
-            return Z, self._join(GT.T, gb), self._join(ST.T, s2)
-        return Z, self._join(GT.T, gb)
+            return Z, self._join(GT.T, rsum), self._join(ST.T, s2)
+        return Z, self._join(GT.T, rsum)
 
     def matmul(self, W: torch.Tensor) -> torch.Tensor:
         """``X~ W`` for a ``(dim, K)`` weight matrix; float64 ``(n, K)``."""
@@ -125,11 +150,11 @@ class Design:
         R = R.to(self.device, torch.float64)
         K = R.shape[1]
         GT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device)
-        for start, end, block in self.chunks():
+        for start, end, block in self._chunks():
             GT += (R[start:end].T.to(block.dtype).contiguous() @ block).to(torch.float64)
         self.passes += 1
-        gb = R.sum(0) if self.intercept_scaling is not None else None
-        return self._join(GT.T, gb)
+        rsum = R.sum(0)
+        return self._join(self._unfold(GT, rsum).T, rsum)
 
     # -- helpers --------------------------------------------------------------------------------------------
     def _split(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -138,6 +163,13 @@ class Design:
         if self.intercept_scaling is None:
             return W, None
         return W[:-1], W[-1] * self.intercept_scaling
+
+    def _unfold(self, GT: torch.Tensor, rsum: torch.Tensor) -> torch.Tensor:
+        """``X~^T R`` from the raw ``X^T R``: ``(X^T R - mean sum(R)) / scale`` (rows of ``GT`` are classes)."""
+        if self.fold is None:
+            return GT
+        mean, inv = self.fold
+        return (GT - rsum[:, None] * mean) * inv
 
     def _join(self, G: torch.Tensor, gb: torch.Tensor | None) -> torch.Tensor:
         if self.intercept_scaling is None:
@@ -169,28 +201,27 @@ def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: 
     itemsize = 4 if dtype == torch.float32 else 8
     step = chunk_rows or max(1, STREAM_CHUNK_BYTES // max(1, dim * itemsize))
     if standardizer is not None:
-        shift = torch.as_tensor(-standardizer.mean / standardizer.scale, dtype=dtype, device=device)
-        inv = torch.as_tensor(1.0 / standardizer.scale, dtype=dtype, device=device)
+        mean = torch.as_tensor(standardizer.mean, dtype=torch.float64, device=device)
+        inv = torch.as_tensor(1.0 / standardizer.scale, dtype=torch.float64, device=device)
+        shift, scale = (-mean * inv).to(dtype), inv.to(dtype)
     else:
-        shift = inv = None
+        mean = inv = shift = scale = None
 
-    def stream() -> Iterator[tuple[int, int, torch.Tensor]]:
+    def raw() -> Iterator[tuple[int, int, torch.Tensor]]:
         for start in range(0, n, step):
             end = min(n, start + step)
-            raw = x[rows[start:end]] if rows is not None else x[start:end]
-            block = _as_tensor(np.asarray(raw, dtype=np.float32 if dtype == torch.float32 else np.float64))
-            block = block.to(device, non_blocking=False)
-            if inv is not None:
-                block = torch.addcmul(shift, block, inv)
-            yield start, end, block
+            block = x[rows[start:end]] if rows is not None else x[start:end]
+            block = _as_tensor(np.asarray(block, dtype=np.float32 if dtype == torch.float32 else np.float64))
+            yield start, end, block.to(device, non_blocking=False)
 
     if cache_bytes is None:
         cache_bytes = _default_cache_bytes(device)
     if n * dim * itemsize <= cache_bytes:
-        resident = [(s, e, b) for s, e, b in stream()]
+        resident = [(s, e, b if scale is None else torch.addcmul(shift, b, scale)) for s, e, b in raw()]
         return Design(lambda: iter(resident), n, dim, device, intercept_scaling,
                       resident=[b for _, _, b in resident])
-    return Design(stream, n, dim, device, intercept_scaling)
+    # streamed: raw chunks, standardisation folded into the products (no standardised copy, no extra sweep)
+    return Design(raw, n, dim, device, intercept_scaling, fold=None if mean is None else (mean, inv))
 
 
 def dense_design(matrix: torch.Tensor, intercept_scaling: float | None = None,

@@ -241,20 +241,27 @@ def line_search(a: torch.Tensor, b: torch.Tensor, ww: torch.Tensor, m: torch.Ten
     t = torch.ones_like(a)
     lo = torch.zeros_like(t)
     hi = torch.full_like(t, math.inf)
+    done = torch.zeros_like(t, dtype=torch.bool)
+    previous = None
     for _ in range(max_iter):
         xi = (1 - m - t * d).clamp_min_(0)
+        pieces = xi > 0
+        if previous is not None and bool(torch.equal(pieces, previous)):
+            break  # every t came from a Newton step on its current piece of phi': exact minimisers
         d1 = a + t * b - (2 * C) * (d * xi).sum(0)
-        d2 = b + (2 * C) * (d * d * (xi > 0)).sum(0)
+        d2 = b + (2 * C) * (d * d * pieces).sum(0)
         hi = torch.where(d1 > 0, t, hi)
         lo = torch.where(d1 <= 0, t, lo)
         t_new = t - d1 / d2
-        outside = (t_new <= lo) | (t_new >= hi) | ~torch.isfinite(t_new)
+        scale = a.abs() + (t * b).abs() + (2 * C) * (d * xi).abs().sum(0)
+        done |= (d1.abs() <= 1e-13 * scale) | ((t_new - t).abs() <= 1e-12 * t.abs())
+        bisect = ~done & ((t_new <= lo) | (t_new >= hi) | ~torch.isfinite(t_new))
         fallback = torch.where(torch.isinf(hi), 2 * t, 0.5 * (lo + hi))
-        t_new = torch.where(outside & (d1 != 0), fallback, t_new)
-        t_new = torch.where(d1 == 0, t, t_new)
-        if bool(((t_new - t).abs() <= 1e-13 * t.abs().clamp_min(1e-300)).all()):
-            t = t_new
+        t_new = torch.where(done, t, torch.where(bisect, fallback, t_new))
+        if bool(done.all()):
             break
+        # only a Newton step (not a bisection) lands on the root of the piece it was computed on
+        previous = None if bool(bisect.any()) else pieces
         t = t_new
     xi = (1 - m - t * d).clamp_min_(0)
     f = 0.5 * (ww + 2 * t * a + t * t * b) + C * (xi * xi).sum(0)
