@@ -185,12 +185,18 @@ def _checkpoint_model(path: str) -> dict[str, Any]:
 def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, seed: int, device: str,
                out_json: Path, progress: bool) -> Callable[[], dict[str, Any]]:
     def fn() -> dict[str, Any]:
-        from ..probe import run_protocol_on_store
+        from ..probe import DEFAULT_C_GRID, ProbeConfig, probe_store, write_result
 
-        run_protocol_on_store(features_dir, protocol=protocol, labels_per_class=per_class, draws=probe.draws,
-                              C=probe.C, C_grid=probe.C_grid or None, labels=probe.svhn_labels,
-                              val_size=probe.svhn_val_size, solver=probe.solver, seed=seed, device=device,
-                              json_path=out_json, progress=progress)
+        kwargs: dict[str, Any] = {}
+        if protocol == "few-labels":
+            kwargs = {"labels_per_class": per_class, "draws": probe.draws}
+        elif protocol == "svhn":
+            kwargs = {"labels": probe.svhn_labels, "val_size": probe.svhn_val_size, "draws": probe.draws}
+        config = ProbeConfig(C=None if probe.C == "auto" else float(probe.C),
+                             C_grid=tuple(probe.C_grid) or DEFAULT_C_GRID, seed=seed, solver=probe.solver,
+                             device=device, **kwargs)
+        config.validate()
+        write_result(out_json, probe_store(features_dir, config, progress=progress))
         return {"result_path": str(out_json)}
     return fn
 

@@ -38,6 +38,8 @@ from typing import Any, Iterable, Sequence
 from ..errors import GanProbeError
 
 PROTOCOLS = ("full", "few-labels", "svhn")
+# `gan-probe svm` names the few-labels protocol after its flag
+PROTOCOL_ALIASES = {"labels-per-class": "few-labels"}
 SAMPLE_METRICS = ("inception_score", "fid")
 FAMILIES = ("dcgan", "random-d", "kmeans", "pixels", "other")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -391,7 +393,7 @@ def is_sample_quality(obj: dict) -> bool:
 def parse_probe(obj: dict, path: str) -> ProbeResult:
     """Normalise a ``gan-probe svm --json`` object (see the module docstring for the keys used)."""
     where = path
-    protocol = obj.get("protocol")
+    protocol = PROTOCOL_ALIASES.get(obj.get("protocol"), obj.get("protocol"))
     if protocol not in PROTOCOLS:
         raise ResultError(f"{where}: 'protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     accuracy, error = _fraction(obj, "accuracy", where), _fraction(obj, "error", where)
