@@ -132,3 +132,15 @@ def test_one_step_form_extracts_then_probes(tmp_path, monkeypatch, capsys):
     assert calls == [dict(checkpoint="G.pt", dataset="cifar10", data_root="R", out=str(tmp_path / "fd"),
                           device="cpu")]
     assert json.loads(out.read_text())["dataset"] == "cifar10"
+
+
+def test_result_file_reads_back_in_the_report(tmp_path):
+    report = pytest.importorskip("gan_probe.report.results")
+    store = make_store(tmp_path / "feats")
+    out = tmp_path / "res.json"
+    main(["svm", "--features", str(store), "--labels-per-class", "5", "--draws", "2", "--C-grid", "0.1,1",
+          "--val-size", "9", "--json", str(out)])
+    res = json.loads(out.read_text())
+    parsed = report.parse_probe(res, str(out))
+    assert parsed.accuracy == pytest.approx(res["accuracy"]) and parsed.solver == "torch"
+    assert parsed.protocol == "few-labels" and parsed.c_chosen == res["C"]

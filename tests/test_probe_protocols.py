@@ -163,7 +163,7 @@ def test_liblinear_solver_runs_the_same_protocol():
     x, y = blobs(25, spread=2.0)
     ours = run_protocol(x, y, x, y, ProbeConfig(labels_per_class=5, draws=2, C=0.3, device="cpu"))
     ref = run_protocol(x, y, x, y, ProbeConfig(labels_per_class=5, draws=2, C=0.3, solver="liblinear"))
-    assert ref["solver"]["name"] == "liblinear"
+    assert ref["solver"] == "liblinear" and ours["solver_info"]["method"] in ("primal", "kernel")
     for a, b in zip(ours["per_draw"], ref["per_draw"]):
         assert a["objective"] <= b["objective"] * (1 + 1e-4)
         assert abs(a["accuracy"] - b["accuracy"]) <= 0.02

@@ -145,8 +145,8 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     """Run one protocol on train/test feature matrices and labels; returns the result fields as a dict.
 
     Accuracies are fractions in [0, 1]. The dict holds ``protocol, accuracy, accuracy_std, error, error_std,
-    C, C_selection, n_train, n_val, n_test, n_features, draws, per_draw, accuracies, seeds, solver,
-    standardization, seconds`` (see :mod:`gan_probe.probe.results` for the file around it).
+    C, C_selection, n_train, n_val, n_test, n_features, draws, per_draw, accuracies, seeds, solver (the
+    name), solver_info, standardization, seconds`` (see :mod:`gan_probe.probe.results` for the file around it).
     """
     config.validate()
     start = time.perf_counter()
@@ -240,7 +240,7 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
                       "objective": float(np.sum(res.objective))}],
         "fits": fits, "objective": float(np.sum(res.objective)),
         "seeds": {"seed": config.seed, "holdout": [config.seed, 0] if val is not None else None},
-        "solver": _solver_info(config, problem, res),
+        "solver": config.solver, "solver_info": _solver_info(config, problem, res),
     }
 
 
@@ -306,7 +306,7 @@ def _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, 
         "objective": float(np.mean([e["objective"] for e in per_draw])),
         "seeds": {"seed": config.seed, "holdout": [config.seed, 0] if val is not None else None,
                   "draws": [[config.seed, d] for d in range(n_draws)]},
-        "solver": solver_info,
+        "solver": config.solver, "solver_info": solver_info,
     }
 
 

@@ -57,7 +57,7 @@ def probe_store(features: str | os.PathLike | FeatureStore, config: ProbeConfig,
     if notes:
         result["notes"] = notes
     files = [store.root / "meta.json", labels_path(store.root, "train"), labels_path(store.root, "test")]
-    result["provenance"] = provenance(device=result["solver"].get("device"), seeds={"seed": config.seed},
+    result["provenance"] = provenance(device=result["solver_info"].get("device"), seeds={"seed": config.seed},
                                       files=files, features_dir=str(store.root))
     return result
 
@@ -91,7 +91,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                      f"(mean +- std over {result['draws']} draws)")
     else:
         lines.append(f"test accuracy {pct(result['accuracy'])} (error {pct(result['error'])})")
-    solver = result["solver"]
-    how = solver["name"] + (f" ({solver['method']}, {solver['device']})" if solver.get("method") else "")
+    info = result.get("solver_info", {})
+    how = result["solver"] + (f" ({info['method']}, {info['device']})" if info.get("method") else "")
     lines.append(f"solver {how}, {result['seconds']:.1f} s")
     return lines
