@@ -136,8 +136,8 @@ def test_svhn_protocol_holds_out_validation_first_and_reports_intervals():
     half = 1.96 * std / math.sqrt(6)
     assert out["mean_error_interval_95"] == pytest.approx([errs.mean() - half, errs.mean() + half])
     # draws after the selection draws fit only the chosen C
-    assert all(len(d["fits"]) == 2 for d in out["per_draw"][:3])
-    assert all(len(d["fits"]) == 1 and d["fits"][0]["C"] == out["C"] for d in out["per_draw"][3:])
+    assert all(len(d["fits"]) == 2 for d in out["draw_details"][:3])
+    assert all(len(d["fits"]) == 1 and d["fits"][0]["C"] == out["C"] for d in out["draw_details"][3:])
 
 
 def test_svhn_protocol_adapts_its_default_validation_size_to_small_training_sets():
@@ -164,6 +164,6 @@ def test_liblinear_solver_runs_the_same_protocol():
     ours = run_protocol(x, y, x, y, ProbeConfig(labels_per_class=5, draws=2, C=0.3, device="cpu"))
     ref = run_protocol(x, y, x, y, ProbeConfig(labels_per_class=5, draws=2, C=0.3, solver="liblinear"))
     assert ref["solver"] == "liblinear" and ours["solver_info"]["method"] in ("primal", "kernel")
-    for a, b in zip(ours["per_draw"], ref["per_draw"]):
+    for a, b in zip(ours["draw_details"], ref["draw_details"]):
         assert a["objective"] <= b["objective"] * (1 + 1e-4)
         assert abs(a["accuracy"] - b["accuracy"]) <= 0.02

@@ -145,8 +145,8 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     """Run one protocol on train/test feature matrices and labels; returns the result fields as a dict.
 
     Accuracies are fractions in [0, 1]. The dict holds ``protocol, accuracy, accuracy_std, error, error_std,
-    C, C_selection, n_train, n_val, n_test, n_features, draws, per_draw, accuracies, seeds, solver (the
-    name), solver_info, standardization, seconds`` (see :mod:`gan_probe.probe.results` for the file around it).
+    C, C_selection, n_train, n_val, n_test, n_features, draws, per_draw (= accuracies, one per draw),
+    draw_details, seeds, solver (the name), solver_info, standardization, seconds`` (see :mod:`gan_probe.probe.results` for the file around it).
     """
     config.validate()
     start = time.perf_counter()
@@ -235,9 +235,9 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
     return {
         "accuracy": acc, "accuracy_std": 0.0, "error": 1 - acc, "error_std": 0.0,
         "C": chosen, "C_selection": selection, "n_train": int(len(y_train)), "draws": 1,
-        "accuracies": [acc],
-        "per_draw": [{"draw": 0, "n_train": int(len(y_train)), "accuracy": acc,
-                      "objective": float(np.sum(res.objective))}],
+        "accuracies": [acc], "per_draw": [acc],
+        "draw_details": [{"draw": 0, "n_train": int(len(y_train)), "accuracy": acc,
+                          "objective": float(np.sum(res.objective))}],
         "fits": fits, "objective": float(np.sum(res.objective)),
         "seeds": {"seed": config.seed, "holdout": [config.seed, 0] if val is not None else None},
         "solver": config.solver, "solver_info": _solver_info(config, problem, res),
@@ -302,7 +302,7 @@ def _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, 
         "C": chosen, "C_selection": selection,
         "n_train": int(len(draw_rows[0])), "draws": n_draws,
         "labels_per_class": config.labels_per_class, "labels": config.labels,
-        "accuracies": [float(a) for a in accs], "per_draw": per_draw,
+        "accuracies": [float(a) for a in accs], "per_draw": [float(a) for a in accs], "draw_details": per_draw,
         "objective": float(np.mean([e["objective"] for e in per_draw])),
         "seeds": {"seed": config.seed, "holdout": [config.seed, 0] if val is not None else None,
                   "draws": [[config.seed, d] for d in range(n_draws)]},
