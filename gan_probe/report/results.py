@@ -390,6 +390,13 @@ def is_sample_quality(obj: dict) -> bool:
             or ("fid" in obj and not isinstance(obj.get("fid"), dict)))
 
 
+def _draw_accuracies(value: Any) -> Any:
+    """``per_draw`` is a list of numbers, or (as `gan-probe svm` writes it) of objects with an ``accuracy``."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "accuracy" in v for v in value):
+        return [v["accuracy"] for v in value]
+    return value
+
+
 def parse_probe(obj: dict, path: str) -> ProbeResult:
     """Normalise a ``gan-probe svm --json`` object (see the module docstring for the keys used)."""
     where = path
@@ -438,7 +445,7 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
         draws=_integer(obj, "draws", where), solver=_string(obj, "solver"), seconds=_number(obj, "seconds", where),
         c_grid=_floats(selection.get("grid"), where, "C_selection.grid"), c_curve=_curve(selection, where),
         c_chosen=c_chosen if c_chosen is not None else C,
-        per_draw=_floats(obj.get("per_draw"), where, "per_draw"),
+        per_draw=_floats(_draw_accuracies(obj.get("per_draw")), where, "per_draw"),
         max_feature_units=max_feature_units(meta, family), checkpoint=_string(meta, "checkpoint"),
         checkpoint_sha256=_string(meta, "checkpoint_sha256"), preset=_string(meta, "preset"),
         data=_data_checksums(obj, meta), features_meta=meta, provenance=_mapping(obj, "provenance"))
