@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch solver: primal Newton-CG, exact Newton on the Gram matrix (few rows), or auto")
     solver.add_argument("--tol", type=float, default=None,
                         help="torch solver: stop when a Newton step lowers the objective by less than this "
-                             "fraction (default 1e-7)")
+                             "fraction (default 1e-6)")
     parser.add_argument("--json", metavar="OUT", help="write the result object here (atomically)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

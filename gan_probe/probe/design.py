@@ -108,7 +108,8 @@ class Design:
         for start, end, block in self._chunks():
             if Wc is None or Wc.dtype != block.dtype:
                 Wc = Wx.to(block.dtype)
-            Zc = (block @ Wc).to(torch.float64)
+                WcT = Wc.T.contiguous()
+            Zc = (WcT @ block.T).T.to(torch.float64)  # this orientation is markedly faster on CPUs
             if wb is not None:
                 Zc += wb
             Z[start:end] = Zc

@@ -42,9 +42,10 @@ from .design import Design
 class SolverOptions:
     """Stopping rules, limits and preconditioning of :func:`newton_cg`."""
 
-    tol: float = 1e-7          # stop a class when a Newton step lowers f_k by less than tol * f_k
+    tol: float = 1e-6          # stop a class when a Newton step lowers f_k by less than tol * f_k
     grad_tol: float = 1e-6     # ... or when ||g_k|| <= grad_tol * ||g_k|| at the starting point
-    cg_tol: float = 0.1        # CG stops at ||r|| <= min(cg_tol, sqrt(||g|| / ||g_0||)) * ||g||
+    cg_tol: float = 0.1        # CG stops at ||r|| <= min(cg_tol, (||g|| / ||g_0||)^cg_power) * ||g||
+    cg_power: float = 0.25     # (measured on conv features: 0.25 needs fewer passes than 0.5 or 1)
     max_newton: int = 100
     max_cg: int = 250
     precondition: str = "subspace"  # "subspace" (recycled Krylov subspace), "jacobi" (diagonal), "none"
@@ -307,7 +308,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
             break
         gc, Yc, Zc = g[:, cols], Y[:, cols], Z[:, cols]
         gnorm = gc.norm(dim=0)
-        eta = torch.minimum(torch.full_like(gnorm, opts.cg_tol), (gnorm / gnorm0[cols]).sqrt())
+        eta = torch.minimum(torch.full_like(gnorm, opts.cg_tol), (gnorm / gnorm0[cols]).pow(opts.cg_power))
         active = (Yc * Zc < 1).to(torch.float64)
         precond = None
         if jacobi:
