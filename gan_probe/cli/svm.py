@@ -24,19 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--checkpoint", metavar="CKPT", help="one-step form: gan-probe checkpoint whose discriminator "
                                                          "gives the features")
     src.add_argument("--features-dir", metavar="DIR", help="one-step form: where to write the feature store")
-    src.add_argument("--dataset-name", help="dataset name for the result (default: meta.json's 'dataset')")
+    src.add_argument("--dataset-name", help="dataset name for the result; unset: meta.json's 'dataset'")
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--C", default="auto", help="regularisation constant, or 'auto' to choose it on a "
                                                    "validation split")
-    proto.add_argument("--C-grid", default=None, metavar="LIST",
-                       help="comma-separated C values for --C auto (default 1e-4,1e-3,1e-2,1e-1,1,10)")
+    proto.add_argument("--C-grid", default="1e-4,1e-3,1e-2,0.1,1,10", metavar="LIST",
+                       help="comma-separated C values tried by --C auto")
     proto.add_argument("--labels-per-class", type=int, metavar="K", help="K labelled rows per class per draw")
     proto.add_argument("--labels", type=int, metavar="N", help="SVHN protocol: N labels spread across classes")
-    proto.add_argument("--val-size", type=int, metavar="V", help="validation rows held out of the training split "
-                                                                 "(default: 10%%; SVHN protocol: 10000)")
-    proto.add_argument("--draws", type=int, metavar="N", help="random label draws (default 10; 1 for all labels)")
+    proto.add_argument("--val-size", type=int, metavar="V",
+                       help="validation rows held out of the training split; unset: 10%% of it with --C auto "
+                            "(SVHN protocol: 10000), none with a fixed --C")
+    proto.add_argument("--draws", type=int, metavar="N", help="random label draws; unset: 10 (1 for all labels)")
     proto.add_argument("--selection-draws", type=int, metavar="N",
-                       help="draws scored for choosing C (default: all; the authors' SVHN script used 10 of 100)")
+                       help="draws scored for choosing C; unset: all (the authors' SVHN script used 10 of 100)")
     proto.add_argument("--seed", type=int, default=0, help="seed of the validation split and the label draws")
     solver = parser.add_argument_group("solver")
     solver.add_argument("--solver", choices=("torch", "liblinear"), default="torch",
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch solver: primal Newton-CG, exact Newton on the Gram matrix (few rows), or auto")
     solver.add_argument("--tol", type=float, default=None,
                         help="torch solver: stop when a Newton step lowers the objective by less than this "
-                             "fraction (default 1e-6)")
+                             "fraction; unset: 1e-6")
     parser.add_argument("--json", metavar="OUT", help="write the result object here (atomically)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
