@@ -209,7 +209,7 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
     val_acc = test_curve = None
     warm = None
     if not fixed or val is not None:
-        problem = _problem(x_train, y_train, rest, standardizer, classes, config)
+        problem = _problem(x_train, y_train, rest, standardizer, classes, config, progress)
         results = []
         for C in _bar(grid, progress, "C grid"):
             res = problem.solve(C)
@@ -227,7 +227,7 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
     else:
         selection = _selection(grid, np.zeros((1, 1)), None, True, 0, 1)
         chosen = grid[0]
-    problem = _problem(x_train, y_train, None, standardizer, classes, config)
+    problem = _problem(x_train, y_train, None, standardizer, classes, config, progress)
     res = problem.solve(chosen, W0=warm)
     fits.append({"rows": "all training rows", **_describe_fit(chosen, res)})
     test_scores = _stack_scores(x_test, standardizer, [res.W], None, config, problem.device, "test")[0]
@@ -310,10 +310,10 @@ def _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, 
     }
 
 
-def _problem(x, y, rows, standardizer, classes, config: ProbeConfig) -> TrainingProblem:
+def _problem(x, y, rows, standardizer, classes, config: ProbeConfig, progress: bool = False) -> TrainingProblem:
     return TrainingProblem(x, y, rows=rows, standardizer=standardizer, classes=classes, solver=config.solver,
                            device=config.device, method=config.method, intercept_scaling=config.intercept_scaling,
-                           options=config.options)
+                           options=config.options, progress=progress)
 
 
 def _solver_info(config: ProbeConfig, problem: TrainingProblem, res) -> dict[str, Any]:

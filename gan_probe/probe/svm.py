@@ -81,7 +81,7 @@ class TrainingProblem:
                  standardizer: Standardizer | None = None, classes: np.ndarray | None = None,
                  solver: str = "torch", device: str | torch.device = "auto", method: str = "auto",
                  intercept_scaling: float = 1.0, options: SolverOptions | None = None,
-                 liblinear_options: dict[str, Any] | None = None, split: str = "train"):
+                 liblinear_options: dict[str, Any] | None = None, split: str = "train", progress: bool = False):
         if solver not in SOLVERS:
             raise ConfigError(f"--solver {solver!r}: expected one of {', '.join(SOLVERS)}")
         labels = np.asarray(labels)
@@ -110,6 +110,7 @@ class TrainingProblem:
         self._warm_beta: torch.Tensor | None = None
         self._subspace = None
         self.setup_seconds = 0.0
+        self.progress = progress
 
     @property
     def n_rows(self) -> int:
@@ -128,8 +129,12 @@ class TrainingProblem:
         if W0 is not None and self.method == "primal":
             warm = W0
         if self.method == "primal":
+            bar = _newton_bar(self.progress, C)
             result = newton_cg(self.design, self.Y, C, warm, self.options,
-                               subspace=self._subspace if warm_start else None)
+                               subspace=self._subspace if warm_start else None,
+                               callback=None if bar is None else lambda e: _advance(bar, e))
+            if bar is not None:
+                bar.close()
             self._warm, self._subspace = result.W, result.subspace
             return result
         start = time.perf_counter()
@@ -158,6 +163,19 @@ class TrainingProblem:
         return SolveResult(W=W, objective=obj, margins=torch.empty(0), newton_iterations=info["n_iter"],
                            cg_iterations=0, passes=0, converged=info["converged"],
                            seconds=time.perf_counter() - start, history=[info])
+
+
+def _newton_bar(enabled: bool, C: float):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=f"Newton (C={C:g})", unit="step", leave=False)
+
+
+def _advance(bar, entry: dict) -> None:
+    bar.set_postfix(objective=f"{entry['objective']:.6g}", passes=entry["passes"])
+    bar.update(1)
 
 
 def scores(x: np.ndarray, standardizer: Standardizer, W: torch.Tensor, rows: np.ndarray | None = None,
