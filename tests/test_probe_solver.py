@@ -168,3 +168,13 @@ def test_streamed_design_folds_standardisation_exactly():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(cached.rmatmul(R).numpy(), streamed.rmatmul(R).numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(cached.row_sq.numpy(), streamed.row_sq.numpy(), rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["kernel", "primal"])
+def test_cuda_matches_cpu(method):
+    x, y = correlated_features(60, 150, seed=12)
+    cpu = LinearL2SVM(0.1, device="cpu", method=method).fit(x, y)
+    gpu = LinearL2SVM(0.1, device="cuda", method=method).fit(x, y)
+    np.testing.assert_allclose(gpu.objective_, cpu.objective_, rtol=1e-5)
+    assert np.mean(gpu.predict(x) == cpu.predict(x)) >= 0.99
