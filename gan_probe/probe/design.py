@@ -97,7 +97,6 @@ class Design:
             wb = shift if wb is None else wb + shift
         Z = torch.empty(self.n, K, dtype=torch.float64, device=self.device)
         GT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device)
-        gb = torch.zeros(K, dtype=torch.float64, device=self.device)
         rsum = torch.zeros(K, dtype=torch.float64, device=self.device)
         ST = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device) if square_fn else None
         QT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device) if square_fn else None

@@ -146,7 +146,8 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
 
     Accuracies are fractions in [0, 1]. The dict holds ``protocol, accuracy, accuracy_std, error, error_std,
     C, C_selection, n_train, n_val, n_test, n_features, draws, per_draw (= accuracies, one per draw),
-    draw_details, seeds, solver (the name), solver_info, standardization, seconds`` (see :mod:`gan_probe.probe.results` for the file around it).
+    draw_details, seeds, solver (the name), solver_info, standardization, seconds`` (the file around it:
+    :mod:`gan_probe.probe.results`).
     """
     config.validate()
     start = time.perf_counter()
@@ -206,7 +207,6 @@ def _selection(grid: list[float], val_acc: np.ndarray, test_acc: np.ndarray | No
 def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log):
     fixed = config.C is not None
     fits = []
-    val_acc = test_curve = None
     warm = None
     if not fixed or val is not None:
         problem = _problem(x_train, y_train, rest, standardizer, classes, config, progress)
