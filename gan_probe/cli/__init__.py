@@ -21,6 +21,7 @@ COMMANDS = {
     "report": "report",
     "pipeline": "pipeline",
     "viz": "viz",
+    "export": "export",
 }
 
 
