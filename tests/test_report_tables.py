@@ -8,7 +8,7 @@ from gan_probe.report import (ResultError, cifar10_table, format_pm, latex_escap
                               published_rows, sample_quality_table, svhn_table, to_latex, to_markdown, write_csv)
 from gan_probe.report.results import parse_probe
 from gan_probe.report.tables import CIFAR_COLUMNS, build_tables
-from report_synthetic import fid, inception, probe, write
+from report_synthetic import METAS, fid, inception, probe, write
 
 
 def _load(tmp_path, objs):
@@ -306,3 +306,18 @@ def test_dataset_spellings_are_normalised(tmp_path):
     res = _load(tmp_path, {"a": probe("dcgan", dataset="CIFAR-10"), "b": probe("kmeans", dataset="Cifar10")})
     assert [p.dataset for p in res.probes] == ["cifar10", "cifar10"]
     assert len(cifar10_table(res.probes).display) == 7
+
+
+def test_variant_rows_name_their_loss_and_latent(tmp_path):
+    def meta(loss, latent, preset="small32"):
+        return dict(METAS["dcgan"], preset=preset, loss=loss, model={"latent": latent, "mog_components": 10},
+                    checkpoint=f"runs/{loss}-{latent}/checkpoint.pt", checkpoint_sha256=(loss + latent)[:1] * 64)
+    res = _load(tmp_path, {"bce": probe("dcgan", features_meta=meta("bce", "normal")),
+                           "ls": probe("dcgan", features_meta=meta("ls", "normal")),
+                           "mog": probe("dcgan", features_meta=meta("hinge", "mog")),
+                           "paper": probe("dcgan", features_meta=meta("bce", "uniform", preset="paper32"))})
+    labels = {p.path.rsplit("/", 1)[1]: p.label for p in res.probes}
+    assert labels == {"bce.json": "DCGAN (small32) + L2-SVM",
+                      "ls.json": "DCGAN (small32, least-squares loss) + L2-SVM",
+                      "mog.json": "DCGAN (small32, hinge loss, mog latent (10 components)) + L2-SVM",
+                      "paper.json": "DCGAN (paper32) + L2-SVM"}

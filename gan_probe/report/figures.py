@@ -50,7 +50,8 @@ def _log_ticks(ax, values: Sequence[float], full: Sequence[float] = ()) -> None:
     ticks = sorted({float(v) for v in values})
     full_set = {float(v) for v in full}
     ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{v:g}" + ("\n(all)" if v in full_set else "") for v in ticks])
+    # "all labels" sits at the mean number of training images per class, which is rarely a whole number
+    ax.set_xticklabels([f"all\n(~{v:.0f})" if v in full_set else f"{v:g}" for v in ticks])
     ax.minorticks_off()
 
 

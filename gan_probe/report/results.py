@@ -296,7 +296,10 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
             if text:
                 return text
     preset = _string(meta, "preset")
-    suffix = f" ({preset})" if preset else ""
+    details = [preset] if preset else []
+    if family in ("dcgan", "random-d"):
+        details += variant_details(meta)
+    suffix = f" ({', '.join(details)})" if details else ""
     if family == "dcgan":
         return f"DCGAN{suffix} + L2-SVM"
     if family == "random-d":
@@ -308,6 +311,33 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
         return "Raw pixels + L2-SVM"
     source = _string(meta, "source")
     return f"{source} + L2-SVM" if source else fallback
+
+
+LOSS_NAMES = {"ls": "least-squares loss", "hinge": "hinge loss", "bce": "BCE loss"}
+
+
+def variant_details(meta: dict) -> list[str]:
+    """What sets a GAN variant apart from its preset, for row labels: a non-default loss or latent prior.
+
+    >>> variant_details({"preset": "small32", "loss": "ls", "model": {"latent": "mog", "mog_components": 50}})
+    ['least-squares loss', 'mog latent (50 components)']
+    >>> variant_details({"preset": "small32", "loss": "bce", "model": {"latent": "normal"}})
+    []
+    """
+    from ..models.config import PRESETS
+
+    out = []
+    loss = meta.get("loss")
+    if isinstance(loss, str) and loss != "bce":
+        out.append(LOSS_NAMES.get(loss, f"{loss} loss"))
+    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    latent = model.get("latent")
+    preset = PRESETS.get(str(meta.get("preset")))
+    if isinstance(latent, str) and (preset is None or latent != preset.latent):
+        if preset is not None or latent != "normal":
+            extra = f" ({model.get('mog_components')} components)" if latent == "mog" else ""
+            out.append(f"{latent} latent{extra}")
+    return out
 
 
 def _family(obj: dict, meta: dict) -> str:
