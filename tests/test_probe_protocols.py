@@ -167,3 +167,23 @@ def test_liblinear_solver_runs_the_same_protocol():
     for a, b in zip(ours["draw_details"], ref["draw_details"]):
         assert a["objective"] <= b["objective"] * (1 + 1e-4)
         assert abs(a["accuracy"] - b["accuracy"]) <= 0.02
+
+
+@pytest.mark.parametrize("best, edge", [(0, "smallest"), (1, None), (2, "largest")])
+def test_selection_flags_a_chosen_C_at_either_end_of_the_grid(best, edge):
+    from gan_probe.probe.results import summary_lines
+
+    val = np.full((1, 3), 0.5)
+    val[0, best] = 0.9
+    sel = _selection([1e-4, 1e-3, 1e-2], val, None, False, 10, 1)
+    assert sel["chosen"] == [1e-4, 1e-3, 1e-2][best] and sel.get("at_grid_edge") == edge
+    result = {"dataset": "d", "n_train": 5, "draws": 1, "n_test": 3, "n_features": 2, "C_selection": sel,
+              "C": sel["chosen"], "protocol": "full", "accuracy": 0.9, "error": 0.1, "solver": "torch", "seconds": 1.0}
+    warned = [line for line in summary_lines(result) if line.startswith("warning:")]
+    assert len(warned) == (edge is not None)
+    if edge:
+        assert ("extend the grid down" if edge == "smallest" else "extend the grid up") in warned[0]
+
+
+def test_a_single_value_grid_is_never_at_an_edge():
+    assert "at_grid_edge" not in _selection([1e-3], np.array([[0.7]]), None, False, 10, 1)

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--C", default="auto", help="regularisation constant, or 'auto' to choose it on a "
                                                    "validation split")
-    proto.add_argument("--C-grid", default="1e-4,1e-3,1e-2,0.1,1,10", metavar="LIST",
+    proto.add_argument("--C-grid", default="1e-6,1e-5,1e-4,1e-3,1e-2,0.1,1", metavar="LIST",
                        help="comma-separated C values tried by --C auto")
     proto.add_argument("--labels-per-class", type=int, metavar="K", help="K labelled rows per class per draw")
     proto.add_argument("--labels", type=int, metavar="N", help="SVHN protocol: N labels spread across classes")

@@ -45,7 +45,7 @@ from .svm import TrainingProblem, check_C, predict_from_scores, scores
 
 PROTOCOLS = ("full", "labels-per-class", "svhn")
 #: the default C grid: decades from 1e-4 to 10
-DEFAULT_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+DEFAULT_C_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 #: the SVHN protocol's validation size (Radford et al. 2016, section 5.2)
 SVHN_VAL_SIZE = 10000
 
@@ -199,9 +199,21 @@ def _selection(grid: list[float], val_acc: np.ndarray, test_acc: np.ndarray | No
         if test_acc is not None:
             point["test_accuracy"] = float(test_acc[:, i].mean())
         curve.append(point)
-    return {"mode": "auto", "grid": grid, "chosen": grid[best], "curve": curve, "val_size": n_val,
-            "selection_draws": n_sel,
-            "rule": "highest mean validation accuracy over the selection draws; ties go to the smaller C"}
+    out = {"mode": "auto", "grid": grid, "chosen": grid[best], "curve": curve, "val_size": n_val,
+           "selection_draws": n_sel,
+           "rule": "highest mean validation accuracy over the selection draws; ties go to the smaller C"}
+    edge = grid_edge(grid, best)
+    if edge:
+        out["at_grid_edge"] = edge
+    return out
+
+
+def grid_edge(grid: list[float], best: int) -> str | None:
+    """'smallest' / 'largest' when the chosen C is an end of a grid of two or more values: the best C may lie
+    outside the grid, so the grid should be extended that way."""
+    if len(grid) < 2:
+        return None
+    return "smallest" if best == 0 else "largest" if best == len(grid) - 1 else None
 
 
 def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log):
