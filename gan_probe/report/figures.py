@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ..atomic import atomic_path
 from .results import RunDir
@@ -204,8 +205,16 @@ def loss_curves_figure(runs: Sequence[RunDir], path: str | Path) -> Path:
         axes[1].set_title("Discriminator outputs")
     for ax in axes:
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="best", frameon=False)
+    if len(runs) == 1:
+        for ax in axes:
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, loc="best", frameon=False)
+    else:  # one key for all panels: a colour per run, then what solid and dashed lines are
+        handles = [Line2D([], [], color=f"C{i % 10}", linewidth=1.5) for i in range(len(runs))]
+        labels = [run.label for run in runs]
+        handles += [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")]
+        labels += ["solid: D loss" + (", D(x)" if has_d else ""), "dashed: G loss" + (", D(G(z))" if has_d else "")]
+        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.93), fontsize=8, frameon=False)
     return save_figure(fig, path)
 
 
