@@ -93,3 +93,23 @@ def test_cli_export_then_extract(tmp_path, capsys):
     assert json.loads(index.read_text())["models"][0]["sha256"] == sha256_file(out)
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "y.pt")]) == 2
     assert "missing.pt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_shipped_pretrained_models_match_their_index_and_give_features_of_the_recorded_size():
+    from pathlib import Path
+
+    from gan_probe.features.pooling import pooled_features
+
+    index = Path(__file__).resolve().parents[1] / "pretrained" / "index.json"
+    assert verify_index(index) == []
+    entries = json.loads(index.read_text())["models"]
+    assert entries, "pretrained/index.json lists no model"
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    for entry in entries:
+        models = load_models(index.parent / entry["file"])
+        with torch.no_grad():
+            feats = pooled_features(models.discriminator, x, grid=4)
+            fake = models.generator(torch.rand(2, entry["model"]["nz"]) * 2 - 1)
+        assert feats.shape == (2, entry["feature_dims"]) and torch.isfinite(feats).all()
+        assert fake.shape == (2, 3, 32, 32) and fake.abs().max() <= 1
