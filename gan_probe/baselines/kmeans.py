@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..data.base import ImageSplit
+from ..devices import resolve_device
 from ..errors import ConfigError, DataError, FeatureStoreError
 from ..features.store import META, MatrixWriter, features_path, is_complete, write_labels, write_meta
 from ..provenance import provenance, sha256_array, sha256_file, sha256_json
@@ -27,19 +28,6 @@ from .encode import QUADRANTS, quadrant_halves
 
 FORMAT = "gan-probe-features"
 DICTIONARY = "dictionary.npz"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> cuda when available, else cpu; anything else as given (checked)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-    return dev
 
 
 def check_labelled(split: ImageSplit) -> None:
