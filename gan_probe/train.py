@@ -30,6 +30,7 @@ from torch import nn
 from .atomic import atomic_path, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import load_split
+from .data.holdout import holdout_split
 from .distributed import DistContext, agree, all_reduce, init_distributed, main_first, main_only
 from .errors import CheckpointError, ConfigError, GanProbeError
 from .models import Discriminator, Generator, ModelConfig, preset_config
@@ -52,6 +53,8 @@ class TrainConfig:
     data_root: str | None = None
     split: str = "train"
     download: bool = False
+    holdout: int | None = None  # leave out the images `extract --holdout N` would test on (same seed)
+    holdout_seed: int = 0
     preset: str = "small32"
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides (image_size, nz, ...)
     loss: str = "bce"
@@ -83,6 +86,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be non-negative, got {value}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.holdout is not None and self.holdout < 1:
+            raise ConfigError(f"--holdout must be at least 1, got {self.holdout}")
         if not self.mog_sigma_reg >= 0:
             raise ConfigError(f"--mog-sigma-reg must be non-negative, got {self.mog_sigma_reg}")
 
@@ -246,6 +251,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     model_cfg = config.model_config()
     data = main_first(lambda: load_split(config.dataset, config.data_root, config.split,
                                          image_size=model_cfg.image_size, download=config.download), ctx)
+    if config.holdout is not None:  # train only on what the probe's --holdout keeps for training
+        data, _ = holdout_split(data, config.holdout, config.holdout_seed)
     n = len(data)
     if n < config.batch_size:
         raise ConfigError(f"--batch-size {config.batch_size}: the {config.dataset} {config.split} split has only "
@@ -286,6 +293,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         g_step, d_pair, d_plain = torch.compile(g_step), torch.compile(d_pair), torch.compile(d_plain)
 
     data_info = data.describe()
+    if "holdout" in data.info:
+        data_info["holdout"] = data.info["holdout"]
     dist_info = {**ctx.describe(), "global_batch": config.batch_size, "per_rank_batch": local_batch,
                  "sync_bn": config.sync_bn}
 

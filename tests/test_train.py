@@ -83,3 +83,15 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--batch-size", "5000", "--out", str(tmp_path / "x"),
                  "--no-progress", "--max-steps", "1"]) == 2
     assert "only 1347 images" in capsys.readouterr().err
+
+
+def test_holdout_trains_only_on_the_images_the_probe_keeps_for_training(tmp_path):
+    from gan_probe.data import load_split
+    from gan_probe.data.holdout import holdout_split
+
+    keep, held = holdout_split(load_split("digits", split="train", image_size=32), 347, 5)
+    out = train(TrainConfig(**TINY, max_steps=1, holdout=347, holdout_seed=5), tmp_path / "run").out_dir
+    data = load_checkpoint(out / "checkpoint.pt")["data"]
+    assert data["n"] == len(keep) == 1000 and data["sha256"] == keep.checksum != held.checksum
+    assert data["holdout"]["n_test"] == 347 and data["holdout"]["seed"] == 5
+    assert main(["train", "--max-steps", "1", "--holdout", "0", "--out", str(tmp_path / "bad")]) == 2

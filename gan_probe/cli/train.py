@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _opt(d, "--data-root", None, "dataset directory (not needed for digits)")
     _opt(d, "--split", "train", "split to train on")
     _opt(d, "--download", False, "fetch cifar10/svhn's official files if missing", action="store_true")
+    _opt(d, "--holdout", None, "leave out the N images that extract/kmeans/svm --holdout N hold out as the test "
+                               "set (same --holdout-seed), so the GAN never sees them", type=int, metavar="N")
+    _opt(d, "--holdout-seed", 0, "seed of --holdout", type=int)
     m = p.add_argument_group("model")
     _opt(m, "--preset", "small32", "architecture preset", choices=sorted(PRESETS))
     _opt(m, "--image-size", None, "override the preset's resolution (32, 64 or 128)", type=int)
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     given = {_config_field(name) for name in DEFAULTS if hasattr(args, name)}
     config = TrainConfig(
         dataset=value("dataset"), data_root=value("data_root"), split=value("split"), download=value("download"),
+        holdout=value("holdout"), holdout_seed=value("holdout_seed"),
         preset=value("preset"), model={k: value(k) for k in MODEL_OPTIONS if value(k) is not None},
         loss=value("loss"), mog_sigma_reg=value("mog_sigma_reg"),
         batch_size=value("batch_size"), lr=value("lr"), beta1=value("beta1"), epochs=value("epochs"),
