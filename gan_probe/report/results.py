@@ -317,22 +317,28 @@ LOSS_NAMES = {"ls": "least-squares loss", "hinge": "hinge loss", "bce": "BCE los
 
 
 def variant_details(meta: dict) -> list[str]:
-    """What sets a GAN variant apart from its preset, for row labels: a non-default loss or latent prior.
+    """What sets a GAN variant apart from its preset, for row labels: other widths, a non-default loss or prior.
 
     >>> variant_details({"preset": "small32", "loss": "ls", "model": {"latent": "mog", "mog_components": 50}})
     ['least-squares loss', 'mog latent (50 components)']
     >>> variant_details({"preset": "small32", "loss": "bce", "model": {"latent": "normal"}})
     []
+    >>> variant_details({"preset": "paper32", "model": {"ndf": 32, "ngf": 32, "latent": "uniform"}})
+    ['ndf 32, ngf 32']
     """
     from ..models.config import PRESETS
 
     out = []
+    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    preset = PRESETS.get(str(meta.get("preset")))
+    if preset is not None:
+        widths = [f"{k} {model[k]}" for k in ("ndf", "ngf") if k in model and model[k] != getattr(preset, k, None)]
+        if widths:
+            out.append(", ".join(widths))
     loss = meta.get("loss")
     if isinstance(loss, str) and loss != "bce":
         out.append(LOSS_NAMES.get(loss, f"{loss} loss"))
-    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
     latent = model.get("latent")
-    preset = PRESETS.get(str(meta.get("preset")))
     if isinstance(latent, str) and (preset is None or latent != preset.latent):
         if preset is not None or latent != "normal":
             extra = f" ({model.get('mog_components')} components)" if latent == "mog" else ""
