@@ -321,3 +321,15 @@ def test_variant_rows_name_their_loss_and_latent(tmp_path):
                       "ls.json": "DCGAN (small32, least-squares loss) + L2-SVM",
                       "mog.json": "DCGAN (small32, hinge loss, mog latent (10 components)) + L2-SVM",
                       "paper.json": "DCGAN (paper32) + L2-SVM"}
+
+
+def test_dcgan_row_labels_name_widths_and_training_data_so_two_models_never_share_a_label():
+    from gan_probe.report.results import probe_label
+
+    base = {"preset": "paper32", "model": {"ndf": 32, "ngf": 32, "latent": "uniform"}}
+    a = probe_label({}, {**base, "trained_on": "imagenet"}, "dcgan", "x")
+    b = probe_label({}, {**base, "trained_on": "svhn"}, "dcgan", "x")
+    assert a == "DCGAN (paper32, ndf 32, ngf 32; trained on imagenet) + L2-SVM" and a != b
+    assert probe_label({}, {"preset": "paper32", "trained_on": "svhn"}, "dcgan", "x") == \
+        "DCGAN (paper32; trained on svhn) + L2-SVM"
+    assert probe_label({}, base, "random-d", "x") == "Random-weight D (paper32, ndf 32, ngf 32) + L2-SVM"

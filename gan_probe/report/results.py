@@ -299,7 +299,9 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
     details = [preset] if preset else []
     if family in ("dcgan", "random-d"):
         details += variant_details(meta)
-    suffix = f" ({', '.join(details)})" if details else ""
+    trained_on = _string(meta, "trained_on") if family == "dcgan" else None
+    suffix = ", ".join(details) + (f"; trained on {trained_on}" if trained_on else "")
+    suffix = f" ({suffix.lstrip('; ')})" if suffix else ""
     if family == "dcgan":
         return f"DCGAN{suffix} + L2-SVM"
     if family == "random-d":
