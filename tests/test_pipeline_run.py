@@ -28,8 +28,10 @@ def test_pipeline_end_to_end_and_cached_rerun(tmp_path):
     by_name = {s.name: s for s in first.stages}
     assert by_name["fid"].skipped and by_name["inception-score"].skipped  # no weights: recorded, not fatal
     report = first.report.read_text()
-    for row in ("| DCGAN (small32) + L2-SVM |", "| k-means (8 centroids) + L2-SVM |",
-                "| Random-weight D (small32) + L2-SVM |", "| Raw pixels + L2-SVM |"):
+    # labels name the non-preset widths, and what the GAN was trained on
+    for row in ("| DCGAN (small32, ndf 8, ngf 8; trained on digits) + L2-SVM |",
+                "| k-means (8 centroids) + L2-SVM |",
+                "| Random-weight D (small32, ndf 8, ngf 8) + L2-SVM |", "| Raw pixels + L2-SVM |"):
         assert row in report
     assert (tmp_path / "out" / "report" / "figures").is_dir()
     result = json.loads((tmp_path / "out" / "results" / "svm-dcgan-full.json").read_text())
