@@ -88,6 +88,24 @@ def device_info(device: str | None = None) -> dict[str, Any]:
     return info
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that is running, as the user would retype it: ``gan-probe ARGS`` for the console script and
+    ``python -m gan_probe ARGS`` for the module (no install paths), else the arguments as given."""
+    import shlex
+
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    program, args = Path(argv[0]), " ".join(shlex.quote(a) for a in argv[1:])
+    if program.name == "gan-probe":
+        head = "gan-probe"
+    elif program.name == "__main__.py" and program.parent.name == "gan_probe":
+        head = "python -m gan_probe"
+    else:
+        return " ".join(argv)
+    return f"{head} {args}".rstrip()
+
+
 def provenance(device: str | None = None, seeds: dict[str, int] | None = None,
                files: Iterable[str | os.PathLike] = (), **extra: Any) -> dict[str, Any]:
     """A provenance block for a result file."""
@@ -96,7 +114,7 @@ def provenance(device: str | None = None, seeds: dict[str, int] | None = None,
         "gan_probe_commit": git_commit(),
         "versions": versions(),
         "device": device_info(device),
-        "command": " ".join(sys.argv),
+        "command": command_line(),
     }
     if seeds:
         record["seeds"] = dict(seeds)

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 from ..atomic import write_json, write_text
 from ..errors import ConfigError, GanProbeError
-from ..provenance import git_commit, versions
+from ..provenance import command_line, git_commit, versions
 from . import figures as figs
 from .provenance_block import provenance_dict, provenance_markdown
 from .results import Results, load_results
@@ -202,7 +201,7 @@ def _report_provenance(command: str | None) -> dict[str, Any]:
 
     return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "version": __version__, "gan_probe_commit": git_commit(), "versions": versions(),
-            "command": command if command is not None else " ".join(sys.argv)}
+            "command": command if command is not None else command_line()}
 
 
 def render_markdown(title: str, results: Results, tables: Sequence[Table], figures: Sequence[FigureRef],
