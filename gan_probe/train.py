@@ -65,6 +65,7 @@ class TrainConfig:
     beta2: float = 0.999
     epochs: int | None = None
     max_steps: int | None = None
+    max_minutes: float | None = None  # wall-clock budget: stop (and checkpoint) at the first log step past it
     seed: int = 0
     device: str = "auto"
     log_every: int = 10
@@ -84,6 +85,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be non-negative, got {value}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.holdout is not None and self.holdout < 1:
@@ -356,19 +359,20 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     last: dict[str, float] = {}
     t0 = time.perf_counter()
     window_t, window_images = t0, 0
+    deadline = None if config.max_minutes is None else t0 + 60 * config.max_minutes
+    out_of_time = False
     rows = slice(ctx.rank * local_batch, (ctx.rank + 1) * local_batch)  # this rank's part of a global batch
     step = start
     try:
         while step < total:
             epoch, pos = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
-                order, order_epoch = epoch_order(n, config.seed, epoch), epoch
+                order, order_epoch = epoch_order(n, config.seed, epoch).to(images.device), epoch
             idx = order[pos * config.batch_size:(pos + 1) * config.batch_size][rows]
-            real = to_model_range(images[idx.to(images.device)].to(device, non_blocking=True))
+            real = to_model_range(images[idx].to(device, non_blocking=True))
             if cuda:
                 real = real.contiguous(memory_format=torch.channels_last)
-            z = gen.prior.sample(config.batch_size, generator=_rng(config.seed, 2, step, "cpu"), device="cpu")
-            z = z[rows].to(device)
+            z = step_latent(gen.prior, config.batch_size, _rng(config.seed, 2, step, "cpu"), rows, device)
 
             with autocast:
                 fake = g_step(z)
@@ -382,8 +386,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             try:
                 with autocast:
                     fake_logits_g = d_plain(fake)
-                    loss_g = g_loss(config.loss, fake_logits_g) + gen.prior.regularizer(config.mog_sigma_reg).to(
-                        device)
+                    loss_g = g_loss(config.loss, fake_logits_g)
+                    if gen.prior.kind == "mog":
+                        loss_g = loss_g + gen.prior.regularizer(config.mog_sigma_reg)
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -395,6 +400,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             window_images += config.batch_size
 
             logging = step % config.log_every == 0 or step == total
+            if logging and deadline is not None and not out_of_time:  # every rank stops at the same step
+                late = torch.tensor([float(time.perf_counter() >= deadline)], device=device)
+                out_of_time = bool(all_reduce(late, "max", ctx).item())
             if not (logging or step % config.sample_every == 0 or step % config.checkpoint_every == 0):
                 if bar is not None:
                     bar.update(1)
@@ -420,12 +428,14 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
                         callback(step, last)
             if bar is not None:
                 bar.update(1)
-            if ctx.is_main and (step % config.sample_every == 0 or step == total):
+            if ctx.is_main and (step % config.sample_every == 0 or step == total or out_of_time):
                 samples(step)
-            if step % config.checkpoint_every == 0 or step == total:
+            if step % config.checkpoint_every == 0 or step == total or out_of_time:
                 if ctx.is_main:
                     checkpoint(step)
                 saved_step[0] = step
+            if out_of_time:
+                break
     finally:
         if log is not None:
             log.close()
@@ -435,6 +445,25 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         checkpoint(step)
     return TrainResult(out, step, total, last.get("loss_d"), last.get("loss_g"), time.perf_counter() - t0, start,
                        world)
+
+
+def step_latent(prior: nn.Module, batch_size: int, generator: torch.Generator, rows: slice,
+                device: torch.device) -> torch.Tensor:
+    """This rank's latent codes of one step, drawn on the CPU from ``generator`` (the same on every device).
+
+    On CUDA the random numbers go through pinned memory with an asynchronous copy: a plain copy from pageable
+    memory would wait for the GPU to finish the previous step and leave it idle while the next is queued.
+    """
+    def move(t: torch.Tensor) -> torch.Tensor:
+        t = t[rows]
+        if device.type == "cuda":
+            return t.pin_memory().to(device, non_blocking=True)
+        return t.to(device)
+
+    if prior.kind == "mog":  # parameter-free noise on the CPU, the differentiable transform on the device
+        k, eps = prior.draw_noise(batch_size, generator=generator, device="cpu")
+        return prior.transform(move(k), move(eps))
+    return move(prior.sample(batch_size, generator=generator, device="cpu"))
 
 
 def _check_finite(losses: torch.Tensor, step: int, ctx: DistContext, ckpt_path: Path,
@@ -468,9 +497,9 @@ def _total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
 
 
 # options that may change when a run is resumed (they do not define the trajectory on a given machine)
-RUNTIME_OPTIONS = ("epochs", "max_steps", "device", "data_root", "download", "amp", "sync_bn", "compile",
+RUNTIME_OPTIONS = ("epochs", "max_steps", "max_minutes", "device", "data_root", "download", "amp", "sync_bn", "compile",
                    "log_every", "sample_every", "checkpoint_every")
-ALWAYS_FROM_CALL = ("epochs", "max_steps", "device")
+ALWAYS_FROM_CALL = ("epochs", "max_steps", "max_minutes", "device")
 
 
 def _explicit(config: TrainConfig, given: Iterable[str] | None) -> set[str]:

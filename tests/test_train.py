@@ -95,3 +95,21 @@ def test_holdout_trains_only_on_the_images_the_probe_keeps_for_training(tmp_path
     assert data["n"] == len(keep) == 1000 and data["sha256"] == keep.checksum != held.checksum
     assert data["holdout"]["n_test"] == 347 and data["holdout"]["seed"] == 5
     assert main(["train", "--max-steps", "1", "--holdout", "0", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_max_minutes_stops_at_a_log_step_with_a_checkpoint_and_resumes_exactly(tmp_path):
+    straight = train(TrainConfig(**TINY, max_steps=8), tmp_path / "straight")
+    cut = train(TrainConfig(**{**TINY, "log_every": 3}, max_steps=8, max_minutes=1e-9), tmp_path / "cut")
+    assert cut.step == 3  # the first log step after the (already spent) budget
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 3
+    assert (tmp_path / "cut" / "samples" / "step_0000003.png").is_file()
+    resumed = train(TrainConfig(**TINY, max_steps=8), tmp_path / "cut", resume=True)
+    assert resumed.resumed_from == 3 and resumed.step == 8
+    wa, wb = _weights(straight.out_dir / "checkpoint.pt"), _weights(resumed.out_dir / "checkpoint.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("minutes", [0, -1.5])
+def test_max_minutes_must_be_positive(minutes):
+    with pytest.raises(GanProbeError, match="--max-minutes must be positive"):
+        TrainConfig(**TINY, max_minutes=minutes)

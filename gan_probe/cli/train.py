@@ -55,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _opt(o, "--beta1", 0.5, "Adam beta1", type=float)
     _opt(o, "--epochs", None, "epochs to train (default 25 when --max-steps is not given)", type=int)
     _opt(o, "--max-steps", None, "stop after this many steps in total", type=int)
+    _opt(o, "--max-minutes", None, "wall-clock budget of this call: stop at the first log step past it, with a "
+                                   "checkpoint and a sample grid (resume continues from there)", type=float)
     _opt(o, "--seed", 0, type=int)
     _opt(o, "--device", "auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda -> cuda:LOCAL_RANK)")
     _opt(o, "--no-amp", False, "disable bf16 autocast on CUDA", action="store_true")
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         preset=value("preset"), model={k: value(k) for k in MODEL_OPTIONS if value(k) is not None},
         loss=value("loss"), mog_sigma_reg=value("mog_sigma_reg"),
         batch_size=value("batch_size"), lr=value("lr"), beta1=value("beta1"), epochs=value("epochs"),
-        max_steps=value("max_steps"), seed=value("seed"), device=value("device"), log_every=value("log_every"),
+        max_steps=value("max_steps"), max_minutes=value("max_minutes"), seed=value("seed"), device=value("device"),
+        log_every=value("log_every"),
         sample_every=value("sample_every"), checkpoint_every=value("checkpoint_every"), amp=not value("no_amp"),
         sync_bn=value("sync_bn"), compile=value("compile"))
     config.model_config()  # validate overrides before touching any data
