@@ -5,7 +5,7 @@ Anchor ("PyTorch examples" style): a DataLoader (workers, pinned memory) over th
 converted to a float CHW tensor in [-1, 1]; fp32; ``torch.optim.Adam`` with its defaults; no channels-last, no
 compile; D's real and fake halves backpropagated separately as in the examples.
 Ours: :func:`gan_probe.train.train` -- uint8 images resident on the GPU, bf16 autocast, channels-last, fused
-Adam on CUDA, and with ``--compile`` also ``torch.compile`` of G and D.
+Adam on CUDA, and with ``--compile`` also ``torch.compile`` of G and D (in the default memory format).
 
 Both loops start from the same weights and draw the same batches (``epoch_order``) and latent codes (the
 per-step seeded z), so their loss curves differ only by arithmetic (bf16 vs fp32, kernel choices). GAN training

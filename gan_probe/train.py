@@ -272,7 +272,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         disc.load_state_dict(state["discriminator"])
         start = int(state["step"])
     gen, disc = gen.to(device), disc.to(device)
-    if cuda:
+    # channels-last for the eager CUDA loop; not under torch.compile, whose generated convolution backward
+    # asserted contiguous strides for channels-last tensors (torch 2.11, H200) and stopped the run
+    channels_last = cuda and not config.compile
+    if channels_last:
         gen = gen.to(memory_format=torch.channels_last)
         disc = disc.to(memory_format=torch.channels_last)
     if config.sync_bn:
@@ -370,7 +373,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
                 order, order_epoch = epoch_order(n, config.seed, epoch).to(images.device), epoch
             idx = order[pos * config.batch_size:(pos + 1) * config.batch_size][rows]
             real = to_model_range(images[idx].to(device, non_blocking=True))
-            if cuda:
+            if channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
             z = step_latent(gen.prior, config.batch_size, _rng(config.seed, 2, step, "cpu"), rows, device)
 
