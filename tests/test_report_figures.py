@@ -144,3 +144,11 @@ def test_interpolation_of_a_corrupt_checkpoint_is_a_note(tmp_path):
     assert [r.path for r in refs] == ["figures/training_curves.png"]
     assert len(notes) == 2 and notes[1].startswith(f"latent interpolation for {run / 'checkpoint.pt'} skipped: ")
     assert "corrupt or truncated checkpoint" in notes[1]
+
+
+def test_close_label_ticks_share_one_label():
+    from gan_probe.report.figures import log_tick_labels
+
+    assert log_tick_labels([5, 20, 50], full=[]) == ["5", "20", "50"]
+    assert log_tick_labels([400, 4000, 5000], full=[4000, 5000]) == ["400", "all\n(~4000, ~5000)", ""]
+    assert log_tick_labels([400, 450, 5000], full=[5000]) == ["400", "", "all\n(~5000)"]

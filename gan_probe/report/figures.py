@@ -47,12 +47,33 @@ def _style(family: str, index_in_family: int) -> dict:
             "linestyle": LINESTYLES[index_in_family % len(LINESTYLES)]}
 
 
+def log_tick_labels(ticks: Sequence[float], full: Sequence[float] = (), min_ratio: float = 1.5) -> list[str]:
+    """Labels of the label-count ticks on a log axis; a tick closer than ``min_ratio`` to the last labelled one
+    gives its label to that one instead (two "all" points, measured and published, would overlap).
+
+    >>> log_tick_labels([400, 4000, 5000], full=[4000, 5000])
+    ['400', 'all\n(~4000, ~5000)', '']
+    """
+    full_set = {float(v) for v in full}
+    labels: list[str] = []
+    last = None  # index of the last labelled tick
+    for i, v in enumerate(float(t) for t in ticks):
+        # "all labels" sits at the mean number of training images per class, which is rarely a whole number
+        text = f"all\n(~{v:.0f})" if v in full_set else f"{v:g}"
+        if last is not None and v < float(ticks[last]) * min_ratio:
+            if v in full_set and labels[last].startswith("all\n("):
+                labels[last] = f"{labels[last][:-1]}, ~{v:.0f})"
+            labels.append("")
+            continue
+        labels.append(text)
+        last = i
+    return labels
+
+
 def _log_ticks(ax, values: Sequence[float], full: Sequence[float] = ()) -> None:
     ticks = sorted({float(v) for v in values})
-    full_set = {float(v) for v in full}
     ax.set_xticks(ticks)
-    # "all labels" sits at the mean number of training images per class, which is rarely a whole number
-    ax.set_xticklabels([f"all\n(~{v:.0f})" if v in full_set else f"{v:g}" for v in ticks])
+    ax.set_xticklabels(log_tick_labels(ticks, full))
     ax.minorticks_off()
 
 
