@@ -1,5 +1,6 @@
 """Two gloo processes under torchrun give the single-process results: training (with --sync-bn, and resumed),
 feature extraction; only rank 0 writes. One torchrun launch runs every phase (process startup dominates)."""
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import torch.distributed as dist
 
 from gan_probe.checkpoint import load_checkpoint
 from gan_probe.distributed import gather_batches, init_distributed, shard_batches
+from gan_probe.cli import main
 from gan_probe.features import extract_features, load_store
+from gan_probe.metrics.weights import random_reference_state_dict
 from gan_probe.syncbn import GlobalBatchNorm2d, convert_sync_batchnorm
 from gan_probe.train import TrainConfig, read_log, train
 
@@ -41,6 +44,11 @@ WORKER = textwrap.dedent("""
     codes["local3"] = main(train + ["--max-steps", "3", "--out", str(tmp / "local")])
     codes["extract"] = main(["extract", "--checkpoint", str(tmp / "sync_step3.pt"), "--out", str(tmp / "feats"),
                              "--batch-size", "200", "--device", "cpu", "--no-progress"])
+    metrics = ["--device", "cpu", "--batch-size", "2", "--no-progress"]
+    codes["is"] = main(["inception-score", "--images", str(tmp / "imgs.npz"), "--weights", str(tmp / "w.pth"),
+                        "--splits", "1", "--json", str(tmp / "is2.json"), *metrics])
+    codes["fid"] = main(["fid", str(tmp / "imgs.npz"), str(tmp / "sync_step3.pt"), "--samples", "5",
+                         "--fid-weights", str(tmp / "w.pth"), "--json", str(tmp / "fid2.json"), *metrics])
     print(f"rank {rank} codes {sorted(codes.items())}", flush=True)
 """)
 
@@ -59,6 +67,8 @@ def _max_diff(a, b):
 def two_ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     (tmp / "worker.py").write_text(WORKER)
+    torch.save(random_reference_state_dict(0, logit_scale=30.0), tmp / "w.pth")  # Inception, reference layout
+    np.savez(tmp / "imgs.npz", images=np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_PROBE_PROGRESS": "0", "GAN_PROBE_CACHE": str(tmp / "cache")}
     env.pop("WORLD_SIZE", None)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -70,7 +80,7 @@ def two_ranks(tmp_path_factory):
 
 def test_every_phase_ran_on_both_ranks(two_ranks):
     tmp, done = two_ranks
-    codes = "[('extract', 0), ('local3', 0), ('odd', 2), ('sync3', 0), ('sync5', 0)]"
+    codes = "[('extract', 0), ('fid', 0), ('is', 0), ('local3', 0), ('odd', 2), ('sync3', 0), ('sync5', 0)]"
     assert f"rank 0 codes {codes}" in done.stdout and f"rank 1 codes {codes}" in done.stdout
 
 
@@ -112,6 +122,7 @@ def test_only_rank_zero_writes(two_ranks):
     assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5]  # one row per step, not one per rank
     assert done.stdout.count("trained to step 5/5 (resumed at step 3) on 2 ranks") == 1
     assert done.stdout.count("features: ") == 1
+    assert done.stdout.count("Inception Score: ") == 1 and done.stdout.count("FID: ") == 1
     assert not list(tmp.rglob("*.tmp"))
 
 
@@ -127,6 +138,31 @@ def test_two_rank_extract_equals_one_process(two_ranks, tmp_path):
     # the re-estimated batch-norm statistics are a weighted all-reduce: equal up to float rounding
     np.testing.assert_allclose(two.train_features, one.train_features, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(two.test_features, one.test_features, rtol=1e-4, atol=1e-5)
+
+
+def test_two_rank_inception_score_and_fid_equal_one_process(two_ranks, tmp_path):
+    """5 images in batches of 2: rank 0 scores batches 0 and 2, rank 1 batch 1 (a last, incomplete round)."""
+    tmp, done = two_ranks
+    metrics = ["--device", "cpu", "--batch-size", "2", "--no-progress"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank (OMP_NUM_THREADS=1): the same float32 kernels, the same roundings
+    try:
+        _one_process_metrics(tmp, tmp_path, metrics)
+    finally:
+        torch.set_num_threads(threads)
+    one_is, two_is = (json.loads(p.read_text()) for p in (tmp_path / "is1.json", tmp / "is2.json"))
+    assert two_is["ranks"] == 2 and one_is["ranks"] == 1 and two_is["n"] == one_is["n"] == 5
+    assert two_is["inception_score_mean"] == one_is["inception_score_mean"] > 1
+    one_fid, two_fid = (json.loads(p.read_text()) for p in (tmp_path / "fid1.json", tmp / "fid2.json"))
+    assert two_fid["n_a"] == one_fid["n_a"] == 5 and two_fid["n_b"] == one_fid["n_b"] == 5
+    assert two_fid["fid"] == pytest.approx(one_fid["fid"], rel=1e-12) and one_fid["fid"] > 0
+
+
+def _one_process_metrics(tmp, tmp_path, metrics):
+    assert main(["inception-score", "--images", str(tmp / "imgs.npz"), "--weights", str(tmp / "w.pth"),
+                 "--splits", "1", "--json", str(tmp_path / "is1.json"), *metrics]) == 0
+    assert main(["fid", str(tmp / "imgs.npz"), str(tmp / "sync_step3.pt"), "--samples", "5", "--fid-weights",
+                 str(tmp / "w.pth"), "--json", str(tmp_path / "fid1.json"), *metrics]) == 0
 
 
 def test_round_robin_batches_cover_every_row_once():

@@ -33,13 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import write_json
-    from ..devices import resolve_device
+    from ..distributed import run_command
     from ..errors import GanProbeError
-    from ..metrics.evaluate import feature_stats_of, fid_extractor, fid_of
-    from ..metrics.fid import FeatureStats
-    from ..metrics.sources import parse_source
-    from ..provenance import provenance
 
     if len(args.sources) > 2:
         raise GanProbeError(f"expected one or two SOURCEs, got {len(args.sources)}")
@@ -51,7 +46,18 @@ def run(args: argparse.Namespace) -> int:
         raise GanProbeError(f"--batch-size {args.batch_size}: expected a positive number")
     if args.samples is not None and args.samples < 2:
         raise GanProbeError(f"--samples {args.samples}: FID needs at least 2 images")
-    device = resolve_device(args.device)
+    return run_command(args.device, lambda ctx: _fid(args, ctx))
+
+
+def _fid(args: argparse.Namespace, ctx) -> int:
+    """Every rank extracts its share of the images (one process: all of them); rank 0 reports and writes."""
+    from ..atomic import write_json
+    from ..metrics.evaluate import feature_stats_of, fid_extractor, fid_of
+    from ..metrics.fid import FeatureStats
+    from ..metrics.sources import parse_source
+    from ..provenance import provenance
+
+    device = ctx.device
     opened = [parse_source(s, samples=args.samples, seed=args.seed, device=device, allow_stats=not args.save_stats)
               for s in args.sources]
     extractor = None
@@ -63,14 +69,17 @@ def run(args: argparse.Namespace) -> int:
             continue
         if extractor is None:
             extractor = fid_extractor(args.fid_weights, device, download=not args.no_download)
-        stats.append(feature_stats_of(src, extractor, args.batch_size, progress=not args.no_progress))
+        stats.append(feature_stats_of(src, extractor, args.batch_size, progress=not args.no_progress, ctx=ctx))
+    if not ctx.is_main:
+        return 0
     prov = provenance(device=str(device), seeds={"sampling": args.seed})
     if args.save_stats:
         stats[0].info["provenance"] = prov
         stats[0].save(args.save_stats)
         print(f"wrote statistics of {stats[0].n} images to {args.save_stats}")
         return 0
-    result = {"metric": "fid", **fid_of(stats[0], stats[1], method=args.fid_method), "provenance": prov}
+    result = {"metric": "fid", **fid_of(stats[0], stats[1], method=args.fid_method), "ranks": ctx.world_size,
+              "provenance": prov}
     for warning in result["warnings"]:
         print(f"warning: {warning}; the two sides are not strictly comparable")
     print(f"FID: {result['fid']:.4f} ({stats[0].n} vs {stats[1].n} images, {args.fid_method})")

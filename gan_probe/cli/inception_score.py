@@ -58,12 +58,8 @@ def open_source(args: argparse.Namespace, device):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import write_json
-    from ..devices import resolve_device
+    from ..distributed import run_command
     from ..errors import GanProbeError
-    from ..metrics.evaluate import inception_score_of, reference_extractor
-    from ..metrics.inception_score import ISConventions
-    from ..provenance import provenance
 
     if args.splits < 1:
         raise GanProbeError(f"--splits {args.splits}: expected a positive number")
@@ -71,13 +67,25 @@ def run(args: argparse.Namespace) -> int:
         raise GanProbeError(f"--batch-size {args.batch_size}: expected a positive number")
     if args.classifier and not args.per_class:
         raise GanProbeError("--classifier is only used with --per-class")
-    device = resolve_device(args.device)
+    return run_command(args.device, lambda ctx: _score(args, ctx))
+
+
+def _score(args: argparse.Namespace, ctx) -> int:
+    """Every rank scores its share of the images (one process: all of them); rank 0 reports and writes."""
+    from ..atomic import write_json
+    from ..metrics.evaluate import inception_score_of, reference_extractor
+    from ..metrics.inception_score import ISConventions
+    from ..provenance import provenance
+
+    device = ctx.device
     extractor = reference_extractor(args.weights, device, download=not args.no_download)
     source = open_source(args, device)
     conventions = ISConventions(args.splits, args.split_shuffle, args.split_seed, args.std_ddof)
     result = inception_score_of(source, extractor, conventions, args.batch_size, args.per_class, args.classifier,
-                                progress=not args.no_progress)
-    result = {"metric": "inception_score", **result, "source": source.describe(),
+                                progress=not args.no_progress, ctx=ctx)
+    if result is None:  # not rank 0
+        return 0
+    result = {"metric": "inception_score", **result, "source": source.describe(), "ranks": ctx.world_size,
               "provenance": provenance(device=str(device), seeds={"sampling": args.seed,
                                                                   "split": args.split_seed})}
     if not result["extractor"].get("reference", False):

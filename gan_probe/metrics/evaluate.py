@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..distributed import DistContext, all_reduce, current, gather_batches
 from ..errors import GanProbeError
 from ..provenance import sha256_file
 from .extractors import HelperExtractor, ReferenceExtractor
@@ -61,27 +62,79 @@ def load_classifier(path: str | os.PathLike, device: torch.device | str) -> torc
         raise GanProbeError(f"--classifier {path}: not a TorchScript module ({first[:120]})") from None
 
 
+def per_batch_outputs(source: ImageSource, batch_size: int, compute: Callable[[torch.Tensor], torch.Tensor],
+                      ctx: DistContext | None = None, progress: bool = False,
+                      desc: str = "inception") -> Iterator[np.ndarray]:
+    """``compute`` (uint8 NCHW batch -> (rows, D) tensor) of every batch of ``source``, in the source's order.
+
+    In one process every batch is computed here. Under torchrun the batches are dealt round-robin (batch i to
+    rank ``i % world_size``): every rank walks the same batches (generator sources draw the same samples on every
+    rank) but computes only its own, and rank 0 yields all of them gathered in the original order, so the result
+    is the single process's; the other ranks yield nothing.
+    """
+    ctx = ctx or current()
+    with tqdm(total=source.n, desc=desc, unit="img", disable=not (progress and ctx.is_main), leave=False) as bar:
+        if not ctx.enabled:
+            for images in source.batches(batch_size):
+                out = compute(images)
+                bar.update(len(images))
+                yield out.cpu().numpy()
+            return
+
+        def gather_round(block: torch.Tensor | None) -> Iterator[np.ndarray]:
+            dim = torch.tensor([0 if block is None else block.shape[1]], dtype=torch.int64, device=ctx.device)
+            dim = int(all_reduce(dim, "max", ctx))  # a rank without a batch this round still sends (0, D)
+            block = torch.zeros(0, dim, device=ctx.device) if block is None else block.to(ctx.device)
+            for part in gather_batches(block, len(block), batch_size, ctx) or []:
+                bar.update(len(part))
+                yield part.cpu().numpy()
+
+        mine, position = None, -1
+        for i, images in enumerate(source.batches(batch_size)):
+            position = i % ctx.world_size
+            if position == ctx.rank:
+                mine = compute(images).float()
+            if position == ctx.world_size - 1:
+                yield from gather_round(mine)
+                mine = None
+        if position not in (-1, ctx.world_size - 1):  # a last, incomplete round
+            yield from gather_round(mine)
+
+
 def _run(source: ImageSource, extractor, batch_size: int, want_logits: bool,
-         classifier: torch.nn.Module | None, progress: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    logits, classes = [], []
+         classifier: torch.nn.Module | None, progress: bool,
+         ctx: DistContext | None = None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Logits (or pool features) of every image, and the classifier's classes; ``None`` on ranks other than 0."""
     output = "logits" if want_logits else "pool"
-    with tqdm(total=source.n, desc="inception", unit="img", disable=not progress, leave=False) as bar:
-        for images in source.batches(batch_size):
-            logits.append(extractor(images)[output].float().cpu().numpy())
-            if classifier is not None:
-                with torch.no_grad():
-                    x = images.to(extractor.device).float() / 127.5 - 1
-                    classes.append(classifier(x).argmax(dim=1).cpu().numpy())
-            bar.update(len(images))
-    return np.concatenate(logits), (np.concatenate(classes) if classifier is not None else None)
+
+    def compute(images: torch.Tensor) -> torch.Tensor:
+        out = extractor(images)[output].float()
+        if classifier is None:
+            return out
+        with torch.no_grad():
+            x = images.to(extractor.device).float() / 127.5 - 1
+            classes = classifier(x).argmax(dim=1).to(out.device, torch.float32)  # exact below 2**24 classes
+        return torch.cat([out, classes[:, None]], dim=1)
+
+    ctx = ctx or current()
+    blocks = list(per_batch_outputs(source, batch_size, compute, ctx, progress))
+    if not ctx.is_main:
+        return None
+    values = np.concatenate(blocks)
+    if classifier is None:
+        return values, None
+    return values[:, :-1], values[:, -1].astype(np.int64)
 
 
 def inception_score_of(source: ImageSource, extractor: ReferenceExtractor,
                        conventions: ISConventions = ISConventions(), batch_size: int = 50,
                        per_class: bool = False, classifier: str | os.PathLike | None = None,
-                       progress: bool = False) -> dict[str, Any]:
+                       progress: bool = False, ctx: DistContext | None = None) -> dict[str, Any] | None:
     """IS of ``source`` (mean, std, split scores, conventions, extractor); with ``per_class`` also the IS of
-    each group of samples sharing a class: the ``classifier``'s argmax if given, else the source's labels."""
+    each group of samples sharing a class: the ``classifier``'s argmax if given, else the source's labels.
+
+    Under torchrun the images are shared out among the ranks (:func:`per_batch_outputs`); rank 0 returns the
+    result, the other ranks ``None``."""
     if "logits" not in extractor.provides:
         raise GanProbeError("the Inception Score needs the 1008-logit reference network (--weights)")
     if source.n < conventions.splits:
@@ -93,7 +146,10 @@ def inception_score_of(source: ImageSource, extractor: ReferenceExtractor,
         elif source.labels is None:
             raise GanProbeError("--per-class: this source has no labels; pass --classifier MODEL.pt "
                                 "(TorchScript: float images in [-1, 1] -> logits)")
-    logits, predicted = _run(source, extractor, batch_size, True, clf, progress)
+    ran = _run(source, extractor, batch_size, True, clf, progress, ctx)
+    if ran is None:
+        return None
+    logits, predicted = ran
     overall = inception_score(logits, conventions.splits, conventions.shuffle, conventions.split_seed,
                               conventions.std_ddof)
     result = {**overall.to_dict(), "extractor": extractor.describe()}
@@ -112,13 +168,19 @@ def inception_score_of(source: ImageSource, extractor: ReferenceExtractor,
     return result
 
 
-def feature_stats_of(source: ImageSource, extractor, batch_size: int = 50, progress: bool = False) -> FeatureStats:
-    """Mean and covariance (float64) of the 2048-d pool features of every image of ``source``."""
+def feature_stats_of(source: ImageSource, extractor, batch_size: int = 50, progress: bool = False,
+                     ctx: DistContext | None = None) -> FeatureStats | None:
+    """Mean and covariance (float64) of the 2048-d pool features of every image of ``source``.
+
+    Under torchrun the images are shared out among the ranks and rank 0 accumulates the gathered features in
+    the original order (the single process's statistics); the other ranks return ``None``."""
+    ctx = ctx or current()
     acc = StatsAccumulator()
-    with tqdm(total=source.n, desc="fid features", unit="img", disable=not progress, leave=False) as bar:
-        for images in source.batches(batch_size):
-            acc.update(extractor(images)["pool"].double().cpu().numpy())
-            bar.update(len(images))
+    for block in per_batch_outputs(source, batch_size, lambda images: extractor(images)["pool"].float(), ctx,
+                                   progress, desc="fid features"):
+        acc.update(block.astype(np.float64))
+    if not ctx.is_main:
+        return None
     if acc.n < 2:
         raise GanProbeError(f"FID needs at least 2 images per source, got {acc.n}")
     return acc.finalize({"source": source.describe(), "features": "inception-2015-12-05 pool (2048)",
