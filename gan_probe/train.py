@@ -389,9 +389,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             try:
                 with autocast:
                     fake_logits_g = d_plain(fake)
-                    loss_g = g_loss(config.loss, fake_logits_g)
-                    if gen.prior.kind == "mog":
-                        loss_g = loss_g + gen.prior.regularizer(config.mog_sigma_reg)
+                    # zero for priors without parameters: a CPU scalar, added without a host-to-device copy
+                    loss_g = g_loss(config.loss, fake_logits_g) + gen.prior.regularizer(config.mog_sigma_reg)
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -500,8 +499,8 @@ def _total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
 
 
 # options that may change when a run is resumed (they do not define the trajectory on a given machine)
-RUNTIME_OPTIONS = ("epochs", "max_steps", "max_minutes", "device", "data_root", "download", "amp", "sync_bn", "compile",
-                   "log_every", "sample_every", "checkpoint_every")
+RUNTIME_OPTIONS = ("epochs", "max_steps", "max_minutes", "device", "data_root", "download", "amp", "sync_bn",
+                   "compile", "log_every", "sample_every", "checkpoint_every")
 ALWAYS_FROM_CALL = ("epochs", "max_steps", "max_minutes", "device")
 
 

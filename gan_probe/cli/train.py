@@ -94,9 +94,8 @@ def run(args: argparse.Namespace) -> int:
         loss=value("loss"), mog_sigma_reg=value("mog_sigma_reg"),
         batch_size=value("batch_size"), lr=value("lr"), beta1=value("beta1"), epochs=value("epochs"),
         max_steps=value("max_steps"), max_minutes=value("max_minutes"), seed=value("seed"), device=value("device"),
-        log_every=value("log_every"),
-        sample_every=value("sample_every"), checkpoint_every=value("checkpoint_every"), amp=not value("no_amp"),
-        sync_bn=value("sync_bn"), compile=value("compile"))
+        log_every=value("log_every"), sample_every=value("sample_every"), checkpoint_every=value("checkpoint_every"),
+        amp=not value("no_amp"), sync_bn=value("sync_bn"), compile=value("compile"))
     config.model_config()  # validate overrides before touching any data
 
     def body(ctx) -> int:

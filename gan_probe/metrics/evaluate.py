@@ -65,7 +65,7 @@ def load_classifier(path: str | os.PathLike, device: torch.device | str) -> torc
 def per_batch_outputs(source: ImageSource, batch_size: int, compute: Callable[[torch.Tensor], torch.Tensor],
                       ctx: DistContext | None = None, progress: bool = False,
                       desc: str = "inception") -> Iterator[np.ndarray]:
-    """``compute`` (uint8 NCHW batch -> (rows, D) tensor) of every batch of ``source``, in the source's order.
+    """``compute`` (uint8 NCHW batch -> (rows, D) tensor) of every batch of ``source`` as float32, in order.
 
     In one process every batch is computed here. Under torchrun the batches are dealt round-robin (batch i to
     rank ``i % world_size``): every rank walks the same batches (generator sources draw the same samples on every
@@ -76,14 +76,18 @@ def per_batch_outputs(source: ImageSource, batch_size: int, compute: Callable[[t
     with tqdm(total=source.n, desc=desc, unit="img", disable=not (progress and ctx.is_main), leave=False) as bar:
         if not ctx.enabled:
             for images in source.batches(batch_size):
-                out = compute(images)
+                out = compute(images).float()
                 bar.update(len(images))
                 yield out.cpu().numpy()
             return
 
+        dim: int | None = None  # output width, agreed on in the first round (a rank may have no batch in it)
+
         def gather_round(block: torch.Tensor | None) -> Iterator[np.ndarray]:
-            dim = torch.tensor([0 if block is None else block.shape[1]], dtype=torch.int64, device=ctx.device)
-            dim = int(all_reduce(dim, "max", ctx))  # a rank without a batch this round still sends (0, D)
+            nonlocal dim
+            if dim is None:
+                width = torch.tensor([0 if block is None else block.shape[1]], dtype=torch.int64, device=ctx.device)
+                dim = int(all_reduce(width, "max", ctx))
             block = torch.zeros(0, dim, device=ctx.device) if block is None else block.to(ctx.device)
             for part in gather_batches(block, len(block), batch_size, ctx) or []:
                 bar.update(len(part))
@@ -108,7 +112,7 @@ def _run(source: ImageSource, extractor, batch_size: int, want_logits: bool,
     output = "logits" if want_logits else "pool"
 
     def compute(images: torch.Tensor) -> torch.Tensor:
-        out = extractor(images)[output].float()
+        out = extractor(images)[output]
         if classifier is None:
             return out
         with torch.no_grad():
@@ -176,7 +180,7 @@ def feature_stats_of(source: ImageSource, extractor, batch_size: int = 50, progr
     the original order (the single process's statistics); the other ranks return ``None``."""
     ctx = ctx or current()
     acc = StatsAccumulator()
-    for block in per_batch_outputs(source, batch_size, lambda images: extractor(images)["pool"].float(), ctx,
+    for block in per_batch_outputs(source, batch_size, lambda images: extractor(images)["pool"], ctx,
                                    progress, desc="fid features"):
         acc.update(block.astype(np.float64))
     if not ctx.is_main:
