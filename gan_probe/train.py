@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, remove_stale_temporaries, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import load_split
 from .data.holdout import holdout_split
@@ -306,6 +306,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
 
     def open_run() -> None:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # what a killed run was writing when it died
         write_json(out / CONFIG, {"train": config.to_dict(), "model": model_cfg.to_dict(), "data": data_info,
                                   "steps_per_epoch": steps_per_epoch, "total_steps": total,
                                   "distributed": dist_info})

@@ -60,6 +60,21 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after_step, del
     assert not [p for p in run.rglob("*.tmp")]
 
 
+def test_resume_removes_what_a_kill_mid_write_left(tmp_path):
+    cfg = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16}, batch_size=32,
+               checkpoint_every=1, seed=5)
+    train(TrainConfig(**cfg, max_steps=2), tmp_path / "run")
+    # what a SIGKILL between creating the temporary and renaming it leaves behind
+    stale = [tmp_path / "run" / ".checkpoint.pt.k2x9q.tmp", tmp_path / "run" / ".log.csv.a8b1c.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    keep = tmp_path / "run" / "notes.tmp"  # not an atomic-write temporary: not ours to delete
+    keep.write_text("user file")
+    train(TrainConfig(**cfg, max_steps=3), tmp_path / "run", resume=True)
+    assert not any(p.exists() for p in stale)
+    assert keep.read_text() == "user file"
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     cfg = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16}, batch_size=32,
                checkpoint_every=1, seed=5)
