@@ -93,6 +93,35 @@ def test_kernel_and_primal_routes_agree_and_warm_starts_do_not_change_the_answer
         np.testing.assert_allclose(b.objective, c.objective, rtol=1e-5)
 
 
+def test_kernel_newton_points_by_schur_complement_equal_direct_solves():
+    from gan_probe.probe.kernel import InverseFactorColumns, KernelNewton
+
+    x, y = correlated_features(40, 90, seed=13)
+    kn = KernelNewton(standardized_design(x, fit_standardizer(x)))
+    C = 0.05
+    M = kn.K.clone()
+    M.diagonal().add_(1 / (2 * C))
+    L = torch.linalg.cholesky(M)
+    Y = class_targets(y, np.unique(y))
+    rng = np.random.default_rng(0)
+    active = torch.ones_like(Y, dtype=torch.bool)
+    active[rng.choice(40, 5, replace=False), 0] = False      # a few inactive rows: Schur complement
+    active[rng.choice(40, 30, replace=False), 1] = False     # mostly inactive: M_AA factored directly
+    active[:, 2] = False                                     # nothing active: zero
+    columns = InverseFactorColumns(L)
+    got = kn._newton_points(L, columns, Y, active, C)
+    for j in range(Y.shape[1]):
+        A = active[:, j].nonzero().flatten()
+        expected = torch.zeros(40, dtype=torch.float64)
+        if len(A):
+            expected[A] = torch.linalg.solve(M[A][:, A], Y[A, j])
+        torch.testing.assert_close(got[:, j], expected, rtol=1e-9, atol=1e-12)
+    # the cached columns are L^{-1} e_j, computed once per row
+    rows = (~active[:, 0]).nonzero().flatten()
+    torch.testing.assert_close(columns.get(rows), torch.linalg.inv(L)[:, rows])
+    assert columns.count == len(rows)
+
+
 def test_chunk_size_does_not_change_the_fit():
     x, y = correlated_features(90, 25, seed=2)
     st = fit_standardizer(x)
