@@ -207,3 +207,14 @@ def test_cuda_matches_cpu(method):
     gpu = LinearL2SVM(0.1, device="cuda", method=method).fit(x, y)
     np.testing.assert_allclose(gpu.objective_, cpu.objective_, rtol=1e-5)
     assert np.mean(gpu.predict(x) == cpu.predict(x)) >= 0.99
+
+
+def test_row_norms_of_streamed_and_resident_designs_agree():
+    x, y = correlated_features(120, 30, seed=8)
+    st = fit_standardizer(x)
+    expected = (((x.astype(np.float64) - st.mean) / st.scale) ** 2).sum(1) + 1.0  # constant column included
+    W = torch.zeros(31, 1, dtype=torch.float64)
+    for cache in (None, 0):  # standardised in memory / raw chunks with the standardisation folded in
+        design = standardized_design(x, st, cache_bytes=cache, chunk_rows=50)
+        design.fused(W, None)
+        np.testing.assert_allclose(design.row_sq.numpy(), expected, rtol=1e-5)

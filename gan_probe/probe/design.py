@@ -61,6 +61,8 @@ class Design:
         self.resident = resident
         self.passes = 0
         self.row_sq: torch.Tensor | None = None  # ||x~_i||^2, filled by the first fused pass
+        self._row_sq_weights: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._row_sq_buffer: torch.Tensor | None = None
 
     @property
     def dim(self) -> int:
@@ -113,8 +115,7 @@ class Design:
                 Zc += wb
             Z[start:end] = Zc
             if row_sq is not None:
-                std = block if self.fold is None else (block.to(torch.float64) - self.fold[0]) * self.fold[1]
-                row_sq[start:end] = (std * std).sum(1, dtype=torch.float64)
+                row_sq[start:end] = self._row_sq(block)
             if square_fn is not None:
                 Qc = square_fn(start, end, Zc)
                 Qt = Qc.T.to(block.dtype).contiguous()
@@ -132,6 +133,7 @@ class Design:
         self.passes += 1
         if row_sq is not None:
             self.row_sq = row_sq + (self.intercept_scaling or 0.0) ** 2
+            self._row_sq_buffer = None
         GT = self._unfold(GT, rsum)
         if square_fn is not None:
             if self.fold is not None:
@@ -157,6 +159,23 @@ class Design:
         return self._join(self._unfold(GT, rsum).T, rsum)
 
     # -- helpers --------------------------------------------------------------------------------------------
+    def _row_sq(self, block: torch.Tensor) -> torch.Tensor:
+        """``||x~_i||^2`` of a chunk's rows (without the constant column), float64.
+
+        Folded (raw) chunks are standardised in the storage precision, as resident designs are (a float64 copy
+        of every chunk would cost more than the pass itself).
+        """
+        if self.fold is not None:
+            if self._row_sq_weights is None:
+                mean, inv = self.fold
+                self._row_sq_weights = ((-mean * inv).to(block.dtype), inv.to(block.dtype))
+            shift, scale = self._row_sq_weights
+            # into a reused buffer: a fresh chunk-sized allocation per chunk costs more than the arithmetic
+            if self._row_sq_buffer is None or self._row_sq_buffer.shape[0] < block.shape[0]:
+                self._row_sq_buffer = torch.empty_like(block)
+            block = torch.addcmul(shift, block, scale, out=self._row_sq_buffer[:block.shape[0]])
+        return torch.linalg.vector_norm(block, dim=1).to(torch.float64) ** 2
+
     def _split(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if W.shape[0] != self.dim:
             raise ValueError(f"weights have {W.shape[0]} rows, the design has {self.dim} columns")
