@@ -82,6 +82,18 @@ def test_extract_store_reuse_and_batch_size_invariance(tmp_path):
         extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64, grid=2)
 
 
+def test_an_interrupted_extraction_leaves_no_temporaries_after_the_rerun(tmp_path):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    out = tmp_path / "f"
+    out.mkdir()
+    stale = out / ".train_features.npy.k3j9x0.tmp"  # what a kill in the middle of writing leaves
+    stale.write_bytes(b"\0" * 1000)
+    root = extract_features(ckpt, "digits", out=out, batch_size=64, layers=(2,))
+    assert not stale.exists()
+    assert sorted(p.name for p in root.iterdir()) == ["meta.json", "test_features.npy", "test_labels.npy",
+                                                       "train_features.npy", "train_labels.npy"]
+
+
 def test_random_init_baseline_is_seeded(tmp_path):
     a = extract_features(random_init="small32", seed=1, dataset="digits", out=tmp_path / "a", layers=(2,))
     b = extract_features(random_init="small32", seed=1, dataset="digits", out=tmp_path / "b", layers=(2,))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import remove_stale_temporaries
 from ..data.base import ImageSplit
 from ..devices import resolve_device
 from ..errors import ConfigError, DataError, FeatureStoreError
@@ -93,6 +94,7 @@ def kmeans_features(train: ImageSplit, test: ImageSplit, out: str | os.PathLike,
         return root
     root.mkdir(parents=True, exist_ok=True)
     (root / META).unlink(missing_ok=True)  # the store is complete again only once the new meta.json is written
+    remove_stale_temporaries(root)  # what an interrupted run was writing (gigabytes for a large store)
     t0 = time.perf_counter()
     if dictionary is None:
         dictionary = learn_dictionary(train.images, config, device=dev, progress=progress)

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..atomic import remove_stale_temporaries
 from ..data.cache import cache_dir
 from ..checkpoint import load_models
 from ..data import ImageSplit, load_split
@@ -134,6 +135,7 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
                 raise ConfigError(f"--dataset {split.dataset}: the {split.split} split has no labels; the probe "
                                   f"needs labels")
         root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(root)  # what an interrupted extraction was writing (gigabytes at paper scale)
         return False
 
     if main_only(open_store, ctx):
