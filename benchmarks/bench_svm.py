@@ -149,6 +149,10 @@ def _read_jpegs(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_problem(args):
+    if args.load_features:
+        arrays = np.load(args.load_features)
+        return ((arrays["x"], arrays["y"]), (arrays["xt"], arrays["yt"]),
+                f"features saved by an earlier run ({args.load_features})")
     if args.features:
         from gan_probe.features import load_store
 
@@ -173,7 +177,11 @@ def load_problem(args):
 # -- runs ---------------------------------------------------------------------------------------------------
 
 def compare(args) -> None:
+    torch.set_num_threads(os.cpu_count() or 1)  # preparing the features is not timed: use every core
     (x, y), (xt, yt), what = load_problem(args)
+    if args.save_features:
+        np.savez(args.save_features, x=x, y=y, xt=xt, yt=yt)
+    torch.set_num_threads(args.threads)
     print(f"data: {what}: train {x.shape}, test {xt.shape}, C = {args.C:g}")
     print(f"load average before: {load_avg()} (2-core machine; shared)")
     classes = np.unique(y)
@@ -289,6 +297,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-liblinear", action="store_true")
     ap.add_argument("--liblinear-max-iter", type=int, default=1000, help="LinearSVC's max_iter (its default)")
     ap.add_argument("--paper-scale", action="store_true")
+    ap.add_argument("--save-features", metavar="NPZ", help="save the prepared train/test features (to rerun "
+                    "the comparison without preparing them again)")
+    ap.add_argument("--load-features", metavar="NPZ", help="features saved by --save-features")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: liblinear is single-threaded too, and on a shared machine "
                          "extra OpenMP threads mostly wait)")

@@ -108,3 +108,15 @@ def test_same_inputs_reuse_the_store_other_inputs_are_refused(tmp_path):
     with pytest.raises(FeatureStoreError, match="holds features of other inputs"):
         pixel_features(train, test, root)
     assert (root / "train_features.npy").stat().st_mtime_ns == stamp
+
+
+def test_an_interrupted_run_leaves_no_temporaries_after_the_rerun(tmp_path):
+    train, test = _split(12, 0), _split(5, 1, name="test")
+    out = tmp_path / "s"
+    out.mkdir()
+    stale = out / ".train_features.npy.q81zk2.tmp"  # what a kill in the middle of writing leaves
+    stale.write_bytes(b"\0" * 1000)
+    root = kmeans_features(train, test, out, KMeansConfig(centroids=3, patch=3, patches=100, iterations=2),
+                           device="cpu")
+    assert not stale.exists()
+    assert load_store(root).train_features.shape == (12, 12)

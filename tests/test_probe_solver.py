@@ -94,7 +94,7 @@ def test_kernel_and_primal_routes_agree_and_warm_starts_do_not_change_the_answer
 
 
 def test_kernel_newton_points_by_schur_complement_equal_direct_solves():
-    from gan_probe.probe.kernel import InverseFactorColumns, KernelNewton
+    from gan_probe.probe.kernel import InverseBlocks, KernelNewton
 
     x, y = correlated_features(40, 90, seed=13)
     kn = KernelNewton(standardized_design(x, fit_standardizer(x)))
@@ -108,18 +108,27 @@ def test_kernel_newton_points_by_schur_complement_equal_direct_solves():
     active[rng.choice(40, 5, replace=False), 0] = False      # a few inactive rows: Schur complement
     active[rng.choice(40, 30, replace=False), 1] = False     # mostly inactive: M_AA factored directly
     active[:, 2] = False                                     # nothing active: zero
-    columns = InverseFactorColumns(L)
-    got = kn._newton_points(L, columns, Y, active, C)
-    for j in range(Y.shape[1]):
-        A = active[:, j].nonzero().flatten()
-        expected = torch.zeros(40, dtype=torch.float64)
-        if len(A):
-            expected[A] = torch.linalg.solve(M[A][:, A], Y[A, j])
-        torch.testing.assert_close(got[:, j], expected, rtol=1e-9, atol=1e-12)
+    blocks = InverseBlocks(L)
+    got = kn._newton_points(L, blocks, Y, active, C)
+    assert blocks.inverse is None  # 5^2 < 0.4 * 40^2: blocks from columns of L^{-1}, no inverse
+    # ... and once the blocks are large, from the inverse; both give the exact Newton points
+    many = torch.ones_like(active)
+    many[:20, 0] = many[20:, 3] = False  # 20^2 + 20^2 > 0.4 * 40^2
+    many[5:25, 2] = False
+    by_inverse = InverseBlocks(L)
+    got_many = kn._newton_points(L, by_inverse, Y, many, C)
+    assert by_inverse.inverse is not None
+    for points, act in ((got, active), (got_many, many)):
+        for j in range(Y.shape[1]):
+            A = act[:, j].nonzero().flatten()
+            expected = torch.zeros(40, dtype=torch.float64)
+            if len(A):
+                expected[A] = torch.linalg.solve(M[A][:, A], Y[A, j])
+            torch.testing.assert_close(points[:, j], expected, rtol=1e-9, atol=1e-12)
     # the cached columns are L^{-1} e_j, computed once per row
     rows = (~active[:, 0]).nonzero().flatten()
-    torch.testing.assert_close(columns.get(rows), torch.linalg.inv(L)[:, rows])
-    assert columns.count == len(rows)
+    torch.testing.assert_close(blocks.columns.get(rows), torch.linalg.inv(L)[:, rows])
+    assert blocks.columns.count == len(rows)
 
 
 def test_chunk_size_does_not_change_the_fit():

@@ -101,16 +101,55 @@ class InverseFactorColumns:
         return self.columns.index_select(1, self.slot[rows])
 
 
+class InverseBlocks:
+    """Principal blocks ``(M^{-1})_BB`` of the inverse of ``M = L L^T``, the cheaper of two ways.
+
+    With few inactive rows per class, from the columns of ``L^{-1}`` (:class:`InverseFactorColumns`,
+    ``|B|^2 n`` per block); once the blocks get large (``sum |B_k|^2 > 0.4 n^2``: five Newton steps of them would
+    cost more than the whole inverse), ``M^{-1}`` is formed once (``2 n^3 / 3`` with LAPACK's potri on a CPU) and
+    blocks are read from it.
+    """
+
+    def __init__(self, L: torch.Tensor):
+        self.L = L
+        self.n = L.shape[0]
+        self.columns = InverseFactorColumns(L)
+        self.inverse: torch.Tensor | None = None
+
+    def plan(self, blocks: list[torch.Tensor]) -> None:
+        """Prepare for the blocks of one Newton step (one triangular solve, or the whole inverse)."""
+        if self.inverse is None and sum(len(b) ** 2 for b in blocks) > 0.4 * self.n ** 2:
+            if self.L.device.type == "cpu":
+                inverse = torch.cholesky_inverse(self.L)  # symmetric: its transpose is the row-major copy
+                self.inverse = inverse.T if inverse.T.is_contiguous() else inverse.contiguous()
+            else:
+                eye = torch.eye(self.n, dtype=self.L.dtype, device=self.L.device)
+                self.inverse = torch.cholesky_solve(eye, self.L)
+            self.columns = None
+        if self.inverse is None and blocks:
+            self.columns.prepare(torch.cat(blocks).unique())
+
+    def solve(self, R: torch.Tensor) -> torch.Tensor:
+        """``M^{-1} R`` (a product with the inverse once it exists, else two triangular solves)."""
+        return self.inverse @ R if self.inverse is not None else torch.cholesky_solve(R, self.L)
+
+    def block(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.inverse is not None:
+            return self.inverse[rows[:, None], rows[None, :]]
+        W = self.columns.get(rows)
+        return W.T @ W
+
+
 class KernelNewton:
     """Exact (finite) Newton on the Gram matrix: the L2-SVM of Chapelle (2007) / Keerthi & DeCoste (2005).
 
     With the active rows ``A`` of class ``k`` (margin below 1), the Newton point has ``beta_A = (K_AA +
     I / 2C)^{-1} y_A`` and ``beta = 0`` elsewhere; an exact line search towards it gives a method that stops
     after finitely many steps (the active sets settle), typically 5-15. Each C factors ``M = K + I / 2C`` once
-    (shared by every class). Usually almost every row is active, and the Newton point is ``M^{-1}`` applied to
-    ``[y_A; v_B]`` with ``v_B`` chosen to make ``beta_B = 0``: a Schur complement over the few inactive rows
-    ``B`` (:class:`InverseFactorColumns`), two triangular solves per class, and no inverse of ``M`` is ever
-    formed. A class with more inactive than active rows factors ``M_AA`` directly instead.
+    (shared by every class). Most rows are active, and the Newton point is ``M^{-1}`` applied to ``[y_A; v_B]``
+    with ``v_B`` chosen to make ``beta_B = 0``: a Schur complement over the inactive rows ``B``, whose block of
+    ``M^{-1}`` comes from :class:`InverseBlocks` (without forming the inverse while the blocks are small). A
+    class with more inactive than active rows factors ``M_AA`` directly instead.
     """
 
     def __init__(self, design: Design):
@@ -127,7 +166,7 @@ class KernelNewton:
         M.diagonal().add_(1 / (2 * C))
         L = torch.linalg.cholesky(M)
         del M
-        columns = InverseFactorColumns(L)
+        blocks = InverseBlocks(L)
         beta = torch.zeros_like(Y) if beta0 is None else beta0.to(K.device, torch.float64).clone()
         z = K @ beta
         xi = (1 - Y * z).clamp_min(0)
@@ -142,7 +181,7 @@ class KernelNewton:
                 break
             bc, zc, yc = beta[:, cols], z[:, cols], Y[:, cols]
             active = yc * zc < 1
-            target = self._newton_points(L, columns, yc, active, C)
+            target = self._newton_points(L, blocks, yc, active, C)
             d = target - bc
             Kd = K @ d
             t, f_new = line_search((bc * Kd).sum(0), (d * Kd).sum(0), (bc * zc).sum(0), yc * zc, yc * Kd, C)
@@ -160,34 +199,36 @@ class KernelNewton:
         return KernelSolve(beta=beta, margins=z, objective=f.cpu().numpy(), iterations=it,
                            converged=bool(done.all()), seconds=time.perf_counter() - start, history=history)
 
-    def _newton_points(self, L: torch.Tensor, columns: InverseFactorColumns, Y: torch.Tensor,
-                       active: torch.Tensor, C: float) -> torch.Tensor:
+    def _newton_points(self, L: torch.Tensor, blocks: InverseBlocks, Y: torch.Tensor, active: torch.Tensor,
+                       C: float) -> torch.Tensor:
         """``beta`` with ``beta_A = (K_AA + I/2C)^{-1} y_A`` and zero elsewhere, for every column of ``Y``."""
         rhs = torch.where(active, Y, torch.zeros_like(Y))
-        U = torch.cholesky_solve(rhs, L)                     # M^{-1} [y_A; 0], every class at once
+        U = blocks.solve(rhs)                                # M^{-1} [y_A; 0], every class at once
         correction = torch.zeros_like(Y)
         out = U.clone()
         direct: list[int] = []
-        inactive = ~active
-        schur = (inactive.sum(0) > 0) & (inactive.sum(0) <= active.sum(0))
-        if bool(schur.any()):  # the columns every Schur class needs, in one solve
-            columns.prepare(inactive[:, schur].any(1).nonzero().flatten())
+        schur: list[tuple[int, torch.Tensor]] = []
         for j in range(Y.shape[1]):
             B = (~active[:, j]).nonzero().flatten()
             if len(B) == 0:
                 continue
             if len(B) > self.n - len(B):  # fewer active than inactive rows: factor M_AA itself
                 direct.append(j)
-                continue
-            WB = columns.get(B)
-            chol, info = torch.linalg.cholesky_ex(WB.T @ WB)  # (M^{-1})_BB
+            else:
+                schur.append((j, B))
+        blocks.plan([B for _, B in schur])
+        if blocks.inverse is not None and not bool(active.all()):
+            U = blocks.solve(rhs)  # the same, now from the inverse the blocks needed
+            out = U.clone()
+        for j, B in schur:
+            chol, info = torch.linalg.cholesky_ex(blocks.block(B))  # (M^{-1})_BB
             if int(info) != 0:
                 direct.append(j)
                 continue
             # M^{-1} [y_A; v_B] has a zero B-block when v_B = -((M^{-1})_BB)^{-1} u_B
             correction[B, j] = torch.cholesky_solve(-U[B, j, None], chol)[:, 0]
         if bool(correction.any()):
-            out += torch.cholesky_solve(correction, L)
+            out += blocks.solve(correction)
         out[~active] = 0
         for j in direct:
             out[:, j] = self._direct_point(Y[:, j], active[:, j], C)
