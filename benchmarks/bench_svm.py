@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from gan_probe.probe import TrainingProblem, fit_standardizer
 from gan_probe.probe.design import standardized_design
@@ -187,9 +188,10 @@ def compare(args) -> None:
     classes = np.unique(y)
 
     start = time.perf_counter()
-    st = fit_standardizer(x)
-    problem = TrainingProblem(x, y, standardizer=st, device=args.device, method=args.method)
-    res = problem.solve(args.C)
+    with threadpool_limits(args.threads):  # the NumPy/SciPy BLAS the CPU solver also uses
+        st = fit_standardizer(x)
+        problem = TrainingProblem(x, y, standardizer=st, device=args.device, method=args.method)
+        res = problem.solve(args.C)
     t_torch = time.perf_counter() - start
     acc_torch = float(np.mean(predict_from_scores(scores(xt, st, res.W, device=problem.device), classes) == yt))
     print(f"torch   : {t_torch:9.1f} s  objective {res.total_objective:.8g}  test accuracy {acc_torch:.4f}  "
@@ -264,7 +266,8 @@ def fit_large(x, y, xt, yt, args) -> None:
         print(f"  Newton {e['iteration']:2d}: objective {e['objective']:.10g}, {e['cg_steps']} CG steps, "
               f"{e['passes']} passes, {time.perf_counter() - start:.0f} s", flush=True)
 
-    res = newton_cg(problem.design, problem.Y, args.C, options=problem.options, callback=step)
+    with threadpool_limits(args.threads):
+        res = newton_cg(problem.design, problem.Y, args.C, options=problem.options, callback=step)
     t_fit = time.perf_counter() - start
     classes = np.unique(y)
     acc = float(np.mean(predict_from_scores(scores(xt, st, res.W, device=problem.device), classes) == yt))
@@ -301,12 +304,12 @@ def main(argv=None) -> int:
                     "the comparison without preparing them again)")
     ap.add_argument("--load-features", metavar="NPZ", help="features saved by --save-features")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: liblinear is single-threaded too, and on a shared machine "
-                         "extra OpenMP threads mostly wait)")
+                    help="threads of the torch solver, for torch and for the NumPy/SciPy BLAS it also uses "
+                         "(default 1: liblinear is single-threaded too)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()}")
+          f"{args.threads} thread(s) for the torch solver (torch and the NumPy/SciPy BLAS)")
     if args.paper_scale:
         paper_scale(args)
     else:

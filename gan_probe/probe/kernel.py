@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import linalg
 from .design import Design
 from .newton import line_search
 
@@ -41,7 +42,7 @@ def gram(design: Design) -> torch.Tensor:
     K = torch.empty(n, n, dtype=torch.float64, device=design.device)
     for i, (si, ei, bi) in enumerate(blocks):
         for sj, ej, bj in blocks[: i + 1]:
-            prod = (bi @ bj.T).to(torch.float64)
+            prod = linalg.mm(bi, bj.T).to(torch.float64)
             K[si:ei, sj:ej] = prod
             if sj != si:
                 K[sj:ej, si:ei] = prod.T
@@ -91,7 +92,7 @@ class InverseFactorColumns:
             self.columns = grown
         E = self.L.new_zeros(n, m)
         E[missing, torch.arange(m, device=self.L.device)] = 1
-        self.columns[:, self.count:self.count + m] = torch.linalg.solve_triangular(self.L, E, upper=False)
+        self.columns[:, self.count:self.count + m] = linalg.solve_lower(self.L, E)
         self.slot[missing] = torch.arange(self.count, self.count + m, device=self.L.device)
         self.count += m
 
@@ -119,25 +120,20 @@ class InverseBlocks:
     def plan(self, blocks: list[torch.Tensor]) -> None:
         """Prepare for the blocks of one Newton step (one triangular solve, or the whole inverse)."""
         if self.inverse is None and sum(len(b) ** 2 for b in blocks) > 0.4 * self.n ** 2:
-            if self.L.device.type == "cpu":
-                inverse = torch.cholesky_inverse(self.L)  # symmetric: its transpose is the row-major copy
-                self.inverse = inverse.T if inverse.T.is_contiguous() else inverse.contiguous()
-            else:
-                eye = torch.eye(self.n, dtype=self.L.dtype, device=self.L.device)
-                self.inverse = torch.cholesky_solve(eye, self.L)
+            self.inverse = linalg.cholesky_inverse(self.L)
             self.columns = None
         if self.inverse is None and blocks:
             self.columns.prepare(torch.cat(blocks).unique())
 
     def solve(self, R: torch.Tensor) -> torch.Tensor:
         """``M^{-1} R`` (a product with the inverse once it exists, else two triangular solves)."""
-        return self.inverse @ R if self.inverse is not None else torch.cholesky_solve(R, self.L)
+        return linalg.mm(self.inverse, R) if self.inverse is not None else linalg.cholesky_solve(R, self.L)
 
     def block(self, rows: torch.Tensor) -> torch.Tensor:
         if self.inverse is not None:
             return self.inverse[rows[:, None], rows[None, :]]
         W = self.columns.get(rows)
-        return W.T @ W
+        return linalg.mm(W.T, W)
 
 
 class KernelNewton:
@@ -164,11 +160,11 @@ class KernelNewton:
         Y = Y.to(K.device, torch.float64)
         M = K.clone()
         M.diagonal().add_(1 / (2 * C))
-        L = torch.linalg.cholesky(M)
+        L = linalg.cholesky(M)
         del M
         blocks = InverseBlocks(L)
         beta = torch.zeros_like(Y) if beta0 is None else beta0.to(K.device, torch.float64).clone()
-        z = K @ beta
+        z = linalg.mm(K, beta)
         xi = (1 - Y * z).clamp_min(0)
         f = 0.5 * (beta * z).sum(0) + C * (xi * xi).sum(0)
         done = torch.zeros(Y.shape[1], dtype=torch.bool, device=K.device)
@@ -183,7 +179,7 @@ class KernelNewton:
             active = yc * zc < 1
             target = self._newton_points(L, blocks, yc, active, C)
             d = target - bc
-            Kd = K @ d
+            Kd = linalg.mm(K, d)
             t, f_new = line_search((bc * Kd).sum(0), (d * Kd).sum(0), (bc * zc).sum(0), yc * zc, yc * Kd, C)
             beta[:, cols] = bc + t * d
             z[:, cols] = zc + t * Kd
@@ -221,12 +217,13 @@ class KernelNewton:
             U = blocks.solve(rhs)  # the same, now from the inverse the blocks needed
             out = U.clone()
         for j, B in schur:
-            chol, info = torch.linalg.cholesky_ex(blocks.block(B))  # (M^{-1})_BB
-            if int(info) != 0:
+            try:
+                chol = linalg.cholesky(blocks.block(B))  # (M^{-1})_BB
+            except torch.linalg.LinAlgError:
                 direct.append(j)
                 continue
             # M^{-1} [y_A; v_B] has a zero B-block when v_B = -((M^{-1})_BB)^{-1} u_B
-            correction[B, j] = torch.cholesky_solve(-U[B, j, None], chol)[:, 0]
+            correction[B, j] = linalg.cholesky_solve(-U[B, j, None], chol)[:, 0]
         if bool(correction.any()):
             out += blocks.solve(correction)
         out[~active] = 0
@@ -241,5 +238,5 @@ class KernelNewton:
             return x
         MA = self.K.index_select(0, A)[:, A]
         MA.diagonal().add_(1 / (2 * C))
-        x[A] = torch.cholesky_solve(y[A, None], torch.linalg.cholesky(MA))[:, 0]
+        x[A] = linalg.cholesky_solve(y[A, None], linalg.cholesky(MA))[:, 0]
         return x
