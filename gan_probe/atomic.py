@@ -37,8 +37,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Delete the temporaries an interrupted :func:`atomic_path` left in ``directory``; returns what went.
+def remove_stale_temporaries(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporaries an interrupted :func:`atomic_path` left in ``directory`` (and, with ``recursive``,
+    in its subdirectories); returns what went.
 
     A process killed between creating its temporary and renaming it leaves a ``.NAME.XXXX.tmp`` file behind.
     Call this only where no other process is writing into ``directory`` (e.g. when a run resumes).
@@ -46,7 +47,7 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.glob(".*.tmp") if p.is_file()]
+    stale = [p for p in (directory.rglob if recursive else directory.glob)(".*.tmp") if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -306,7 +306,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
 
     def open_run() -> None:
         out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)  # what a killed run was writing when it died
+        remove_stale_temporaries(out, recursive=True)  # what a killed run was writing (checkpoint, samples)
         write_json(out / CONFIG, {"train": config.to_dict(), "model": model_cfg.to_dict(), "data": data_info,
                                   "steps_per_epoch": steps_per_epoch, "total_steps": total,
                                   "distributed": dist_info})

@@ -65,7 +65,9 @@ def test_resume_removes_what_a_kill_mid_write_left(tmp_path):
                checkpoint_every=1, seed=5)
     train(TrainConfig(**cfg, max_steps=2), tmp_path / "run")
     # what a SIGKILL between creating the temporary and renaming it leaves behind
-    stale = [tmp_path / "run" / ".checkpoint.pt.k2x9q.tmp", tmp_path / "run" / ".log.csv.a8b1c.tmp"]
+    (tmp_path / "run" / "samples").mkdir(exist_ok=True)
+    stale = [tmp_path / "run" / ".checkpoint.pt.k2x9q.tmp", tmp_path / "run" / ".log.csv.a8b1c.tmp",
+             tmp_path / "run" / "samples" / ".step_0000002.png.u7c1d.tmp"]
     for p in stale:
         p.write_bytes(b"half a file")
     keep = tmp_path / "run" / "notes.tmp"  # not an atomic-write temporary: not ours to delete
