@@ -44,7 +44,9 @@ class SolverOptions:
 
     tol: float = 1e-6          # stop a class when a Newton step lowers f_k by less than tol * f_k
     grad_tol: float = 1e-6     # ... or when ||g_k|| <= grad_tol * ||g_k|| at the starting point
-    cg_tol: float = 0.1        # CG stops at ||r|| <= min(cg_tol, (||g|| / ||g_0||)^cg_power) * ||g||
+    cg_tol: float = 0.03       # CG stops at ||r|| <= min(cg_tol, (||g|| / ||g_0||)^cg_power) * ||g||
+    #                            (0.03: 458 passes to within 1e-4 of the optimum on 16,600 x 9,558 real conv
+    #                            features at C = 0.01, against 692 with 0.1, 1,443 with 0.3)
     cg_power: float = 0.25     # (measured on conv features: 0.25 needs fewer passes than 0.5 or 1)
     max_newton: int = 100
     max_cg: int = 250
