@@ -17,20 +17,30 @@ import torch
 from scipy.linalg import lapack
 
 
+#: below this many multiply-adds (or a matrix side of ``SMALL_SIDE``) torch itself is used: switching between
+#: torch's and OpenBLAS's thread pools costs more than small operations gain (a 500-row problem ran 10x slower)
+SMALL_WORK = 1 << 27
+SMALL_SIDE = 1536
+
+
 def _cpu(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
 
 
+def _large(side: int) -> bool:
+    return side >= SMALL_SIDE
+
+
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` for 2-D tensors of one dtype."""
-    if _cpu(a, b):
+    if _cpu(a, b) and a.shape[0] * a.shape[1] * b.shape[1] >= SMALL_WORK:
         return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
     return a @ b
 
 
 def cholesky(M: torch.Tensor) -> torch.Tensor:
     """Lower Cholesky factor of a symmetric positive definite matrix (raises on failure, like torch)."""
-    if _cpu(M):
+    if _cpu(M) and _large(M.shape[0]):
         try:
             L = scipy.linalg.cholesky(M.numpy(), lower=True, check_finite=False)
         except np.linalg.LinAlgError as exc:
@@ -41,14 +51,14 @@ def cholesky(M: torch.Tensor) -> torch.Tensor:
 
 def cholesky_solve(R: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     """``(L L^T)^{-1} R``."""
-    if _cpu(R, L):
+    if _cpu(R, L) and _large(L.shape[0]):
         return torch.from_numpy(scipy.linalg.cho_solve((L.numpy(), True), R.numpy(), check_finite=False))
     return torch.cholesky_solve(R, L)
 
 
 def cholesky_inverse(L: torch.Tensor) -> torch.Tensor:
     """``(L L^T)^{-1}`` as a symmetric, row-major tensor."""
-    if _cpu(L):
+    if _cpu(L) and _large(L.shape[0]):
         inv, info = lapack.dpotri(L.numpy(), lower=1) if L.dtype == torch.float64 else \
             lapack.spotri(L.numpy(), lower=1)
         if info != 0:
@@ -56,13 +66,15 @@ def cholesky_inverse(L: torch.Tensor) -> torch.Tensor:
         inv = np.tril(inv)
         inv += np.tril(inv, -1).T
         return torch.from_numpy(np.ascontiguousarray(inv))
+    if L.device.type == "cpu":
+        return torch.cholesky_inverse(L).contiguous()
     eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
     return torch.cholesky_solve(eye, L)
 
 
 def solve_lower(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     """``L^{-1} R`` for a lower-triangular ``L``."""
-    if _cpu(L, R):
+    if _cpu(L, R) and _large(L.shape[0]):
         return torch.from_numpy(scipy.linalg.solve_triangular(L.numpy(), R.numpy(), lower=True,
                                                               check_finite=False))
     return torch.linalg.solve_triangular(L, R, upper=False)
