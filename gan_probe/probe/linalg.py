@@ -20,7 +20,7 @@ from scipy.linalg import lapack
 #: below this many multiply-adds (or a matrix side of ``SMALL_SIDE``) torch itself is used: switching between
 #: torch's and OpenBLAS's thread pools costs more than small operations gain (a 500-row problem ran 10x slower)
 SMALL_WORK = 1 << 27
-SMALL_SIDE = 1536
+SMALL_SIDE = 1024
 
 
 def _cpu(*tensors: torch.Tensor) -> bool:
