@@ -198,10 +198,6 @@ class KernelNewton:
     def _newton_points(self, L: torch.Tensor, blocks: InverseBlocks, Y: torch.Tensor, active: torch.Tensor,
                        C: float) -> torch.Tensor:
         """``beta`` with ``beta_A = (K_AA + I/2C)^{-1} y_A`` and zero elsewhere, for every column of ``Y``."""
-        rhs = torch.where(active, Y, torch.zeros_like(Y))
-        U = blocks.solve(rhs)                                # M^{-1} [y_A; 0], every class at once
-        correction = torch.zeros_like(Y)
-        out = U.clone()
         direct: list[int] = []
         schur: list[tuple[int, torch.Tensor]] = []
         for j in range(Y.shape[1]):
@@ -212,10 +208,10 @@ class KernelNewton:
                 direct.append(j)
             else:
                 schur.append((j, B))
-        blocks.plan([B for _, B in schur])
-        if blocks.inverse is not None and not bool(active.all()):
-            U = blocks.solve(rhs)  # the same, now from the inverse the blocks needed
-            out = U.clone()
+        blocks.plan([B for _, B in schur])  # first: it may form the inverse, which then serves the solves too
+        rhs = torch.where(active, Y, torch.zeros_like(Y))
+        U = blocks.solve(rhs)                                # M^{-1} [y_A; 0], every class at once
+        correction = torch.zeros_like(Y)
         for j, B in schur:
             try:
                 chol = linalg.cholesky(blocks.block(B))  # (M^{-1})_BB
@@ -224,8 +220,7 @@ class KernelNewton:
                 continue
             # M^{-1} [y_A; v_B] has a zero B-block when v_B = -((M^{-1})_BB)^{-1} u_B
             correction[B, j] = linalg.cholesky_solve(-U[B, j, None], chol)[:, 0]
-        if bool(correction.any()):
-            out += blocks.solve(correction)
+        out = U + blocks.solve(correction) if bool(correction.any()) else U
         out[~active] = 0
         for j in direct:
             out[:, j] = self._direct_point(Y[:, j], active[:, j], C)
