@@ -263,8 +263,9 @@ def fit_large(x, y, xt, yt, args) -> None:
 
     def step(e):
         log.append((e["passes"], e["objective"], time.perf_counter() - start))
+        fast = f" + {e['bfloat16_passes']} bfloat16" if "bfloat16_passes" in e else ""
         print(f"  Newton {e['iteration']:2d}: objective {e['objective']:.10g}, {e['cg_steps']} CG steps, "
-              f"{e['passes']} passes, {time.perf_counter() - start:.0f} s", flush=True)
+              f"{e['passes']}{fast} passes, {time.perf_counter() - start:.0f} s", flush=True)
 
     with threadpool_limits(args.threads):
         res = newton_cg(problem.design, problem.Y, args.C, options=problem.options, callback=step)
@@ -272,10 +273,11 @@ def fit_large(x, y, xt, yt, args) -> None:
     classes = np.unique(y)
     acc = float(np.mean(predict_from_scores(scores(xt, st, res.W, device=problem.device), classes) == yt))
     print(f"{n:,} x {dim:,}, {len(classes)} classes, C = {args.C:g}: {t_fit:.1f} s "
-          f"(statistics pass {t_stats:.1f} s), {res.passes + 1} passes over X (1 for the statistics), "
+          f"(statistics pass {t_stats:.1f} s), {res.passes + 1} passes over X (1 for the statistics) and "
+          f"{res.bfloat16_passes} over its bfloat16 copy, "
           f"{res.newton_iterations} Newton steps, {res.cg_iterations} CG steps, converged={res.converged}, "
           f"objective {res.total_objective:.10g}, test accuracy {acc:.4f}")
-    if res.passes:
+    if res.passes and not res.bfloat16_passes:
         print(f"  {(t_fit - t_stats) / res.passes:.2f} s per pass over X on average")
     final = res.total_objective
     for rel in (1e-2, 1e-3, 1e-4):

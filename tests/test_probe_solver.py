@@ -227,3 +227,56 @@ def test_row_norms_of_streamed_and_resident_designs_agree():
         design = standardized_design(x, st, cache_bytes=cache, chunk_rows=50)
         design.fused(W, None)
         np.testing.assert_allclose(design.row_sq.numpy(), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cache", [None, 0])  # resident standardised rows / raw chunks with the folded standardisation
+def test_bfloat16_copy_is_taken_in_the_first_pass_and_holds_the_standardised_rows(cache):
+    x, y = correlated_features(90, 20, seed=21)
+    x = x + 30.0  # an offset that a copy of the raw rows in bfloat16 would not survive
+    st = fit_standardizer(x)
+    design = standardized_design(x, st, cache_bytes=cache, chunk_rows=25)
+    design.request_shadow(torch.bfloat16)
+    design.fused(torch.zeros(21, 2, dtype=torch.float64), None)
+    assert design.passes == 1                     # no extra read for the copy
+    shadow = design.ensure_shadow()
+    assert design.passes == 1 and shadow.passes == 0
+    rows = torch.cat([b for _, _, b in shadow.chunks()])
+    assert rows.dtype == torch.bfloat16 and rows.shape == (90, 20)
+    exact = (x.astype(np.float64) - st.mean) / st.scale
+    np.testing.assert_allclose(rows.double().numpy(), exact, rtol=2 ** -8, atol=1e-6)
+    # a design whose norms were taken before the request reads the data once more for its copy
+    later = standardized_design(x, st, cache_bytes=cache, chunk_rows=25)
+    later.fused(torch.zeros(21, 1, dtype=torch.float64), None)
+    later.request_shadow(torch.bfloat16)
+    assert torch.equal(torch.cat([b for _, _, b in later.ensure_shadow().chunks()]), rows)
+    assert later.passes == 2
+
+
+@pytest.mark.parametrize("cache", [None, 0])
+def test_bfloat16_hessian_products_reach_the_same_optimum(cache):
+    x, y = correlated_features(400, 60, seed=22)
+    st = fit_standardizer(x)
+    Y = class_targets(y, np.unique(y))
+    exact = newton_cg(standardized_design(x, st, cache_bytes=cache, chunk_rows=64), Y, 0.05,
+                      options=SolverOptions(hessian_precision="storage", tol=1e-10))
+    fast = newton_cg(standardized_design(x, st, cache_bytes=cache, chunk_rows=64), Y, 0.05,
+                     options=SolverOptions(hessian_precision="bfloat16", tol=1e-10))
+    assert exact.bfloat16_passes == 0 and fast.bfloat16_passes > 0
+    # only the Newton directions are approximate: the objective and the solution are the exact ones (to the
+    # float32 rounding of the products, about 1e-7 of the objective here)
+    np.testing.assert_allclose(fast.objective, exact.objective, rtol=1e-6)
+    np.testing.assert_allclose(fast.W.numpy(), exact.W.numpy(), rtol=1e-4, atol=1e-5)
+    # every step lowered the true objective (the line search uses the exact products)
+    values = [e["objective"] for e in fast.history]
+    assert all(b <= a * (1 + 1e-7) for a, b in zip(values, values[1:]))
+    # one exact pass for the gradient and one for X~P per Newton step, the rest on the copy
+    assert fast.passes <= 2 * fast.newton_iterations + 1
+
+
+def test_bfloat16_hessian_products_are_only_automatic_for_large_designs():
+    x, y = correlated_features(60, 12, seed=23)
+    design = standardized_design(x, fit_standardizer(x))
+    res = newton_cg(design, class_targets(y, np.unique(y)), 0.1)  # "auto": far below SHADOW_MIN_ELEMENTS
+    assert res.bfloat16_passes == 0 and design.shadow is None
+    with pytest.raises(ValueError, match="hessian_precision 'half'"):
+        newton_cg(design, class_targets(y, np.unique(y)), 0.1, options=SolverOptions(hessian_precision="half"))

@@ -23,6 +23,37 @@ SMALL_WORK = 1 << 27
 SMALL_SIDE = 1024
 
 
+def fast_bfloat16(device: torch.device | str) -> bool:
+    """Whether bfloat16 matrix products are native (not emulated) on ``device``: CUDA devices that support
+    bfloat16, and CPUs with the AVX-512 BF16 or AMX-BF16 instructions (read from ``/proc/cpuinfo``; ``False``
+    where it cannot be read). A fixed property of the machine, so the solver's choice never depends on load."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    return _cpu_flags() >= {"avx512_bf16"} or "amx_bf16" in _cpu_flags()
+
+
+_CPU_FLAGS: set[str] | None = None
+
+
+def _cpu_flags() -> set[str]:
+    global _CPU_FLAGS
+    if _CPU_FLAGS is None:
+        flags: set[str] = set()
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+                for line in fh:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+        _CPU_FLAGS = flags
+    return _CPU_FLAGS
+
+
 def _cpu(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
 

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 
 from .design import Design
+from .linalg import fast_bfloat16
+from .sketch import SketchedSpectrum, SketchPreconditioner
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,22 @@ class SolverOptions:
     cg_power: float = 0.25     # (measured on conv features: 0.25 needs fewer passes than 0.5 or 1)
     max_newton: int = 100
     max_cg: int = 250
-    precondition: str = "subspace"  # "subspace" (recycled Krylov subspace), "jacobi" (diagonal), "none"
+    # "sketch" (randomized top eigenvectors of the data, see gan_probe.probe.sketch), "subspace" (recycled
+    # Krylov subspace), "jacobi" (diagonal), "none"; "auto": sketch for designs of at least LARGE_ELEMENTS
+    # entries, subspace below
+    precondition: str = "auto"
     subspace_rank: int = 256
+    sketch_rank: int = 1024
+    # precision of the Hessian-vector products inside CG: "storage" (the data's own, float32 for feature
+    # stores), "bfloat16" (a standardised bfloat16 copy of the rows, taken during the first pass) or "auto"
+    # (bfloat16 for designs of at least LARGE_ELEMENTS entries on a CPU with bfloat16 instructions). The
+    # objective, the gradient and the line search always use the data's own precision, so the solution is the
+    # same; only the Newton directions are computed more cheaply.
+    hessian_precision: str = "auto"
+
+
+#: the smallest design (rows x features) for which the "auto" options use a bfloat16 copy and a sketch
+LARGE_ELEMENTS = 1 << 27
 
 
 @dataclass
@@ -67,7 +83,8 @@ class SolveResult:
     converged: bool
     seconds: float
     history: list[dict] = field(default_factory=list)
-    subspace: "Subspace | None" = None
+    subspace: "Subspace | SketchPreconditioner | None" = None   # reusable by the next solve on the design
+    bfloat16_passes: int = 0       # Hessian-vector products on the bfloat16 copy (``passes`` counts the others)
 
     @property
     def total_objective(self) -> float:
@@ -275,6 +292,16 @@ def _line_search(W: torch.Tensor, P: torch.Tensor, m: torch.Tensor, d: torch.Ten
     return line_search((W * P).sum(0), (P * P).sum(0), (W * W).sum(0), m, d, C)
 
 
+def _hessian_design(design: Design, opts: SolverOptions) -> bool:
+    """Whether this solve computes its Hessian-vector products on a bfloat16 copy (see ``hessian_precision``)."""
+    if opts.hessian_precision not in ("auto", "storage", "bfloat16"):
+        raise ValueError(f"hessian_precision {opts.hessian_precision!r}: expected auto, storage or bfloat16")
+    if opts.hessian_precision == "auto":
+        return (design.device.type == "cpu" and design.n * design.n_features >= LARGE_ELEMENTS
+                and fast_bfloat16(design.device))
+    return opts.hessian_precision == "bfloat16"
+
+
 def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None = None,
               options: SolverOptions | None = None, subspace: Subspace | None = None,
               callback: Callable[[dict], None] | None = None) -> SolveResult:
@@ -287,8 +314,11 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     opts = options or SolverOptions()
     if not C > 0:
         raise ValueError(f"C must be positive, got {C}")
-    if opts.precondition not in ("subspace", "jacobi", "none"):
-        raise ValueError(f"precondition {opts.precondition!r}: expected subspace, jacobi or none")
+    if opts.precondition not in ("auto", "sketch", "subspace", "jacobi", "none"):
+        raise ValueError(f"precondition {opts.precondition!r}: expected auto, sketch, subspace, jacobi or none")
+    kind = opts.precondition
+    if kind == "auto":
+        kind = "sketch" if design.n * design.n_features >= LARGE_ELEMENTS else "subspace"
     start_time = time.perf_counter()
     start_passes = design.passes
     dev = design.device
@@ -296,12 +326,27 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     K = Y.shape[1]
     W = (torch.zeros(design.dim, K, dtype=torch.float64, device=dev) if W0 is None
          else W0.to(dev, torch.float64).clone())
-    jacobi = opts.precondition == "jacobi"
+    jacobi = kind == "jacobi"
     rank = min(opts.subspace_rank, design.dim, design.n)
-    use_subspace = opts.precondition == "subspace" and rank > 0
+    use_subspace = kind == "subspace" and rank > 0
+    low_precision = _hessian_design(design, opts)
+    if low_precision:
+        design.request_shadow(torch.bfloat16)
     f, g, Z, diag = _loss_grad(design, W, Y, C, jacobi)
+    hessian = design.ensure_shadow() if low_precision else design
+    start_shadow = hessian.passes if low_precision else 0
     gnorm0 = g.norm(dim=0)
     done = gnorm0 <= 0
+    sketch, sketch_seconds = None, 0.0
+    if kind == "sketch":
+        sketch = subspace if isinstance(subspace, SketchPreconditioner) else None
+        if sketch is None and not bool(done.all()):
+            started = time.perf_counter()
+            sketch = SketchPreconditioner(SketchedSpectrum.compute(hessian, opts.sketch_rank))
+            sketch_seconds = time.perf_counter() - started
+        subspace = sketch
+    elif isinstance(subspace, SketchPreconditioner):
+        subspace = None
     history: list[dict] = []
     newton_steps = cg_steps = 0
     for it in range(opts.max_newton):
@@ -316,10 +361,14 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         if jacobi:
             dc = diag[:, cols]
             precond = lambda R, idx: R / dc[:, idx]  # noqa: E731
+        elif sketch is not None:
+            precond = sketch(active, cols, C, design.row_sq)
         elif use_subspace and subspace is not None:
             precond = subspace.preconditioner(active, C, design.row_sq)
         collect: list | None = [] if use_subspace else None
-        P, XP, steps = _cg(design, active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
+        P, XP, steps = _cg(hessian, active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
+        if low_precision:
+            XP = design.matmul(P)  # the exact X~ P: the line search below then lowers the true objective
         cg_steps += steps
         if collect:
             subspace = Subspace.build(torch.cat([d for d, _ in collect], 1), torch.cat([x for _, x in collect], 1),
@@ -331,7 +380,8 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         f[cols] = f_new
         newton_steps += 1
         done[cols[decrease <= opts.tol * f_new.abs()]] = True
-        entry = {"iteration": it + 1, "objective": float(f.sum()), "cg_steps": steps,
+        entry = {"iteration": it + 1, "objective": float(f.sum()), "cg_steps": steps, "seconds":
+                 time.perf_counter() - start_time, "sketch_seconds": sketch_seconds,
                  "classes": int(len(cols)), "step_min": float(t.min()), "step_max": float(t.max())}
         cols = (~done).nonzero().flatten()
         if len(cols):
@@ -344,10 +394,13 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
             done[cols[gn <= opts.grad_tol * gnorm0[cols]]] = True
             entry["grad_norm_max"] = float(gn.max())
         entry["passes"] = design.passes - start_passes
+        if low_precision:
+            entry["bfloat16_passes"] = hessian.passes - start_shadow
         history.append(entry)
         if callback:
             callback(entry)
     converged = bool(done.all())
     return SolveResult(W=W, objective=f.cpu().numpy(), margins=Z, newton_iterations=newton_steps,
                        cg_iterations=cg_steps, passes=design.passes - start_passes, converged=converged,
-                       seconds=time.perf_counter() - start_time, history=history, subspace=subspace)
+                       seconds=time.perf_counter() - start_time, history=history, subspace=subspace,
+                       bfloat16_passes=hessian.passes - start_shadow if low_precision else 0)

@@ -1,0 +1,93 @@
+"""The randomized sketch preconditioner of the primal Newton-CG solver."""
+import numpy as np
+import pytest
+import torch
+
+from gan_probe.probe import SolverOptions, fit_standardizer
+from gan_probe.probe.design import dense_design, standardized_design
+from gan_probe.probe.newton import class_targets, newton_cg
+from gan_probe.probe.sketch import SketchedSpectrum, SketchPreconditioner
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def decaying_matrix(n=300, d=80, seed=0):
+    """Rows with a power-law spectrum: the setting the sketch is built for."""
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    scales = 30.0 * np.arange(1, d + 1) ** -1.2
+    return torch.as_tensor(rng.normal(size=(n, d)) * scales @ U.T)
+
+
+def test_sketch_finds_the_top_eigenpairs():
+    X = decaying_matrix()
+    spectrum = SketchedSpectrum.compute(dense_design(X), rank=10, oversample=20)
+    exact = torch.linalg.eigvalsh(X.T @ X).flip(0)[:10]
+    np.testing.assert_allclose(spectrum.theta[:5].numpy(), exact[:5].numpy(), rtol=1e-3)
+    V = spectrum.V.double()
+    np.testing.assert_allclose((V.T @ V).numpy(), np.eye(10), atol=1e-5)
+    np.testing.assert_allclose(spectrum.XV.double().numpy(), (X @ V).numpy(), rtol=1e-4, atol=1e-4)
+    # the same seed gives the same basis
+    again = SketchedSpectrum.compute(dense_design(X), rank=10, oversample=20)
+    assert torch.equal(again.V, spectrum.V)
+
+
+def test_preconditioner_is_the_stated_operator_and_updates_equal_recomputations():
+    X = decaying_matrix(200, 40, seed=1)
+    spectrum = SketchedSpectrum.compute(dense_design(X), rank=6)
+    V, XV = spectrum.V.double(), spectrum.XV.double()
+    row_sq = (X * X).sum(1)
+    C = 0.3
+    rng = np.random.default_rng(2)
+    masks = [rng.random((200, 2)) < p for p in (1.0, 0.6, 0.58)]  # all active, then a big and a small change
+    pre = SketchPreconditioner(spectrum)
+    R = torch.as_tensor(rng.normal(size=(40, 2)))
+    for mask in masks:
+        active = torch.as_tensor(mask, dtype=torch.float64)
+        apply = pre(active, torch.tensor([0, 1]), C, row_sq)
+        got = apply(R, torch.tensor([0, 1]))
+        for k in range(2):
+            a = active[:, k]
+            M = torch.eye(6, dtype=torch.float64) + 2 * C * (XV * a[:, None]).T @ XV
+            inside = ((XV * a[:, None]) * XV).sum()
+            c = 1 + 2 * C * (a @ row_sq - inside) / (40 - 6)
+            Pinv = V @ torch.linalg.inv(M) @ V.T + (torch.eye(40, dtype=torch.float64) - V @ V.T) / c
+            np.testing.assert_allclose(got[:, k].numpy(), (Pinv @ R[:, k]).numpy(), rtol=1e-4, atol=1e-6)
+        # the kept per-class matrices equal the direct ones (the last call was an incremental update)
+        for k in range(2):
+            direct = (XV * active[:, k:k + 1]).T @ XV
+            scale = float(direct.abs().max())   # float32 products: compare to the matrix's scale
+            np.testing.assert_allclose(pre._state[k][1].numpy(), direct.numpy(), rtol=1e-4, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("precision", ["storage", "bfloat16"])
+def test_sketch_preconditioned_newton_reaches_the_subspace_preconditioned_optimum(precision):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 500)
+    x = (decaying_matrix(500, 70, seed=3).numpy() + rng.normal(size=(3, 70))[y] * 0.5 + 4).astype(np.float32)
+    st = fit_standardizer(x)
+    Y = class_targets(y, np.unique(y))
+    ref = newton_cg(standardized_design(x, st), Y, 0.05,
+                    options=SolverOptions(precondition="subspace", hessian_precision="storage", tol=1e-10))
+    res = newton_cg(standardized_design(x, st), Y, 0.05,
+                    options=SolverOptions(precondition="sketch", sketch_rank=20, hessian_precision=precision,
+                                          tol=1e-10))
+    assert isinstance(res.subspace, SketchPreconditioner)
+    np.testing.assert_allclose(res.objective, ref.objective, rtol=1e-6)
+    if precision != "storage":
+        return
+    # a warm start at another C reuses the sketch: the same steps as with a fresh (identically seeded) sketch,
+    # without its reads of the data (counted as two passes)
+    opts = SolverOptions(precondition="sketch", sketch_rank=20, hessian_precision="storage")
+    again = newton_cg(standardized_design(x, st), Y, 0.1, W0=res.W, subspace=res.subspace, options=opts)
+    fresh = newton_cg(standardized_design(x, st), Y, 0.1, W0=res.W, options=opts)
+    assert again.subspace is res.subspace
+    assert again.passes == fresh.passes - 2
+    # (the kept class matrices were updated from the first solve's, not recomputed: equal up to rounding)
+    np.testing.assert_allclose(again.objective, fresh.objective, rtol=1e-7)
