@@ -309,7 +309,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         remove_stale_temporaries(out, recursive=True)  # what a killed run was writing (checkpoint, samples)
         write_json(out / CONFIG, {"train": config.to_dict(), "model": model_cfg.to_dict(), "data": data_info,
                                   "steps_per_epoch": steps_per_epoch, "total_steps": total,
-                                  "distributed": dist_info})
+                                  "distributed": dist_info,
+                                  "provenance": provenance(device=str(device), seeds={"seed": config.seed})})
 
     main_only(open_run, ctx)
     # read into memory when it fits comfortably (random batches from a memory map thrash on large data)

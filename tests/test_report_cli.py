@@ -88,6 +88,19 @@ def test_formats_and_clean_overwrite(tmp_path):
     assert (out / "report.md").is_file() and not (out / "tables").exists()
 
 
+def test_a_killed_builds_staging_directories_are_removed_by_the_next_build(tmp_path):
+    res, _ = _inputs(tmp_path)
+    out = tmp_path / "report"
+    for name in (".report.tmp-abc123", ".report.old-def456"):   # what a build killed mid-way leaves
+        (tmp_path / name / "figures").mkdir(parents=True)
+        (tmp_path / name / "figures" / "x.png").write_bytes(b"partial")
+    other = tmp_path / ".report2.tmp-xyz"                          # another report's: not ours to remove
+    other.mkdir()
+    build_report([res / "dcgan_400.json"], out, formats="csv")
+    assert sorted(p.name for p in tmp_path.glob(".report*")) == [".report2.tmp-xyz"]
+    assert (out / "report.json").is_file()
+
+
 def test_refuses_to_replace_a_foreign_directory(tmp_path, capsys):
     res, _ = _inputs(tmp_path)
     out = tmp_path / "mine"
@@ -160,3 +173,20 @@ def test_python_api(tmp_path):
     report = build_report(results, tmp_path / "out", formats=("md",), command="custom command")
     assert report.markdown_path.is_file() and "custom command" in report.markdown_path.read_text()
     assert [t.name for t in report.tables] == ["cifar10", "probes"]
+
+
+def test_training_runs_report_the_device_they_used_not_the_configured_auto(tmp_path):
+    from gan_probe.report.provenance_block import results_frame
+
+    runs = []
+    for name, extra in (("recorded", {"provenance": {"device": {"device": "cuda:0", "gpu": "NVIDIA H200"}}}),
+                        ("older", {"distributed": {"rank_device": "cuda:0"}}),
+                        ("oldest", {})):
+        run = run_dir(tmp_path / name, with_samples=False)
+        config = json.loads((run / "config.json").read_text())
+        config["train"]["device"] = "auto"
+        (run / "config.json").write_text(json.dumps({**config, **extra}))
+        runs.append(run)
+    frame = results_frame(load_results(runs))
+    devices = {model.split(" ")[0]: device for model, device in zip(frame["Model"], frame["Device"])}
+    assert devices == {"recorded": "cuda:0 (NVIDIA H200)", "older": "cuda:0", "oldest": "auto"}

@@ -19,6 +19,7 @@ PosixPath('reports/cifar10/report.md')
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import importlib
 import json
 import os
@@ -257,6 +258,16 @@ def _check_out_dir(out: Path, inputs: Sequence[str]) -> None:
                               f"outside the inputs")
 
 
+def _remove_stale_staging(out: Path) -> list[Path]:
+    """Delete the staging (``.NAME.tmp-*``) and retired (``.NAME.old-*``) directories that a build of ``out``
+    killed part-way left beside it. Like a training run's resume, this assumes one build per ``out`` at a time."""
+    stale = [p for pattern in (".tmp-*", ".old-*")
+             for p in out.parent.glob(f".{glob.escape(out.name)}{pattern}") if p.is_dir()]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
 def _swap_into_place(staging: Path, out: Path) -> None:
     if not out.exists():
         os.replace(staging, out)
@@ -290,6 +301,7 @@ def build_report(results: Results | Iterable[str | os.PathLike], out: str | os.P
     out = Path(out)
     _check_out_dir(out, results.inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         report = _write(results, staging, formats, title, published, interpolation, command)

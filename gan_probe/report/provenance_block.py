@@ -51,6 +51,18 @@ def _feature_prov(r: ProbeResult) -> dict:
     return p if isinstance(p, dict) else {}
 
 
+def _run_device(config: dict) -> str:
+    """The device a training run used: its recorded provenance, else the rank device (runs written before
+    config.json carried provenance), else the configured value (which may be "auto")."""
+    prov = config.get("provenance")
+    if isinstance(prov, dict) and prov.get("device"):
+        return device_summary(prov["device"])
+    dist = config.get("distributed")
+    if isinstance(dist, dict) and dist.get("rank_device"):
+        return str(dist["rank_device"])
+    return str((config.get("train") or {}).get("device", MISSING))
+
+
 def results_frame(results: Results) -> pd.DataFrame:
     """One row per result: file, kind, label, created, gan-probe commit, device, seeds."""
     rows = []
@@ -62,7 +74,7 @@ def results_frame(results: Results) -> pd.DataFrame:
                      "Device": device_summary(p.get("device")), "Seeds": seeds_summary(p.get("seeds"))})
     for run in results.runs:
         rows.append({"File": run.path, "Kind": "training run", "Model": run.label, "Created": MISSING,
-                     "gan-probe commit": MISSING, "Device": str((run.config.get("train") or {}).get("device", MISSING)),
+                     "gan-probe commit": MISSING, "Device": _run_device(run.config),
                      "Seeds": seeds_summary({"seed": run.seed} if run.seed is not None else None)})
     return pd.DataFrame(rows, columns=["File", "Kind", "Model", "Created", "gan-probe commit", "Device", "Seeds"])
 
