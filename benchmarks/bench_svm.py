@@ -265,7 +265,8 @@ def fit_large(x, y, xt, yt, args) -> None:
         log.append((e["passes"], e["objective"], time.perf_counter() - start))
         fast = f" + {e['bfloat16_passes']} bfloat16" if "bfloat16_passes" in e else ""
         print(f"  Newton {e['iteration']:2d}: objective {e['objective']:.10g}, {e['cg_steps']} CG steps, "
-              f"{e['passes']}{fast} passes, {time.perf_counter() - start:.0f} s", flush=True)
+              f"{e['passes']}{fast} passes, rows active for some class {e['active_rows']:.1%}, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
 
     with threadpool_limits(args.threads):
         res = newton_cg(problem.design, problem.Y, args.C, options=problem.options, callback=step)

@@ -91,3 +91,45 @@ def test_sketch_preconditioned_newton_reaches_the_subspace_preconditioned_optimu
     assert again.passes == fresh.passes - 2
     # (the kept class matrices were updated from the first solve's, not recomputed: equal up to rounding)
     np.testing.assert_allclose(again.objective, fresh.objective, rtol=1e-7)
+
+
+def test_conjugate_gradients_on_the_active_rows_only_give_the_same_solution(monkeypatch):
+    import gan_probe.probe.newton as newton
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 400)
+    x = (decaying_matrix(400, 50, seed=4).numpy() + rng.normal(size=(3, 50))[y] * 2.0 + 4).astype(np.float32)
+    st = fit_standardizer(x)
+    Y = class_targets(y, np.unique(y))
+    opts = SolverOptions(precondition="sketch", sketch_rank=10, hessian_precision="bfloat16", tol=1e-10)
+    runs = {}
+    for fraction in (0.0, 1.0):      # never / always compact
+        monkeypatch.setattr(newton, "COMPACT_FRACTION", fraction)
+        runs[fraction] = newton_cg(standardized_design(x, st), Y, 0.5, options=opts)
+    compact, full = runs[1.0], runs[0.0]
+    assert min(e["active_rows"] for e in compact.history) < 1.0   # some rows did drop out
+    np.testing.assert_allclose(compact.objective, full.objective, rtol=1e-6)
+
+
+def test_newton_directions_from_the_active_rows_equal_those_from_all_rows():
+    from gan_probe.probe.newton import _cg
+
+    x = decaying_matrix(300, 40, seed=5).numpy().astype(np.float32)
+    design = standardized_design(x, fit_standardizer(x))
+    design.request_shadow(torch.bfloat16)
+    shadow = design.ensure_shadow()
+    rng = np.random.default_rng(6)
+    active = torch.as_tensor(rng.random((300, 2)) < 0.4, dtype=torch.float64)
+    active[:50] = 0                                  # rows active for no class
+    rows = (active.sum(1) > 0).nonzero().flatten()
+    g = torch.as_tensor(rng.normal(size=(41, 2)))
+    eta = torch.full((2,), 1e-6, dtype=torch.float64)
+    P_all, _, steps_all = _cg(shadow, active, g, 0.2, eta, 200)
+    P_rows, _, steps_rows = _cg(shadow.subset(rows), active[rows], g, 0.2, eta, 200)
+    assert len(rows) < 300 - 50 + 1
+    # equal up to bfloat16 rounding of the products (summed in another order): 1e-2 of the direction's norm,
+    # where a wrong selection of rows is off by its whole size
+    scale = float(P_all.norm())
+    assert float((P_rows - P_all).norm()) < 1e-2 * scale
+    P_wrong, _, _ = _cg(shadow.subset(rows.flip(0)), active[rows], g, 0.2, eta, 200)
+    assert float((P_wrong - P_all).norm()) > 0.1 * scale

@@ -34,15 +34,19 @@ class SketchedSpectrum:
         return int(self.V.shape[1])
 
     @staticmethod
-    def compute(design: Design, rank: int, oversample: int = 16, seed: int = 0) -> "SketchedSpectrum":
-        """Randomized range finder with one power iteration, in one and a half passes over ``design``:
-        ``Q = orth(X~^T X~ Omega)`` (one pass), then ``X~ Q`` (a product without the transpose half) gives the
-        Rayleigh-Ritz matrix ``Q^T X~^T X~ Q = (X~Q)^T (X~Q)`` and, rotated, ``X~ V``."""
+    def compute(design: Design, rank: int, oversample: int = 16, seed: int = 0,
+                power_iterations: int = 1) -> "SketchedSpectrum":
+        """Randomized range finder with ``power_iterations`` passes of ``X~^T X~``: ``Q = orth((X~^T X~)^q
+        Omega)``, then ``X~ Q`` (a product without the transpose half) gives the Rayleigh-Ritz matrix
+        ``Q^T X~^T X~ Q = (X~Q)^T (X~Q)`` and, rotated, ``X~ V`` -- ``q + 1/2`` passes in all."""
         rank = min(rank, design.dim, design.n)
         width = min(rank + oversample, design.dim, design.n)
         gen = torch.Generator().manual_seed(seed)
-        omega = torch.randn(design.dim, width, generator=gen, dtype=torch.float64).to(design.device)
-        _, Y = design.fused(omega, lambda start, end, Z: Z)     # X~^T X~ Omega
+        Y = torch.randn(design.dim, width, generator=gen, dtype=torch.float64).to(design.device)
+        for i in range(max(1, power_iterations)):
+            if i:
+                Y = torch.linalg.qr(Y)[0]
+            _, Y = design.fused(Y, lambda start, end, Z: Z)     # X~^T X~ Y
         Q = torch.linalg.qr(Y)[0]
         del Y
         Z = design.matmul(Q).to(torch.float32)                   # X~ Q
@@ -121,7 +125,10 @@ class SketchPreconditioner:
             # V M^-1 V^T R + (R - V V^T R) / c, the products with V in float32 and in the (columns, dim)
             # orientation, which CPU BLAS runs several times faster than (dim, columns) for few columns
             VtR = (R.T.to(torch.float32).contiguous() @ V).to(torch.float64)          # (k, r)
-            inner = torch.bmm(Minv[idx], VtR.to(torch.float32)[:, :, None])[:, :, 0].to(torch.float64)
+            VtR32 = VtR.to(torch.float32)
+            # one matrix-vector product per column: indexing Minv[idx] would copy every inverse per CG step
+            inner = torch.stack([torch.mv(Minv[j], VtR32[i]) for i, j in enumerate(idx.tolist())])
+            inner = inner.to(torch.float64)
             step = ((inner - VtR / c[idx, None]).to(torch.float32) @ Vt).to(torch.float64)
             return step.T + R / c[idx]
 
