@@ -107,6 +107,20 @@ def test_full_protocol_with_fixed_C_uses_every_row_and_holds_nothing_out():
     assert 0.9 <= out["accuracy"] <= 1.0 and out["error"] == pytest.approx(1 - out["accuracy"])
 
 
+def test_fits_record_the_preconditioner_and_the_precision_the_solver_used():
+    from gan_probe.probe import SolverOptions
+
+    x, y = blobs(30)
+    xt, yt = blobs(10, seed=9)
+    default = run_protocol(x, y, xt, yt, ProbeConfig(C=0.5, device="cpu", method="primal"))["fits"][-1]
+    assert (default["preconditioner"], default["hessian_precision"], default["bfloat16_passes"]) == (
+        "subspace", "storage", 0)   # "auto" on a small problem
+    opts = SolverOptions(precondition="sketch", sketch_rank=4, hessian_precision="bfloat16")
+    fast = run_protocol(x, y, xt, yt, ProbeConfig(C=0.5, device="cpu", method="primal", options=opts))["fits"][-1]
+    assert fast["preconditioner"] == "sketch" and fast["hessian_precision"] == "bfloat16"
+    assert fast["bfloat16_passes"] > 0
+
+
 def test_labels_per_class_protocol_reports_mean_and_std_over_draws():
     x, y = blobs(50, spread=2.0)
     xt, yt = blobs(25, seed=9, spread=2.0)

@@ -98,6 +98,8 @@ class SolveResult:
     history: list[dict] = field(default_factory=list)
     subspace: "Subspace | SketchPreconditioner | None" = None   # reusable by the next solve on the design
     bfloat16_passes: int = 0       # Hessian-vector products on the bfloat16 copy (``passes`` counts the others)
+    preconditioner: str = ""       # what "auto" resolved to: sketch, subspace, jacobi or none
+    hessian_precision: str = ""    # storage or bfloat16
 
     @property
     def total_objective(self) -> float:
@@ -430,4 +432,5 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     return SolveResult(W=W, objective=f.cpu().numpy(), margins=Z, newton_iterations=newton_steps,
                        cg_iterations=cg_steps, passes=design.passes - start_passes, converged=converged,
                        seconds=time.perf_counter() - start_time, history=history, subspace=subspace,
-                       bfloat16_passes=hessian.passes - start_shadow if low_precision else 0)
+                       bfloat16_passes=hessian.passes - start_shadow if low_precision else 0,
+                       preconditioner=kind, hessian_precision="bfloat16" if low_precision else "storage")

@@ -136,7 +136,9 @@ def _stack_scores(x: np.ndarray, standardizer: Standardizer, Ws: list[torch.Tens
 def _describe_fit(C: float, res, seconds: float | None = None) -> dict[str, Any]:
     return {"C": C, "objective": float(np.sum(res.objective)), "converged": bool(res.converged),
             "iterations": int(res.newton_iterations), "cg_iterations": int(res.cg_iterations),
-            "passes": int(res.passes), "seconds": round(float(res.seconds if seconds is None else seconds), 4)}
+            "passes": int(res.passes), "seconds": round(float(res.seconds if seconds is None else seconds), 4),
+            **({"preconditioner": res.preconditioner, "hessian_precision": res.hessian_precision,
+                "bfloat16_passes": int(res.bfloat16_passes)} if getattr(res, "preconditioner", "") else {})}
 
 
 def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
