@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from gan_probe.cli import main
 from gan_probe.features.store import features_path, save_store
@@ -13,12 +12,7 @@ REQUIRED = {"dataset", "protocol", "accuracy", "accuracy_std", "error", "C", "n_
             "provenance"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def make_store(root, n_train=60, n_test=20, d=12, k=3, meta=None, seed=0):

@@ -3,19 +3,13 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from gan_probe.errors import ConfigError
 from gan_probe.probe import ProbeConfig, per_class_draw, run_protocol, spread_draw, stratified_holdout
 from gan_probe.probe.protocols import _selection
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def blobs(n_per_class, k=4, d=10, seed=0, spread=1.0):

@@ -9,12 +9,7 @@ from gan_probe.probe.newton import class_targets, newton_cg
 from gan_probe.probe.sketch import SketchedSpectrum, SketchPreconditioner
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def decaying_matrix(n=300, d=80, seed=0):

@@ -10,12 +10,7 @@ from gan_probe.probe.liblinear import fit_liblinear
 from gan_probe.probe.newton import class_targets, newton_cg, objective
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny problems: thread start-up costs more than it saves
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def correlated_features(n, d, k=4, seed=0, rank=6):
