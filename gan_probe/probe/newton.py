@@ -22,7 +22,7 @@ keep the answer: CG is preconditioned by a randomized sketch of the data's top e
 (:mod:`gan_probe.probe.sketch`), and on processors with bfloat16 instructions its Hessian-vector products run on
 a standardised bfloat16 copy of the rows active for some class, while the margins, objective, gradient and the
 line search's ``X~ P`` are computed from the data in its own precision. On the paper's 28,672-dim CIFAR-10
-features (40,000 rows, C = 0.01, 2 CPU cores) this took the solve to within 1e-4 of the optimum in 427 s, where
+features (40,000 rows, C = 0.01, 2 CPU cores) this took the solve to within 1e-4 of the optimum in 357 s, where
 the float32 products with the Krylov-subspace preconditioner had come only within 4% in 938 s.
 
 >>> import torch
