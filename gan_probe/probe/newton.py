@@ -17,7 +17,7 @@ margin is below 1 (Mangasarian 2002; liblinear's TRON uses the same). Each Newto
 A class stops when a Newton step lowers its objective by less than ``tol`` times the objective, or when its
 gradient norm falls below ``grad_tol`` times the first one. Converged classes drop out of later passes.
 
-Large designs (``SolverOptions`` "auto" settings, at least ``LARGE_ELEMENTS`` entries) change two things and
+Large designs on a CPU (``SolverOptions`` "auto" settings, at least ``LARGE_ELEMENTS`` entries) change two things and
 keep the answer: CG is preconditioned by a randomized sketch of the data's top eigenvectors
 (:mod:`gan_probe.probe.sketch`), and on processors with bfloat16 instructions its Hessian-vector products run on
 a standardised bfloat16 copy of the rows active for some class, while the margins, objective, gradient and the
