@@ -275,3 +275,35 @@ def test_bfloat16_hessian_products_are_only_automatic_for_large_designs():
     assert res.bfloat16_passes == 0 and design.shadow is None
     with pytest.raises(ValueError, match="hessian_precision 'half'"):
         newton_cg(design, class_targets(y, np.unique(y)), 0.1, options=SolverOptions(hessian_precision="half"))
+
+
+def test_automatic_bfloat16_copy_needs_the_instructions_and_the_memory(monkeypatch):
+    import gan_probe.probe.newton as newton
+
+    x, y = correlated_features(200, 30, seed=24)
+    Y = class_targets(y, np.unique(y))
+    monkeypatch.setattr(newton, "LARGE_ELEMENTS", 1000)            # make 200 x 30 count as large
+    monkeypatch.setattr(newton, "fast_bfloat16", lambda device: True)
+    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
+    opts = SolverOptions(precondition="subspace")
+    assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).bfloat16_passes > 0
+    need = (1 + newton.COMPACT_FRACTION) * 2 * 200 * 30
+    monkeypatch.setattr(newton.linalg, "available_memory", lambda: int(1.9 * need))   # the copy would not fit
+    res = newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts)
+    assert res.bfloat16_passes == 0 and res.hessian_precision == "storage"
+    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
+    monkeypatch.setattr(newton, "fast_bfloat16", lambda device: False)                 # no bfloat16 instructions
+    assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).bfloat16_passes == 0
+
+
+def test_available_memory_is_read_where_linux_reports_it():
+    import os
+
+    from gan_probe.probe.linalg import available_memory
+
+    free = available_memory()
+    if not os.path.exists("/proc/meminfo"):
+        assert free is None
+        return
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < free <= total

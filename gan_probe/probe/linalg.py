@@ -38,6 +38,19 @@ def fast_bfloat16(device: torch.device | str) -> bool:
 _CPU_FLAGS: set[str] | None = None
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable`` of ``/proc/meminfo``; ``None`` where it
+    cannot be read)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _cpu_flags() -> set[str]:
     global _CPU_FLAGS
     if _CPU_FLAGS is None:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from .design import Design
+from . import linalg
 from .linalg import fast_bfloat16
 from .sketch import SketchedSpectrum, SketchPreconditioner
 
@@ -70,7 +71,8 @@ class SolverOptions:
     #                                 CG steps than 1 on 16,600 x 9,558 real conv features, 3: 24%)
     # precision of the Hessian-vector products inside CG: "storage" (the data's own, float32 for feature
     # stores), "bfloat16" (a standardised bfloat16 copy of the rows, taken during the first pass) or "auto"
-    # (bfloat16 for designs of at least LARGE_ELEMENTS entries on a CPU with bfloat16 instructions). The
+    # (bfloat16 for designs of at least LARGE_ELEMENTS entries on a CPU with bfloat16 instructions, when the
+    # copy fits in half the available memory). The
     # objective, the gradient and the line search always use the data's own precision, so the solution is the
     # same; only the Newton directions are computed more cheaply.
     hessian_precision: str = "auto"
@@ -312,8 +314,13 @@ def _hessian_design(design: Design, opts: SolverOptions) -> bool:
     if opts.hessian_precision not in ("auto", "storage", "bfloat16"):
         raise ValueError(f"hessian_precision {opts.hessian_precision!r}: expected auto, storage or bfloat16")
     if opts.hessian_precision == "auto":
-        return (design.device.type == "cpu" and design.n * design.n_features >= LARGE_ELEMENTS
-                and fast_bfloat16(design.device))
+        if not (design.device.type == "cpu" and design.n * design.n_features >= LARGE_ELEMENTS
+                and fast_bfloat16(design.device)):
+            return False
+        # the copy (2 bytes an entry) and, at most, CG's copy of the active rows: within half the free memory
+        need = (1 + COMPACT_FRACTION) * 2 * design.n * design.n_features
+        free = linalg.available_memory()
+        return free is None or need <= 0.5 * free
     return opts.hessian_precision == "bfloat16"
 
 
