@@ -296,6 +296,19 @@ def test_automatic_bfloat16_copy_needs_the_instructions_and_the_memory(monkeypat
     assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).bfloat16_passes == 0
 
 
+def test_automatic_sketch_needs_room_for_its_row_products(monkeypatch):
+    import gan_probe.probe.newton as newton
+
+    x, y = correlated_features(200, 30, seed=25)
+    Y = class_targets(y, np.unique(y))
+    monkeypatch.setattr(newton, "LARGE_ELEMENTS", 1000)
+    opts = SolverOptions(hessian_precision="storage", sketch_rank=8)
+    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
+    assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).preconditioner == "sketch"
+    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 2 * 16 * 200 * (8 + 16) - 1)
+    assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).preconditioner == "subspace"
+
+
 def test_available_memory_is_read_where_linux_reports_it():
     import os
 

@@ -63,7 +63,7 @@ class SolverOptions:
     max_cg: int = 250
     # "sketch" (randomized top eigenvectors of the data, see gan_probe.probe.sketch), "subspace" (recycled
     # Krylov subspace), "jacobi" (diagonal), "none"; "auto": sketch for designs of at least LARGE_ELEMENTS
-    # entries on a CPU, subspace otherwise
+    # entries on a CPU when its row products fit in half the available memory, subspace otherwise
     precondition: str = "auto"
     subspace_rank: int = 256
     sketch_rank: int = 1024
@@ -309,6 +309,13 @@ def _line_search(W: torch.Tensor, P: torch.Tensor, m: torch.Tensor, d: torch.Ten
     return line_search((W * P).sum(0), (P * P).sum(0), (W * W).sum(0), m, d, C)
 
 
+def _sketch_fits(design: Design, opts: SolverOptions) -> bool:
+    """Whether a sketch's row products (``X~ Q`` in float64 while it is formed, then ``X~ V`` in float32: about
+    16 bytes per row and column) fit in half the available memory."""
+    free = linalg.available_memory()
+    return free is None or 16 * design.n * (opts.sketch_rank + 16) <= 0.5 * free
+
+
 def _hessian_design(design: Design, opts: SolverOptions) -> bool:
     """Whether this solve computes its Hessian-vector products on a bfloat16 copy (see ``hessian_precision``)."""
     if opts.hessian_precision not in ("auto", "storage", "bfloat16"):
@@ -342,7 +349,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     if kind == "auto":
         # (on CPUs only: the GPU figures in the README were measured with the subspace preconditioner)
         kind = ("sketch" if design.device.type == "cpu" and design.n * design.n_features >= LARGE_ELEMENTS
-                else "subspace")
+                and _sketch_fits(design, opts) else "subspace")
     start_time = time.perf_counter()
     start_passes = design.passes
     dev = design.device
