@@ -174,7 +174,8 @@ def _newton_bar(enabled: bool, C: float):
 
 
 def _advance(bar, entry: dict) -> None:
-    bar.set_postfix(objective=f"{entry['objective']:.6g}", passes=entry["passes"])
+    extra = {"bf16_passes": entry["bfloat16_passes"]} if "bfloat16_passes" in entry else {}
+    bar.set_postfix(objective=f"{entry['objective']:.6g}", passes=entry["passes"], **extra)
     bar.update(1)
 
 
