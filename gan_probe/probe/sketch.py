@@ -1,17 +1,18 @@
 """A randomized low-rank preconditioner for the Newton systems of large primal problems.
 
 The Newton systems of :mod:`gan_probe.probe.newton` are ``(I + 2C X~_A^T X~_A) p = -g``. Pooled conv features
-have a slowly decaying spectrum (the paper model's 28,672 CIFAR-10 features: the 256th eigenvalue of
-``X~^T X~`` is still 10^4 times the regularisation at C = 0.01, the 1,024th about 2,000 times), so conjugate
+have a slowly decaying spectrum (the paper model's 28,672 CIFAR-10 features at C = 0.01: ``2C`` times the top
+eigenvalue of ``X~^T X~`` is 2.3 x 10^6, times the 256th about 10^4, times the 1,024th about 600), so conjugate
 gradients need many steps unless the top of the spectrum is taken out.
 
 :class:`SketchedSpectrum` approximates the top ``r`` eigenvectors ``V`` of ``X~^T X~`` once per design with a
-randomized range finder (one and a half reads of the data with ``r`` + oversampling columns: one power
-iteration, then Rayleigh-Ritz); products with many columns run near the processor's peak, so a rank-1,024 sketch costs about as
-much as a few dozen CG steps. :class:`SketchPreconditioner` then inverts each class's Hessian exactly on
-``span(V)``, ``M_k = I + 2C (X~V)^T A_k (X~V)``, and by a scalar on the complement (the mean of the Hessian's
-eigenvalues there, from traces). ``M_k`` is updated from the rows whose active status changed since the last
-Newton step, which late in a solve are few.
+randomized range finder: one read of the data per power iteration (two by default) and half a read more, each
+with ``r`` + oversampling columns, then Rayleigh-Ritz. Products with that many columns run near the processor's
+peak, so a rank-1,024 sketch of 40,000 x 28,672 features costs about 50 s on 2 cores, as much as ~100 CG steps.
+:class:`SketchPreconditioner` then inverts each class's Hessian exactly on ``span(V)``, ``M_k = I + 2C (X~V)^T
+A_k (X~V)``, and by a scalar on the complement (the mean of the Hessian's eigenvalues there, from traces).
+``M_k`` is updated from the rows whose active status changed since the last Newton step, which late in a solve
+are few.
 """
 from __future__ import annotations
 
@@ -116,8 +117,8 @@ class SketchPreconditioner:
         c = 1 + (2 * C) * (total - inside).clamp_min(0) / max(1, dim - r)
         M *= 2 * C
         M += torch.eye(r, dtype=torch.float64, device=V.device)
-        # explicit inverses: one batched product per CG step instead of two triangular solves (float32 halves
-        # the memory traffic of what is a memory-bound product)
+        # explicit inverses: a matrix-vector product per class and CG step instead of two triangular solves
+        # (float32 halves the memory traffic of what is a memory-bound product)
         Minv = torch.cholesky_inverse(torch.linalg.cholesky(M)).to(torch.float32)
         Vt = self.spectrum.Vt
 
