@@ -65,8 +65,8 @@ class Design:
         self.resident = resident
         self.passes = 0
         self.row_sq: torch.Tensor | None = None  # ||x~_i||^2, filled by the first fused pass
-        self._row_sq_weights: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._row_sq_buffer: torch.Tensor | None = None
+        self._fold_weights: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._standardise_buffer: torch.Tensor | None = None
         self.shadow_dtype: torch.dtype | None = None
         self.shadow: "Design | None" = None    # a low-precision standardised copy, see :meth:`request_shadow`
 
@@ -100,11 +100,7 @@ class Design:
         if self.resident is None or len(self.resident) != 1 or self.resident[0].shape[0] != self.n:
             raise ValueError("subset needs a design whose rows are one resident tensor")
         taken = self.resident[0].index_select(0, rows.to(self.device))
-        n = taken.shape[0]
-        blocks = [(s, min(n, s + SHADOW_CHUNK_ROWS), taken[s:s + SHADOW_CHUNK_ROWS])
-                  for s in range(0, n, SHADOW_CHUNK_ROWS)]
-        return Design(lambda: iter(blocks), n, self.n_features, self.device, self.intercept_scaling,
-                      resident=[taken])
+        return dense_design(taken, self.intercept_scaling, SHADOW_CHUNK_ROWS)
 
     def _new_shadow_rows(self) -> torch.Tensor:
         return torch.empty(self.n, self.n_features, dtype=self.shadow_dtype, device=self.device)
@@ -112,11 +108,8 @@ class Design:
     def _set_shadow(self, rows: torch.Tensor) -> None:
         # one tensor, cut into chunks of SHADOW_CHUNK_ROWS rows: fewer, larger products than the source's chunks
         # (the per-chunk work around each product is a tenth of a bfloat16 pass at 585-row chunks)
-        blocks = [(s, min(self.n, s + SHADOW_CHUNK_ROWS), rows[s:s + SHADOW_CHUNK_ROWS])
-                  for s in range(0, self.n, SHADOW_CHUNK_ROWS)]
-        self.shadow = Design(lambda: iter(blocks), self.n, self.n_features, self.device, self.intercept_scaling,
-                             resident=[rows])
-        self._row_sq_buffer = None
+        self.shadow = dense_design(rows, self.intercept_scaling, SHADOW_CHUNK_ROWS)
+        self._standardise_buffer = None
 
     @property
     def dim(self) -> int:
@@ -192,7 +185,7 @@ class Design:
         self.passes += 1
         if row_sq is not None:
             self.row_sq = row_sq + (self.intercept_scaling or 0.0) ** 2
-            self._row_sq_buffer = None
+            self._standardise_buffer = None
         if capture is not None:
             self._set_shadow(capture)
         GT = self._unfold(GT, rsum)
@@ -227,14 +220,14 @@ class Design:
         of every chunk would cost more than the pass itself), into a reused buffer: valid until the next call.
         """
         if self.fold is not None:
-            if self._row_sq_weights is None:
+            if self._fold_weights is None:
                 mean, inv = self.fold
-                self._row_sq_weights = ((-mean * inv).to(block.dtype), inv.to(block.dtype))
-            shift, scale = self._row_sq_weights
+                self._fold_weights = ((-mean * inv).to(block.dtype), inv.to(block.dtype))
+            shift, scale = self._fold_weights
             # into a reused buffer: a fresh chunk-sized allocation per chunk costs more than the arithmetic
-            if self._row_sq_buffer is None or self._row_sq_buffer.shape[0] < block.shape[0]:
-                self._row_sq_buffer = torch.empty_like(block)
-            block = torch.addcmul(shift, block, scale, out=self._row_sq_buffer[:block.shape[0]])
+            if self._standardise_buffer is None or self._standardise_buffer.shape[0] < block.shape[0]:
+                self._standardise_buffer = torch.empty_like(block)
+            block = torch.addcmul(shift, block, scale, out=self._standardise_buffer[:block.shape[0]])
         return block
 
     def _split(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -11,6 +11,8 @@ Thread counts on the CPU follow the BLAS library's own settings (``OPENBLAS_NUM_
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg
 import torch
@@ -32,10 +34,7 @@ def fast_bfloat16(device: torch.device | str) -> bool:
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return False
-    return _cpu_flags() >= {"avx512_bf16"} or "amx_bf16" in _cpu_flags()
-
-
-_CPU_FLAGS: set[str] | None = None
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def available_memory() -> int | None:
@@ -51,20 +50,16 @@ def available_memory() -> int | None:
     return None
 
 
-def _cpu_flags() -> set[str]:
-    global _CPU_FLAGS
-    if _CPU_FLAGS is None:
-        flags: set[str] = set()
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-                for line in fh:
-                    if line.startswith("flags"):
-                        flags = set(line.split(":", 1)[1].split())
-                        break
-        except OSError:
-            pass
-        _CPU_FLAGS = flags
-    return _CPU_FLAGS
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def _cpu(*tensors: torch.Tensor) -> bool:

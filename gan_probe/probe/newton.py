@@ -43,9 +43,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .design import Design
 from . import linalg
-from .linalg import fast_bfloat16
+from .design import Design
 from .sketch import SketchedSpectrum, SketchPreconditioner
 
 
@@ -72,9 +71,8 @@ class SolverOptions:
     # precision of the Hessian-vector products inside CG: "storage" (the data's own, float32 for feature
     # stores), "bfloat16" (a standardised bfloat16 copy of the rows, taken during the first pass) or "auto"
     # (bfloat16 for designs of at least LARGE_ELEMENTS entries on a CPU with bfloat16 instructions, when the
-    # copy fits in half the available memory). The
-    # objective, the gradient and the line search always use the data's own precision, so the solution is the
-    # same; only the Newton directions are computed more cheaply.
+    # copy fits in half the available memory). The objective, the gradient and the line search always use the
+    # data's own precision, so the solution is the same; only the Newton directions are computed more cheaply.
     hessian_precision: str = "auto"
 
 
@@ -309,26 +307,37 @@ def _line_search(W: torch.Tensor, P: torch.Tensor, m: torch.Tensor, d: torch.Ten
     return line_search((W * P).sum(0), (P * P).sum(0), (W * W).sum(0), m, d, C)
 
 
-def _sketch_fits(design: Design, opts: SolverOptions) -> bool:
-    """Whether a sketch's row products (``X~ Q`` in float64 while it is formed, then ``X~ V`` in float32: about
-    16 bytes per row and column) fit in half the available memory."""
+def _fits_in_half_the_free_memory(nbytes: float) -> bool:
     free = linalg.available_memory()
-    return free is None or 16 * design.n * (opts.sketch_rank + 16) <= 0.5 * free
+    return free is None or nbytes <= 0.5 * free
+
+
+def _large_on_cpu(design: Design) -> bool:
+    return design.device.type == "cpu" and design.n * design.n_features >= LARGE_ELEMENTS
+
+
+def _preconditioner(design: Design, opts: SolverOptions) -> str:
+    """The preconditioner this solve uses (see ``precondition``). "auto" picks the sketch on CPUs only (the GPU
+    figures in the README were measured with the subspace preconditioner), when the sketch's row products
+    (``X~ Q`` in float64 while it is formed, then ``X~ V`` in float32: about 16 bytes per row and column) fit."""
+    if opts.precondition not in ("auto", "sketch", "subspace", "jacobi", "none"):
+        raise ValueError(f"precondition {opts.precondition!r}: expected auto, sketch, subspace, jacobi or none")
+    if opts.precondition != "auto":
+        return opts.precondition
+    sketch_bytes = 16 * design.n * (opts.sketch_rank + 16)
+    return "sketch" if _large_on_cpu(design) and _fits_in_half_the_free_memory(sketch_bytes) else "subspace"
 
 
 def _hessian_design(design: Design, opts: SolverOptions) -> bool:
     """Whether this solve computes its Hessian-vector products on a bfloat16 copy (see ``hessian_precision``)."""
     if opts.hessian_precision not in ("auto", "storage", "bfloat16"):
         raise ValueError(f"hessian_precision {opts.hessian_precision!r}: expected auto, storage or bfloat16")
-    if opts.hessian_precision == "auto":
-        if not (design.device.type == "cpu" and design.n * design.n_features >= LARGE_ELEMENTS
-                and fast_bfloat16(design.device)):
-            return False
-        # the copy (2 bytes an entry) and, at most, CG's copy of the active rows: within half the free memory
-        need = (1 + COMPACT_FRACTION) * 2 * design.n * design.n_features
-        free = linalg.available_memory()
-        return free is None or need <= 0.5 * free
-    return opts.hessian_precision == "bfloat16"
+    if opts.hessian_precision != "auto":
+        return opts.hessian_precision == "bfloat16"
+    # the copy (2 bytes an entry) and, at most, CG's copy of the active rows
+    copies_bytes = (1 + COMPACT_FRACTION) * 2 * design.n * design.n_features
+    return (_large_on_cpu(design) and linalg.fast_bfloat16(design.device)
+            and _fits_in_half_the_free_memory(copies_bytes))
 
 
 def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None = None,
@@ -343,13 +352,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     opts = options or SolverOptions()
     if not C > 0:
         raise ValueError(f"C must be positive, got {C}")
-    if opts.precondition not in ("auto", "sketch", "subspace", "jacobi", "none"):
-        raise ValueError(f"precondition {opts.precondition!r}: expected auto, sketch, subspace, jacobi or none")
-    kind = opts.precondition
-    if kind == "auto":
-        # (on CPUs only: the GPU figures in the README were measured with the subspace preconditioner)
-        kind = ("sketch" if design.device.type == "cpu" and design.n * design.n_features >= LARGE_ELEMENTS
-                and _sketch_fits(design, opts) else "subspace")
+    kind = _preconditioner(design, opts)
     start_time = time.perf_counter()
     start_passes = design.passes
     dev = design.device
@@ -389,6 +392,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         gnorm = gc.norm(dim=0)
         eta = torch.minimum(torch.full_like(gnorm, opts.cg_tol), (gnorm / gnorm0[cols]).pow(opts.cg_power))
         active = (Yc * Zc < 1).to(torch.float64)
+        any_active = active.sum(1) > 0          # rows active for some running class
         precond = None
         if jacobi:
             dc = diag[:, cols]
@@ -401,7 +405,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         if low_precision:
             # X~ P is recomputed exactly below, so CG only needs the rows active for some running class
             cg_design, cg_active = hessian, active
-            rows = (active.sum(1) > 0).nonzero().flatten()
+            rows = any_active.nonzero().flatten()
             if collect is None and len(rows) <= COMPACT_FRACTION * design.n:  # (a subspace needs all rows)
                 cg_design, cg_active = hessian.subset(rows), active[rows]
             P, _, steps = _cg(cg_design, cg_active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
@@ -423,7 +427,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         newton_steps += 1
         done[cols[decrease <= opts.tol * f_new.abs()]] = True
         entry = {"iteration": it + 1, "objective": float(f.sum()), "cg_steps": steps,
-                 "active_rows": float((active.sum(1) > 0).to(torch.float64).mean()), "seconds":
+                 "active_rows": float(any_active.to(torch.float64).mean()), "seconds":
                  time.perf_counter() - start_time, "sketch_seconds": sketch_seconds,
                  "classes": int(len(cols)), "step_min": float(t.min()), "step_max": float(t.max())}
         cols = (~done).nonzero().flatten()

@@ -125,8 +125,8 @@ class SketchPreconditioner:
         def apply(R: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             # V M^-1 V^T R + (R - V V^T R) / c, the products with V in float32 and in the (columns, dim)
             # orientation, which CPU BLAS runs several times faster than (dim, columns) for few columns
-            VtR = (R.T.to(torch.float32).contiguous() @ V).to(torch.float64)          # (k, r)
-            VtR32 = VtR.to(torch.float32)
+            VtR32 = R.T.to(torch.float32).contiguous() @ V                            # (k, r)
+            VtR = VtR32.to(torch.float64)
             # one matrix-vector product per column: indexing Minv[idx] would copy every inverse per CG step
             inner = torch.stack([torch.mv(Minv[j], VtR32[i]) for i, j in enumerate(idx.tolist())])
             inner = inner.to(torch.float64)
