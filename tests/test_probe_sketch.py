@@ -20,6 +20,14 @@ def decaying_matrix(n=300, d=80, seed=0):
     return torch.as_tensor(rng.normal(size=(n, d)) * scales @ U.T)
 
 
+def labelled_problem(n, d, seed, spread):
+    """Three classes on decaying features: the float32 matrix, its standardizer and the +-1 targets."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = (decaying_matrix(n, d, seed=seed).numpy() + rng.normal(size=(3, d))[y] * spread + 4).astype(np.float32)
+    return x, fit_standardizer(x), class_targets(y, np.unique(y))
+
+
 def test_sketch_finds_the_top_eigenpairs():
     X = decaying_matrix()
     spectrum = SketchedSpectrum.compute(dense_design(X), rank=10, oversample=20)
@@ -63,11 +71,7 @@ def test_preconditioner_is_the_stated_operator_and_updates_equal_recomputations(
 
 @pytest.mark.parametrize("precision", ["storage", "bfloat16"])
 def test_sketch_preconditioned_newton_reaches_the_subspace_preconditioned_optimum(precision):
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 3, 500)
-    x = (decaying_matrix(500, 70, seed=3).numpy() + rng.normal(size=(3, 70))[y] * 0.5 + 4).astype(np.float32)
-    st = fit_standardizer(x)
-    Y = class_targets(y, np.unique(y))
+    x, st, Y = labelled_problem(500, 70, seed=3, spread=0.5)
     ref = newton_cg(standardized_design(x, st), Y, 0.05,
                     options=SolverOptions(precondition="subspace", hessian_precision="storage", tol=1e-10))
     res = newton_cg(standardized_design(x, st), Y, 0.05,
@@ -91,11 +95,7 @@ def test_sketch_preconditioned_newton_reaches_the_subspace_preconditioned_optimu
 def test_conjugate_gradients_on_the_active_rows_only_give_the_same_solution(monkeypatch):
     import gan_probe.probe.newton as newton
 
-    rng = np.random.default_rng(4)
-    y = rng.integers(0, 3, 400)
-    x = (decaying_matrix(400, 50, seed=4).numpy() + rng.normal(size=(3, 50))[y] * 2.0 + 4).astype(np.float32)
-    st = fit_standardizer(x)
-    Y = class_targets(y, np.unique(y))
+    x, st, Y = labelled_problem(400, 50, seed=4, spread=2.0)
     opts = SolverOptions(precondition="sketch", sketch_rank=10, hessian_precision="bfloat16", tol=1e-10)
     runs = {}
     for fraction in (0.0, 1.0):      # never / always compact
@@ -119,8 +119,8 @@ def test_newton_directions_from_the_active_rows_equal_those_from_all_rows():
     rows = (active.sum(1) > 0).nonzero().flatten()
     g = torch.as_tensor(rng.normal(size=(41, 2)))
     eta = torch.full((2,), 1e-6, dtype=torch.float64)
-    P_all, _, steps_all = _cg(shadow, active, g, 0.2, eta, 200)
-    P_rows, _, steps_rows = _cg(shadow.subset(rows), active[rows], g, 0.2, eta, 200)
+    P_all, _, _ = _cg(shadow, active, g, 0.2, eta, 200)
+    P_rows, _, _ = _cg(shadow.subset(rows), active[rows], g, 0.2, eta, 200)
     assert len(rows) < 300 - 50 + 1
     # equal up to bfloat16 rounding of the products (summed in another order): 1e-2 of the direction's norm,
     # where a wrong selection of rows is off by its whole size

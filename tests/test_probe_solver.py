@@ -283,7 +283,7 @@ def test_automatic_bfloat16_copy_needs_the_instructions_and_the_memory(monkeypat
     x, y = correlated_features(200, 30, seed=24)
     Y = class_targets(y, np.unique(y))
     monkeypatch.setattr(newton, "LARGE_ELEMENTS", 1000)            # make 200 x 30 count as large
-    monkeypatch.setattr(newton, "fast_bfloat16", lambda device: True)
+    monkeypatch.setattr(newton.linalg, "fast_bfloat16", lambda device: True)
     monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
     opts = SolverOptions(precondition="subspace")
     assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).bfloat16_passes > 0
@@ -292,7 +292,7 @@ def test_automatic_bfloat16_copy_needs_the_instructions_and_the_memory(monkeypat
     res = newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts)
     assert res.bfloat16_passes == 0 and res.hessian_precision == "storage"
     monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
-    monkeypatch.setattr(newton, "fast_bfloat16", lambda device: False)                 # no bfloat16 instructions
+    monkeypatch.setattr(newton.linalg, "fast_bfloat16", lambda device: False)                 # no bfloat16 instructions
     assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).bfloat16_passes == 0
 
 
