@@ -116,3 +116,9 @@ def test_solver_layout_choice(monkeypatch):
         layout(hessian_layout="blocked")
     res = newton_cg(standardized_design(x, st), Y, 0.1, options=SolverOptions(hessian_precision="storage"))
     assert res.hessian_layout == ""
+
+
+def test_packed_subsets_need_sorted_rows():
+    packed = packed_design(bf16(50, 4), None, block_rows=16)
+    with pytest.raises(ValueError, match="sorted"):
+        packed.subset(torch.tensor([3, 2]))

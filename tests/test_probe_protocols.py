@@ -109,10 +109,11 @@ def test_fits_record_the_preconditioner_and_the_precision_the_solver_used():
     default = run_protocol(x, y, xt, yt, ProbeConfig(C=0.5, device="cpu", method="primal"))["fits"][-1]
     assert (default["preconditioner"], default["hessian_precision"], default["bfloat16_passes"]) == (
         "subspace", "storage", 0)   # "auto" on a small problem
-    opts = SolverOptions(precondition="sketch", sketch_rank=4, hessian_precision="bfloat16")
+    assert "hessian_layout" not in default
+    opts = SolverOptions(precondition="sketch", sketch_rank=4, hessian_precision="bfloat16", hessian_layout="plain")
     fast = run_protocol(x, y, xt, yt, ProbeConfig(C=0.5, device="cpu", method="primal", options=opts))["fits"][-1]
     assert fast["preconditioner"] == "sketch" and fast["hessian_precision"] == "bfloat16"
-    assert fast["bfloat16_passes"] > 0
+    assert fast["bfloat16_passes"] > 0 and fast["hessian_layout"] == "plain"
 
 
 def test_labels_per_class_protocol_reports_mean_and_std_over_draws():

@@ -6,6 +6,7 @@ import torch
 from gan_probe.probe import SolverOptions, fit_standardizer
 from gan_probe.probe.design import dense_design, standardized_design
 from gan_probe.probe.newton import class_targets, newton_cg
+from gan_probe.probe.packed import packing_available
 from gan_probe.probe.sketch import SketchedSpectrum, SketchPreconditioner
 
 
@@ -92,26 +93,35 @@ def test_sketch_preconditioned_newton_reaches_the_subspace_preconditioned_optimu
     np.testing.assert_allclose(again.objective, fresh.objective, rtol=1e-7)
 
 
-def test_conjugate_gradients_on_the_active_rows_only_give_the_same_solution(monkeypatch):
+@pytest.mark.parametrize("layout", ["plain", "packed"])
+def test_conjugate_gradients_on_the_active_rows_only_give_the_same_solution(monkeypatch, layout):
     import gan_probe.probe.newton as newton
 
+    if layout == "packed" and not packing_available():
+        pytest.skip("this torch build cannot pack (no oneDNN)")
     x, st, Y = labelled_problem(400, 50, seed=4, spread=2.0)
-    opts = SolverOptions(precondition="sketch", sketch_rank=10, hessian_precision="bfloat16", tol=1e-10)
+    opts = SolverOptions(precondition="sketch", sketch_rank=10, hessian_precision="bfloat16",
+                         hessian_layout=layout, tol=1e-10)
     runs = {}
     for fraction in (0.0, 1.0):      # never / always compact
         monkeypatch.setattr(newton, "COMPACT_FRACTION", fraction)
+        monkeypatch.setattr(newton, "PACKED_COMPACT_FRACTION", fraction)
         runs[fraction] = newton_cg(standardized_design(x, st), Y, 0.5, options=opts)
+        assert runs[fraction].hessian_layout == layout
     compact, full = runs[1.0], runs[0.0]
     assert min(e["active_rows"] for e in compact.history) < 1.0   # some rows did drop out
     np.testing.assert_allclose(compact.objective, full.objective, rtol=1e-6)
 
 
-def test_newton_directions_from_the_active_rows_equal_those_from_all_rows():
+@pytest.mark.parametrize("packed", [False, True])
+def test_newton_directions_from_the_active_rows_equal_those_from_all_rows(packed):
     from gan_probe.probe.newton import _cg
 
+    if packed and not packing_available():
+        pytest.skip("this torch build cannot pack (no oneDNN)")
     x = decaying_matrix(300, 40, seed=5).numpy().astype(np.float32)
     design = standardized_design(x, fit_standardizer(x))
-    design.request_shadow(torch.bfloat16)
+    design.request_shadow(torch.bfloat16, packed=packed)
     shadow = design.ensure_shadow()
     rng = np.random.default_rng(6)
     active = torch.as_tensor(rng.random((300, 2)) < 0.4, dtype=torch.float64)
@@ -126,5 +136,5 @@ def test_newton_directions_from_the_active_rows_equal_those_from_all_rows():
     # where a wrong selection of rows is off by its whole size
     scale = float(P_all.norm())
     assert float((P_rows - P_all).norm()) < 1e-2 * scale
-    P_wrong, _, _ = _cg(shadow.subset(rows.flip(0)), active[rows], g, 0.2, eta, 200)
+    P_wrong, _, _ = _cg(shadow.subset(rows), active[rows.flip(0)], g, 0.2, eta, 200)   # rows mismatched
     assert float((P_wrong - P_all).norm()) > 0.1 * scale

@@ -8,6 +8,7 @@ from gan_probe.probe import LinearL2SVM, SolverOptions, TrainingProblem, fit_sta
 from gan_probe.probe.design import dense_design, standardized_design
 from gan_probe.probe.liblinear import fit_liblinear
 from gan_probe.probe.newton import class_targets, newton_cg, objective
+from gan_probe.probe.packed import packing_available
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -247,16 +248,19 @@ def test_bfloat16_copy_is_taken_in_the_first_pass_and_holds_the_standardised_row
     assert later.passes == 2
 
 
+@pytest.mark.parametrize("layout", ["plain", "packed"])
 @pytest.mark.parametrize("cache", [None, 0])
-def test_bfloat16_hessian_products_reach_the_same_optimum(cache):
+def test_bfloat16_hessian_products_reach_the_same_optimum(cache, layout):
+    if layout == "packed" and not packing_available():
+        pytest.skip("this torch build cannot pack (no oneDNN)")
     x, y = correlated_features(400, 60, seed=22)
     st = fit_standardizer(x)
     Y = class_targets(y, np.unique(y))
     exact = newton_cg(standardized_design(x, st, cache_bytes=cache, chunk_rows=64), Y, 0.05,
                       options=SolverOptions(hessian_precision="storage", tol=1e-10))
     fast = newton_cg(standardized_design(x, st, cache_bytes=cache, chunk_rows=64), Y, 0.05,
-                     options=SolverOptions(hessian_precision="bfloat16", tol=1e-10))
-    assert exact.bfloat16_passes == 0 and fast.bfloat16_passes > 0
+                     options=SolverOptions(hessian_precision="bfloat16", hessian_layout=layout, tol=1e-10))
+    assert exact.bfloat16_passes == 0 and fast.bfloat16_passes > 0 and fast.hessian_layout == layout
     # only the Newton directions are approximate: the objective and the solution are the exact ones (to the
     # float32 rounding of the products, about 1e-7 of the objective here)
     np.testing.assert_allclose(fast.objective, exact.objective, rtol=1e-6)

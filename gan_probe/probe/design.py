@@ -352,6 +352,8 @@ class PackedDesign(Design):
     def subset(self, rows: torch.Tensor) -> "PackedDesign":
         """A packed design over ``rows`` (sorted indices) of this one."""
         rows = rows.cpu()
+        if len(rows) > 1 and bool((rows[1:] <= rows[:-1]).any()):
+            raise ValueError("the rows of a subset must be sorted and distinct")
         builder = PackedRowsBuilder(self.n_features, SHADOW_CHUNK_ROWS)
         for start, end, block in self.blocks:
             lo, hi = torch.searchsorted(rows, torch.tensor([start, end])).tolist()

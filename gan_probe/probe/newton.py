@@ -88,6 +88,9 @@ LARGE_ELEMENTS = 1 << 27
 COMPACT_FRACTION = 0.85
 #: the same for a packed copy, whose re-packing costs about 24 of its (faster) passes per row
 PACKED_COMPACT_FRACTION = 0.5
+#: with a bfloat16 copy, a class's line search uses the X~ P summed by CG (no extra pass over the data) until a
+#: step lowers its objective by less than this share
+ESTIMATED_LINE_SEARCH_DECREASE = 1e-3
 
 
 @dataclass
@@ -409,6 +412,8 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         subspace = None
     history: list[dict] = []
     newton_steps = cg_steps = 0
+    # classes whose line search needs the exact X~ P (see below), from when their steps become small
+    exact_line_search = torch.zeros(K, dtype=torch.bool, device=dev)
     for it in range(opts.max_newton):
         cols = (~done).nonzero().flatten()
         if len(cols) == 0:
@@ -427,17 +432,24 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         elif use_subspace and subspace is not None:
             precond = subspace.preconditioner(active, C, design.row_sq)
         collect: list | None = [] if use_subspace else None
+        estimated_XP = False
         if low_precision:
-            # X~ P is recomputed exactly below, so CG only needs the rows active for some running class
+            # CG only needs the rows active for some running class
             cg_design, cg_active = hessian, active
             rows = any_active.nonzero().flatten()
             if collect is None and len(rows) <= compact_fraction * design.n:  # (a subspace needs all rows)
                 cg_design, cg_active = hessian.subset(rows), active[rows]
-            P, _, steps = _cg(cg_design, cg_active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
-            if cg_design is not hessian:
+            compacted = cg_design is not hessian
+            P, XP, steps = _cg(cg_design, cg_active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
+            if compacted:
                 hessian.passes += cg_design.passes
-                del cg_design
-            XP = design.matmul(P)  # the exact X~ P: the line search below then lowers the true objective
+            del cg_design
+            if compacted or bool(exact_line_search[cols].any()):
+                XP = design.matmul(P)  # the exact X~ P: the line search below then lowers the true objective
+            else:
+                # CG's X~ P over all rows, summed from its bfloat16 products, serves the line search (saving a
+                # pass over the data); the exact objective at the new point must then confirm the decrease
+                estimated_XP = True
         else:
             P, XP, steps = _cg(design, active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
         cg_steps += steps
@@ -445,6 +457,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
             subspace = Subspace.build(torch.cat([d for d, _ in collect], 1), torch.cat([x for _, x in collect], 1),
                                       subspace, rank)
         t, f_new = _line_search(W[:, cols], P, Yc * Zc, Yc * XP, C)
+        W_before, f_before = W[:, cols].clone(), f[cols].clone()
         W[:, cols] += t * P
         Z[:, cols] = Zc + t * XP
         decrease = f[cols] - f_new
@@ -455,16 +468,37 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
                  "active_rows": float(any_active.to(torch.float64).mean()), "seconds":
                  time.perf_counter() - start_time, "sketch_seconds": sketch_seconds,
                  "classes": int(len(cols)), "step_min": float(t.min()), "step_max": float(t.max())}
-        cols = (~done).nonzero().flatten()
+        # exact margins, loss and gradient (one pass) for the classes still running -- and for all of this step's
+        # classes when the line search used estimated products
+        if not estimated_XP:
+            cols = (~done).nonzero().flatten()
         if len(cols):
-            # exact margins, loss and gradient for the classes still running (one pass)
             f_c, g_c, Z_c, d_c = _loss_grad(design, W[:, cols], Y[:, cols], C, jacobi)
+            if estimated_XP:
+                # CG's X~ P carries the bfloat16 rounding of every CG step's product, which partly cancel: fine
+                # for large steps, too coarse for the small ones near the optimum, which get exact products
+                exact_line_search[cols] |= f_before - f_c < ESTIMATED_LINE_SEARCH_DECREASE * f_c.abs()
+                rose = f_c > f_before + 1e-10 * f_before.abs()
+                if bool(rose.any()):
+                    # the estimate misled the line search: undo those classes' steps (their margins, objective and
+                    # gradient were not touched yet)
+                    W[:, cols[rose]] = W_before[:, rose]
+                    Z[:, cols[rose]] = Zc[:, rose]
+                    f[cols[rose]] = f_before[rose]
+                    done[cols[rose]] = False
+                    entry["undone"] = int(rose.sum())
+                kept = ~rose
+                cols, f_c, g_c, Z_c = cols[kept], f_c[kept], g_c[:, kept], Z_c[:, kept]
+                d_c = d_c[:, kept] if jacobi else None
+                done[cols] = f_before[kept] - f_c <= opts.tol * f_c.abs()   # the stopping rule, on exact values
+        if len(cols):
             f[cols], g[:, cols], Z[:, cols] = f_c, g_c, Z_c
             if jacobi:
                 diag[:, cols] = d_c
             gn = g_c.norm(dim=0)
             done[cols[gn <= opts.grad_tol * gnorm0[cols]]] = True
             entry["grad_norm_max"] = float(gn.max())
+        entry["objective"] = float(f.sum())
         entry["passes"] = design.passes - start_passes
         if low_precision:
             entry["bfloat16_passes"] = hessian.passes - start_shadow
