@@ -324,3 +324,38 @@ def test_available_memory_is_read_where_linux_reports_it():
         return
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert 0 < free <= total
+
+
+def test_line_searches_on_cgs_own_products_save_passes_and_keep_the_optimum(monkeypatch):
+    import gan_probe.probe.newton as newton
+
+    x, y = correlated_features(400, 60, seed=25)
+    st, Y = fit_standardizer(x), class_targets(y, np.unique(y))
+    opts = SolverOptions(precondition="subspace", hessian_precision="bfloat16", hessian_layout="plain", tol=1e-10)
+    estimated = newton_cg(standardized_design(x, st), Y, 0.05, options=opts)
+    monkeypatch.setattr(newton, "ESTIMATED_LINE_SEARCH_DECREASE", float("inf"))   # exact X~P after one step
+    exact = newton_cg(standardized_design(x, st), Y, 0.05, options=opts)
+    assert exact.passes >= 2 * exact.newton_iterations - 1      # a pass for X~P and one for the gradient a step
+    # large steps need no pass for X~P (this problem's steps get small after two)
+    assert [e["passes"] for e in estimated.history[:2]] == [2, 3]
+    assert [e["passes"] for e in exact.history[:2]] == [2, 4]   # exact from the second step on
+    assert estimated.passes < exact.passes
+    np.testing.assert_allclose(estimated.objective, exact.objective, rtol=1e-7)
+    values = [e["objective"] for e in estimated.history]
+    assert all(b <= a * (1 + 1e-10) for a, b in zip(values, values[1:]))
+
+
+def test_a_step_misled_by_estimated_products_is_undone(monkeypatch):
+    import gan_probe.probe.newton as newton
+
+    x, y = correlated_features(300, 40, seed=26)
+    st, Y = fit_standardizer(x), class_targets(y, np.unique(y))
+    opts = SolverOptions(precondition="none", hessian_precision="bfloat16", hessian_layout="plain", tol=1e-10)
+    reference = newton_cg(standardized_design(x, st), Y, 0.1, options=opts)
+    real_cg = newton._cg
+    monkeypatch.setattr(newton, "_cg", lambda *a, **k: (lambda P, XP, s: (P, 0.2 * XP, s))(*real_cg(*a, **k)))
+    misled = newton_cg(standardized_design(x, st), Y, 0.1, options=opts)   # CG's X~P 5x too short: steps overshoot
+    assert any(e.get("undone") for e in misled.history)
+    values = [e["objective"] for e in misled.history]
+    assert all(b <= a * (1 + 1e-10) for a, b in zip(values, values[1:]))
+    np.testing.assert_allclose(misled.objective, reference.objective, rtol=1e-7)
