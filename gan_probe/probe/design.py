@@ -11,8 +11,9 @@ No standardised copy of a large matrix is made in the storage precision. Rows th
 standardised once and kept (on the GPU when there is one); larger matrices are streamed raw from their
 (memory-mapped) file and the standardisation is folded into the products: ``X~ w = X (w / scale) - mean . (w /
 scale)`` and ``X~^T r = (X^T r - mean * sum(r)) / scale``, with the corrections in float64. On request
-(:meth:`Design.request_shadow`) the first pass also keeps a standardised bfloat16 copy -- half the float32 size
--- for the solver's approximate products.
+(:meth:`Design.request_shadow`) the first pass also keeps a standardised bfloat16 copy -- half the float32 size,
+or on a CPU the float32 size in oneDNN's two packed layouts (:class:`PackedDesign`) -- for the solver's
+approximate products.
 
 The appended constant column ``s`` (``intercept_scaling``, 1 by default) makes the last row of ``W`` the bias,
 penalised like any weight -- exactly liblinear's treatment of the intercept. Products run in the storage
@@ -374,7 +375,8 @@ def packed_design(matrix: torch.Tensor, intercept_scaling: float | None = None,
     """A :class:`PackedDesign` over an in-memory bfloat16 CPU tensor (no standardisation)."""
     builder = PackedRowsBuilder(matrix.shape[1], block_rows)
     builder.add(matrix)
-    row_sq = torch.linalg.vector_norm(matrix, dim=1, dtype=torch.float64) ** 2 + (intercept_scaling or 0.0) ** 2
+    norms = torch.linalg.vector_norm(matrix, dim=1, dtype=torch.float32).to(torch.float64)
+    row_sq = norms ** 2 + (intercept_scaling or 0.0) ** 2
     return PackedDesign(builder.finish(), matrix.shape[0], matrix.shape[1], intercept_scaling, row_sq)
 
 
