@@ -75,8 +75,9 @@ class SolverOptions:
     # precision of the Hessian-vector products inside CG: "storage" (the data's own, float32 for feature
     # stores), "bfloat16" (a standardised bfloat16 copy of the rows, taken during the first pass) or "auto"
     # (bfloat16 for designs of at least LARGE_ELEMENTS entries on a CPU with bfloat16 instructions, when the
-    # copy fits in half the available memory). The objective, the gradient and the line search always use the
-    # data's own precision, so the solution is the same; only the Newton directions are computed more cheaply.
+    # copy fits in half the available memory). The objective and the gradient always use the data's own
+    # precision, so the solution is the same; the Newton directions (and the line searches of large steps, each
+    # confirmed by the exact objective) are computed more cheaply.
     hessian_precision: str = "auto"
     # layout of a bfloat16 copy on a CPU: "packed" (oneDNN's blocked layouts, see gan_probe.probe.packed: about
     # twice as fast for CG's products, twice the memory), "plain", or "auto" (packed where this torch build

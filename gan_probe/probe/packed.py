@@ -3,9 +3,9 @@
 Each conjugate-gradient step of :mod:`gan_probe.probe.newton` reads the bfloat16 copy of the design twice with
 about ten columns, ``X~ p`` and ``X~^T r``. torch's general bfloat16 matrix product runs these shapes far below
 the memory's speed; oneDNN's inner-product kernel, given the matrix once reordered into its own blocked layout,
-runs them about twice as fast (2,048-row blocks of 28,672 features, 10 columns, 2 cores of an AMD EPYC with
-AVX-512 BF16: one step over 20,480 rows in 0.103 s against 0.196 s; 20 columns 0.150 against 0.257 s; the
-sketch's 1,040 columns gain only 8%, being compute-bound either way).
+runs them about twice as fast (``benchmarks/bench_products.py``: 2,048-row blocks of 28,672 features, 2 cores of
+an AMD EPYC with AVX-512 BF16, one step over 20,480 rows with 10 columns in 0.099 s against 0.210 s, with 20
+columns 0.149 against 0.260 s; the sketch's 1,040 columns gain only 8%, being compute-bound either way).
 
 A :class:`PackedBlock` keeps one block of rows in two packed layouts -- as the weight of ``X~ p`` (rows out)
 and, transposed, as the weight of ``X~^T r`` (features out) -- so it takes twice the memory of a plain copy.
