@@ -96,17 +96,8 @@ class Design:
         if self.shadow_dtype is None:
             raise ValueError("no shadow precision requested (call request_shadow first)")
         if self.shadow is None:
-            capture = self._shadow_capture()
-            row_sq = torch.empty(self.n, dtype=torch.float64, device=self.device) if self.row_sq is None else None
-            for s, e, b in self._chunks():
-                standardised = self._standardised(b)
-                capture.add(s, e, standardised)
-                if row_sq is not None:
-                    row_sq[s:e] = torch.linalg.vector_norm(standardised, dim=1).to(torch.float64) ** 2
-            self.passes += 1
-            if row_sq is not None:
-                self.row_sq = row_sq + (self.intercept_scaling or 0.0) ** 2
-            self._set_shadow(capture)
+            # a pass without products takes the copy (and the row norms, if not yet known) like any first pass
+            self.fused(torch.zeros(self.dim, 0, dtype=torch.float64, device=self.device), None)
         return self.shadow
 
     def subset(self, rows: torch.Tensor) -> "Design":
