@@ -5,7 +5,9 @@ Anchor ("PyTorch examples" style): a DataLoader (workers, pinned memory) over th
 converted to a float CHW tensor in [-1, 1]; fp32; ``torch.optim.Adam`` with its defaults; no channels-last, no
 compile; D's real and fake halves backpropagated separately as in the examples.
 Ours: :func:`gan_probe.train.train` -- uint8 images resident on the GPU, bf16 autocast, channels-last, fused
-Adam on CUDA, and with ``--compile`` also ``torch.compile`` of G and D (in the default memory format).
+Adam, and the whole step replayed from a CUDA graph (the default; "eager" is the same loop with
+``cuda_graphs=False``); with ``--compile`` also ``torch.compile`` of G and D (in the default memory format, no
+graph).
 
 Both loops start from the same weights and draw the same batches (``epoch_order``) and latent codes (the
 per-step seeded z), so their loss curves differ only by arithmetic (bf16 vs fp32, kernel choices). GAN training
@@ -31,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from gan_probe.data import load_split
 from gan_probe.models import Discriminator, Generator, preset_config
 from gan_probe.train import TrainConfig, _rng, epoch_order, read_log, train
+from gan_probe.train_step import GanStep, GraphedStep
 
 
 class DecodedImages(Dataset):
@@ -109,7 +112,8 @@ def reference_loop(images: np.ndarray, preset: str, batch_size: int, steps: int,
 
 
 def our_loop(dataset: str, data_root: str | None, preset: str, batch_size: int, steps: int, warmup: int,
-             seed: int, device: torch.device, amp: bool, compile: bool, curve: bool) -> tuple[float, np.ndarray]:
+             seed: int, device: torch.device, amp: bool, compile: bool, curve: bool,
+             cuda_graphs: bool = True) -> tuple[float, np.ndarray]:
     """gan_probe.train.train: (images/s from step ``warmup`` to the end, per-step losses if ``curve``)."""
     with tempfile.TemporaryDirectory() as tmp:
         every = 1 if curve else warmup
@@ -122,6 +126,31 @@ def our_loop(dataset: str, data_root: str | None, preset: str, batch_size: int, 
     rate = batch_size * (steps - warmup) / (by_step[steps]["seconds"] - by_step[warmup]["seconds"])
     losses = np.array([[r["loss_d"], r["loss_g"]] for r in rows]) if curve else np.zeros((0, 2))
     return rate, losses
+
+
+def step_only(preset: str, batch_size: int, device: torch.device, graphs: bool, steps: int = 100) -> float:
+    """images/s of the bare training step (fixed random inputs, no data loading or logging): with a graph this
+    is the GPU's own time per step, the ceiling of the loop; eager, it includes the launch work on the CPU."""
+    cfg = preset_config(preset)
+    torch.manual_seed(0)
+    gen = Generator(cfg).to(device).to(memory_format=torch.channels_last)
+    disc = Discriminator(cfg).to(device).to(memory_format=torch.channels_last)
+    adam = {"lr": 2e-4, "betas": (0.5, 0.999), "fused": True, "capturable": graphs}
+    step = GanStep(gen, disc, torch.optim.Adam(gen.parameters(), **adam), torch.optim.Adam(disc.parameters(), **adam),
+                   loss="bce", amp=True)
+    if graphs:
+        step = GraphedStep(step)
+    real = torch.rand(batch_size, 3, cfg.image_size, cfg.image_size, device=device).mul_(2).sub_(1)
+    real = real.contiguous(memory_format=torch.channels_last)
+    noise = (gen.prior.sample(batch_size, device=device),)
+    for _ in range(10):
+        step(real, noise)
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step(real, noise)
+    sync(device)
+    return batch_size * steps / (time.perf_counter() - t)
 
 
 def main() -> None:
@@ -137,17 +166,22 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="reference DataLoader workers (default 4 on CUDA, 0 on CPU)")
     ap.add_argument("--compile", action="store_true", help="also time our loop with torch.compile")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="let cuDNN time its convolution algorithms (torch.backends.cudnn.benchmark) in every loop, "
+                         "the anchor's included")
     args = ap.parse_args()
     if args.steps % args.warmup:
         ap.error("--warmup must divide --steps (our loop is timed from its log rows)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     device = torch.device(args.device)
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name}, torch {torch.__version__}, dataset {args.dataset}, batch {args.batch_size}, "
-          f"{args.steps} steps (timed after {args.warmup})")
-    header = (f"{'preset':8} {'anchor img/s':>12} {'ours img/s':>11} {'x anchor':>8} "
+          f"{args.steps} steps (timed after {args.warmup}), cudnn.benchmark {args.cudnn_benchmark}")
+    header = (f"{'preset':8} {'anchor img/s':>12} {'eager img/s':>11} {'x anchor':>8} {'graph img/s':>11} "
+              f"{'x anchor':>8} "
               + (f"{'compiled':>9} {'x anchor':>8} " if args.compile else "")
               + f"{'|dD| ours':>10} {'|dG| ours':>10} {'|dD| fp32':>10} {'|dG| fp32':>10}")
     print(header)
@@ -158,12 +192,14 @@ def main() -> None:
                       steps=args.steps, warmup=args.warmup, seed=args.seed, device=device)
         ref_rate, ref_curve = reference_loop(images, preset, args.batch_size, args.steps, args.warmup, args.seed,
                                              device, workers)
+        eager_rate, _ = our_loop(**common, amp=True, compile=False, curve=False, cuda_graphs=False)
         our_rate, _ = our_loop(**common, amp=True, compile=False, curve=False)
         _, our_curve = our_loop(**common, amp=True, compile=False, curve=True)
         _, fp32_curve = our_loop(**common, amp=False, compile=False, curve=True)
         d_ours = np.abs(our_curve - ref_curve).mean(axis=0)
         d_fp32 = np.abs(fp32_curve - ref_curve).mean(axis=0)
-        line = f"{preset:8} {ref_rate:12.1f} {our_rate:11.1f} {our_rate / ref_rate:8.2f} "
+        line = (f"{preset:8} {ref_rate:12.1f} {eager_rate:11.1f} {eager_rate / ref_rate:8.2f} {our_rate:11.1f} "
+                f"{our_rate / ref_rate:8.2f} ")
         if args.compile:
             comp_rate, _ = our_loop(**common, amp=True, compile=True, curve=False)
             line += f"{comp_rate:9.1f} {comp_rate / ref_rate:8.2f} "
@@ -172,8 +208,13 @@ def main() -> None:
         print(f"{'':8} mean loss_d / loss_g over the curve: anchor {ref_curve[:, 0].mean():.4f} / "
               f"{ref_curve[:, 1].mean():.4f}, ours {our_curve[:, 0].mean():.4f} / {our_curve[:, 1].mean():.4f}, "
               f"ours fp32 {fp32_curve[:, 0].mean():.4f} / {fp32_curve[:, 1].mean():.4f}")
+    if device.type == "cuda":
+        for preset in args.presets:
+            eager, graphed = (step_only(preset, args.batch_size, device, graphs) for graphs in (False, True))
+            print(f"{preset:8} bare step (no data, no logging): eager {eager:.1f} img/s, graph replay "
+                  f"{graphed:.1f} img/s ({1e3 * args.batch_size / graphed:.2f} ms of GPU time per step)")
     print("|dD|, |dG|: mean absolute difference per step between a curve and the anchor's (loss_d, loss_g); "
-          "'fp32' is our loop without autocast (rounding-only differences)")
+          "'ours' is the graph-replayed bf16 loop, 'fp32' the same without autocast (rounding-only differences)")
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ from .data.holdout import holdout_split
 from .distributed import DistContext, agree, all_reduce, init_distributed, main_first, main_only
 from .errors import CheckpointError, ConfigError, GanProbeError
 from .models import Discriminator, Generator, ModelConfig, preset_config
-from .models.losses import LOSSES, d_loss, g_loss
+from .models.losses import LOSSES
 from .provenance import provenance
 from .syncbn import convert_sync_batchnorm
+from .train_step import GanStep, GraphedStep, draw_step_noise, graphs_supported
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -74,6 +75,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
     sync_bn: bool = False  # batch norm over the global batch of all ranks (torchrun); a no-op in one process
     compile: bool = False  # torch.compile G and D
+    cuda_graphs: bool = True  # replay the whole step from a CUDA graph (one CUDA process, no compile)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -280,7 +282,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         disc = disc.to(memory_format=torch.channels_last)
     if config.sync_bn:
         gen, disc = convert_sync_batchnorm(gen, device), convert_sync_batchnorm(disc, device)
-    adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), **({"fused": True} if cuda else {})}
+    # the whole step is captured in a CUDA graph where it can be: one process, eager modules
+    use_graphs = config.cuda_graphs and graphs_supported(device) and not ctx.enabled and not config.compile
+    adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), **({"fused": True} if cuda else {}),
+            **({"capturable": True} if use_graphs else {})}
     opt_g, opt_d = torch.optim.Adam(gen.parameters(), **adam), torch.optim.Adam(disc.parameters(), **adam)
     if state is not None:
         opt_g.load_state_dict(state["optimizer_g"])
@@ -296,7 +301,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         ids = {"device_ids": [device.index]} if cuda else {}
         g_step, d_pair = DDP(gen, **ids), DDP(d_pair, **ids)
     if config.compile:
-        g_step, d_pair, d_plain = torch.compile(g_step), torch.compile(d_pair), torch.compile(d_plain)
+        # inductor's own switch of convolutions to channels-last produced a convolution backward whose strides
+        # failed its size/stride assertion (torch 2.11, H200, paper32): keep the layouts of the eager modules
+        compiled = lambda m: torch.compile(m, options={"layout_optimization": False})  # noqa: E731
+        g_step, d_pair, d_plain = compiled(g_step), compiled(d_pair), compiled(d_plain)
 
     data_info = data.describe()
     if "holdout" in data.info:
@@ -309,7 +317,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         remove_stale_temporaries(out, recursive=True)  # what a killed run was writing (checkpoint, samples)
         write_json(out / CONFIG, {"train": config.to_dict(), "model": model_cfg.to_dict(), "data": data_info,
                                   "steps_per_epoch": steps_per_epoch, "total_steps": total,
-                                  "distributed": dist_info,
+                                  "distributed": dist_info, "cuda_graph_step": use_graphs,
                                   "provenance": provenance(device=str(device), seeds={"seed": config.seed})})
 
     main_only(open_run, ctx)
@@ -350,7 +358,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             save_grid(gen(fixed_z()), out / "samples" / f"step_{step:07d}.png")
         gen.train()
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.amp)
+    run_step = GanStep(gen, disc, opt_g, opt_d, loss=config.loss, amp=config.amp, d_pair=d_pair,
+                       g_forward=g_step, d_forward=d_plain, mog_sigma_reg=config.mog_sigma_reg)
+    if use_graphs:
+        run_step = GraphedStep(run_step)
     bar = None
     if progress and ctx.is_main:
         from tqdm.auto import tqdm
@@ -377,28 +388,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             real = to_model_range(images[idx].to(device, non_blocking=True))
             if channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
-            z = step_latent(gen.prior, config.batch_size, _rng(config.seed, 2, step, "cpu"), rows, device)
-
-            with autocast:
-                fake = g_step(z)
-                real_logits, fake_logits = d_pair(real, fake.detach())
-                loss_d = d_loss(config.loss, real_logits, fake_logits)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-
-            disc.requires_grad_(False)  # G's step needs gradients through D, not of D's weights
-            try:
-                with autocast:
-                    fake_logits_g = d_plain(fake)
-                    # zero for priors without parameters: a CPU scalar, added without a host-to-device copy
-                    loss_g = g_loss(config.loss, fake_logits_g) + gen.prior.regularizer(config.mog_sigma_reg)
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-            finally:
-                disc.requires_grad_(True)
-            losses[since] = torch.stack((loss_d.detach().float(), loss_g.detach().float()))
+            noise = draw_step_noise(gen.prior, config.batch_size, _rng(config.seed, 2, step, "cpu"), rows, device)
+            result = run_step(real, noise)
+            loss_d, loss_g = result.loss_d, result.loss_g
+            losses[since] = torch.stack((loss_d.float(), loss_g.float()))
             since += 1
             step += 1
             window_images += config.batch_size
@@ -414,9 +407,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             _check_finite(losses[:since], step, ctx, ckpt_path, saved_step[0])
             since = 0
             if logging:
-                stats = torch.stack((loss_d.detach().float(), loss_g.detach().float(),
-                                     torch.sigmoid(real_logits.detach().float()).mean(),
-                                     torch.sigmoid(fake_logits.detach().float()).mean()))
+                stats = torch.stack((loss_d.float(), loss_g.float(),
+                                     torch.sigmoid(result.real_logits.float()).mean(),
+                                     torch.sigmoid(result.fake_logits.float()).mean()))
                 ld, lg, d_real, d_fake = all_reduce(stats, "mean", ctx).tolist()
                 now = time.perf_counter()
                 last = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss_d": ld, "loss_g": lg,
@@ -451,25 +444,6 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
                        world)
 
 
-def step_latent(prior: nn.Module, batch_size: int, generator: torch.Generator, rows: slice,
-                device: torch.device) -> torch.Tensor:
-    """This rank's latent codes of one step, drawn on the CPU from ``generator`` (the same on every device).
-
-    On CUDA the random numbers go through pinned memory with an asynchronous copy: a plain copy from pageable
-    memory would wait for the GPU to finish the previous step and leave it idle while the next is queued.
-    """
-    def move(t: torch.Tensor) -> torch.Tensor:
-        t = t[rows]
-        if device.type == "cuda":
-            return t.pin_memory().to(device, non_blocking=True)
-        return t.to(device)
-
-    if prior.kind == "mog":  # parameter-free noise on the CPU, the differentiable transform on the device
-        k, eps = prior.draw_noise(batch_size, generator=generator, device="cpu")
-        return prior.transform(move(k), move(eps))
-    return move(prior.sample(batch_size, generator=generator, device="cpu"))
-
-
 def _check_finite(losses: torch.Tensor, step: int, ctx: DistContext, ckpt_path: Path,
                   saved_step: int | None) -> None:
     """Stop every rank with one clear error if any rank saw a NaN/inf loss since the last check.
@@ -502,7 +476,7 @@ def _total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
 
 # options that may change when a run is resumed (they do not define the trajectory on a given machine)
 RUNTIME_OPTIONS = ("epochs", "max_steps", "max_minutes", "device", "data_root", "download", "amp", "sync_bn",
-                   "compile", "log_every", "sample_every", "checkpoint_every")
+                   "compile", "cuda_graphs", "log_every", "sample_every", "checkpoint_every")
 ALWAYS_FROM_CALL = ("epochs", "max_steps", "max_minutes", "device")
 
 

@@ -93,7 +93,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_
     import math
     import re
 
-    import gan_probe.train as training
+    import gan_probe.train_step as training
     from gan_probe.cli import main
 
     real_g_loss, calls = training.g_loss, []

@@ -61,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _opt(o, "--device", "auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda -> cuda:LOCAL_RANK)")
     _opt(o, "--no-amp", False, "disable bf16 autocast on CUDA", action="store_true")
     _opt(o, "--compile", False, "torch.compile the generator and discriminator", action="store_true")
+    _opt(o, "--no-cuda-graphs", False, "run every step eagerly instead of replaying it from a CUDA graph (graphs "
+                                       "are used on one CUDA process without --compile)", action="store_true")
     _opt(o, "--sync-bn", False, "under torchrun: batch-norm statistics over the global batch of all ranks "
                                 "(SyncBatchNorm), so N processes match one process", action="store_true")
     r = p.add_argument_group("run directory")
@@ -76,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _config_field(option: str) -> str:
     if option in MODEL_OPTIONS:
         return "model"
-    return {"no_amp": "amp"}.get(option, option)
+    return {"no_amp": "amp", "no_cuda_graphs": "cuda_graphs"}.get(option, option)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=value("batch_size"), lr=value("lr"), beta1=value("beta1"), epochs=value("epochs"),
         max_steps=value("max_steps"), max_minutes=value("max_minutes"), seed=value("seed"), device=value("device"),
         log_every=value("log_every"), sample_every=value("sample_every"), checkpoint_every=value("checkpoint_every"),
-        amp=not value("no_amp"), sync_bn=value("sync_bn"), compile=value("compile"))
+        amp=not value("no_amp"), sync_bn=value("sync_bn"), compile=value("compile"),
+        cuda_graphs=not value("no_cuda_graphs"))
     config.model_config()  # validate overrides before touching any data
 
     def body(ctx) -> int:

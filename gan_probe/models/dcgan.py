@@ -68,7 +68,10 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.features:
             x = block(x)
-        return self.head(x).flatten()
+        # the head's 4x4 convolution over the last 4x4 map is one dot product per image; written as a matrix
+        # product, since torch.compile's convolution backward for its (B, 1, 1, 1) output failed a stride
+        # assertion (torch 2.11, CUDA)
+        return torch.nn.functional.linear(x.flatten(1), self.head.weight.flatten(1)).flatten()
 
 
 class Generator(nn.Module):
