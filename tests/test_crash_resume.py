@@ -12,7 +12,8 @@ from gan_probe.checkpoint import load_checkpoint
 from gan_probe.train import TrainConfig, train
 
 ARGS = ["--dataset", "digits", "--preset", "small32", "--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32",
-        "--log-every", "1", "--sample-every", "3", "--checkpoint-every", "1", "--no-progress", "--seed", "5"]
+        "--log-every", "1", "--sample-every", "3", "--checkpoint-every", "1", "--no-progress", "--seed", "5",
+        "--device", "cpu"]  # exact resume is a CPU guarantee
 STEPS = 12
 
 
@@ -31,7 +32,7 @@ def _cli(out, *extra):
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after_step, delay):
     reference = train(TrainConfig(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16},
                                   batch_size=32, log_every=1, sample_every=3, checkpoint_every=1, seed=5,
-                                  max_steps=STEPS), tmp_path / "reference")
+                                  max_steps=STEPS, device="cpu"), tmp_path / "reference")
     run = tmp_path / "killed"
     proc = subprocess.Popen(_cli(run), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -62,7 +63,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after_step, del
 
 def test_resume_removes_what_a_kill_mid_write_left(tmp_path):
     cfg = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16}, batch_size=32,
-               checkpoint_every=1, seed=5)
+               checkpoint_every=1, seed=5, device="cpu")
     train(TrainConfig(**cfg, max_steps=2), tmp_path / "run")
     # what a SIGKILL between creating the temporary and renaming it leaves behind
     (tmp_path / "run" / "samples").mkdir(exist_ok=True)
@@ -79,7 +80,7 @@ def test_resume_removes_what_a_kill_mid_write_left(tmp_path):
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     cfg = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16}, batch_size=32,
-               checkpoint_every=1, seed=5)
+               checkpoint_every=1, seed=5, device="cpu")
     train(TrainConfig(**cfg, max_steps=3), tmp_path / "run")
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"\x00" * 100)  # e.g. a disk fault
     resumed = train(TrainConfig(**cfg, max_steps=4), tmp_path / "run", resume=True)
@@ -107,7 +108,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_
     out = tmp_path / "run"
     # checks happen at checkpoints (every 2) and log rows (every 3): step 5's NaN is seen at step 6
     args = ["train", *ARGS[:ARGS.index("--log-every")], "--log-every", "3", "--checkpoint-every", "2",
-            "--sample-every", "100", "--no-progress", "--max-steps", "10", "--out", str(out)]
+            "--sample-every", "100", "--device", "cpu", "--no-progress", "--max-steps", "10", "--out", str(out)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1

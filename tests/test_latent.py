@@ -108,7 +108,8 @@ def test_mog_prior_lives_in_generator_state_and_checkpoint(tmp_path):
 
 TINY = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16, "latent": "mog",
                                                       "mog_components": 5},
-            batch_size=32, log_every=1, sample_every=5, checkpoint_every=5, mog_sigma_reg=0.5)
+            batch_size=32, log_every=1, sample_every=5, checkpoint_every=5, mog_sigma_reg=0.5,
+            device="cpu")  # exact resume is a CPU guarantee (GPU kernels may reduce in any order)
 
 
 def _weights(path):
