@@ -14,8 +14,12 @@ per-step seeded z), so their loss curves differ only by arithmetic (bf16 vs fp32
 amplifies any rounding difference, so a third curve -- our loop in fp32 (``amp=False``) -- shows how far pure
 rounding carries; "match" means the bf16 curve is no further from the anchor than that, or close to it.
 
+On CUDA it also times the bare step (fixed inputs, no data, no logging) eagerly and replayed from its graph: the
+replay's time is the GPU's own time per step, the ceiling of any loop around it.
+
     python benchmarks/bench_train_gpu.py                                  # CUDA: paper32 and dcgan64
     python benchmarks/bench_train_gpu.py --compile --steps 500
+    python benchmarks/bench_train_gpu.py --cudnn-benchmark                # cuDNN picks algorithms by timing
     python benchmarks/bench_train_gpu.py --device cpu --steps 6 --warmup 2 --batch-size 8   # CPU smoke check
 """
 from __future__ import annotations
