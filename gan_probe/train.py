@@ -301,8 +301,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         ids = {"device_ids": [device.index]} if cuda else {}
         g_step, d_pair = DDP(gen, **ids), DDP(d_pair, **ids)
     if config.compile:
-        # inductor's own switch of convolutions to channels-last produced a convolution backward whose strides
-        # failed its size/stride assertion (torch 2.11, H200, paper32): keep the layouts of the eager modules
+        # in the eager modules' memory layouts (inductor's own switch to channels-last is off: the configuration
+        # timed in the README; the stride failure it was first suspected of came from D's head, now a matmul)
         compiled = lambda m: torch.compile(m, options={"layout_optimization": False})  # noqa: E731
         g_step, d_pair, d_plain = compiled(g_step), compiled(d_pair), compiled(d_plain)
 
