@@ -99,6 +99,31 @@ def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
     assert load_split("folder", tmp_path / "p", image_size=5).info["cache_hit"] is False
 
 
+def test_changed_files_replace_their_cache_entry_and_nothing_else(tmp_path):
+    import json
+    import time
+
+    write_images(tmp_path / "p", ["a.png", "b.png"])
+    write_images(tmp_path / "q", ["a.png", "b.png"], seed=1)
+    first = load_split("folder", tmp_path / "p", image_size=6)
+    other_size = load_split("folder", tmp_path / "p", image_size=5)
+    other_folder = load_split("folder", tmp_path / "q", image_size=6)
+    legacy = tmp_path / "cache" / "images" / ("0" * 64 + ".json")  # an entry written before sources were recorded
+    legacy.write_text(json.dumps({"kind": "folder", "base": str(tmp_path / "p"), "image_size": 6}))
+    legacy.with_suffix(".npy").write_bytes(b"x")
+    time.sleep(0.01)
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "p" / "b.png")
+    again = load_split("folder", tmp_path / "p", image_size=6)
+    assert again.info["cache_hit"] is False and int(again.images[1].max()) == 0
+    assert not os.path.exists(first.info["cache"]) and not os.path.exists(first.info["cache"].replace(".npy", ".json"))
+    assert json.loads(open(again.info["cache"].replace(".npy", ".json")).read())["source"]
+    for kept in (other_size, other_folder):
+        assert os.path.isfile(kept.info["cache"])
+    assert legacy.is_file() and legacy.with_suffix(".npy").is_file()
+    np.testing.assert_array_equal(first.images[0], again.images[0])  # the old map stays readable
+    assert load_split("folder", tmp_path / "p", image_size=6).info["cache_hit"] is True
+
+
 def test_parallel_decoding_matches_inline(tmp_path):
     names = [f"{i:02d}.png" for i in range(11)]
     write_images(tmp_path / "p", names, size=(12, 9))

@@ -3,6 +3,9 @@
 The cache folder is ``$GAN_PROBE_CACHE`` or ``~/.cache/gan_probe``; arrays live in its ``images/``
 sub-folder, named by a sha256 key over the source files' relative paths, sizes and modification times plus
 the requested resolution. Files are written atomically, so a crash never leaves a half-written cache entry.
+An entry also records its *source* (:func:`source_id`: the reader, the base folder, the files' relative paths
+and the resolution, without sizes or times); when the same source is decoded again because its files changed,
+the entries it supersedes are deleted, so re-extracted or edited data does not pile up copies in the cache.
 
 >>> from gan_probe.data.files import FileEntry
 >>> k1 = cache_key("folder", [FileEntry("a.png", 10, 1)], 32)
@@ -12,6 +15,7 @@ the requested resolution. Files are written atomically, so a crash never leaves 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -40,6 +44,13 @@ def cache_key(kind: str, entries: Iterable[FileEntry], image_size: int | None, *
                         "extra": extra})
 
 
+def source_id(kind: str, base: str | os.PathLike, entries: Iterable[FileEntry], image_size: int | None) -> str:
+    """What an entry decodes, independent of the files' sizes and times: entries with the same source and
+    different keys are versions of the same data, the newest one superseding the others."""
+    return sha256_json({"kind": kind, "base": str(Path(base).resolve()), "files": [e.relpath for e in entries],
+                        "image_size": image_size})
+
+
 def cache_path(key: str) -> Path:
     return cache_dir() / "images" / f"{key}.npy"
 
@@ -59,11 +70,12 @@ def load_cached(key: str, n: int) -> np.memmap | None:
 
 
 def build_cached(key: str, shape: tuple[int, int, int, int], fill: Callable[[np.ndarray], None],
-                 describe: dict[str, Any] | None = None) -> np.memmap:
+                 describe: dict[str, Any] | None = None, source: str | None = None) -> np.memmap:
     """Create the cache entry ``key`` of ``shape`` by calling ``fill(writable_memmap)``; return it read-only.
 
     The array is written to a temporary file and renamed into place only after ``fill`` returns, so an error
     inside ``fill`` (e.g. an unreadable image) leaves no entry behind. ``describe`` goes to a JSON sidecar.
+    With ``source`` (:func:`source_id`), older entries of the same source are deleted once this one is in place.
     """
     path = cache_path(key)
     try:
@@ -77,11 +89,35 @@ def build_cached(key: str, shape: tuple[int, int, int, int], fill: Callable[[np.
         write_json(path.with_suffix(".json"),
                    {"key": key, "shape": list(shape), "format": CACHE_FORMAT,
                     "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    **(describe or {})})
+                    **(describe or {}), **({"source": source} if source else {})})
     except OSError as exc:
         raise DataError(f"{path}: cannot write the image cache ({exc.strerror or exc}); free space or set "
                         f"GAN_PROBE_CACHE to a writable folder") from None
+    if source:
+        remove_superseded(key, source)
     return np.load(path, mmap_mode="r")
+
+
+def remove_superseded(key: str, source: str) -> list[Path]:
+    """Delete the cache entries other than ``key`` whose sidecar names ``source``; returns the arrays removed.
+
+    A process that still has a removed array memory-mapped keeps reading it (the file goes when it is closed).
+    """
+    removed = []
+    for sidecar in (cache_dir() / "images").glob("*.json"):
+        if sidecar.stem == key:
+            continue
+        try:
+            info = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(info, dict) or info.get("source") != source:
+            continue
+        array = sidecar.with_suffix(".npy")
+        array.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+        removed.append(array)
+    return removed
 
 
 def _umask() -> int:

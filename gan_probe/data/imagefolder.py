@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import ImageSplit
-from .cache import build_cached, cache_key, cache_path, load_cached
+from .cache import build_cached, cache_key, cache_path, load_cached, source_id
 from .decode import decode_into, image_hw
 from .files import IMAGE_EXTENSIONS, FileEntry, require_dir, scan_images, subfolders
 
@@ -65,7 +65,8 @@ def load_files_cached(base: Path, entries: Sequence[FileEntry], image_size: int 
         key, shape,
         lambda out: decode_into(out, paths, image_size, native=native, workers=workers, progress=progress,
                                 desc=desc),
-        describe={"kind": kind, "base": str(base), "n": len(paths), "image_size": image_size})
+        describe={"kind": kind, "base": str(base), "n": len(paths), "image_size": image_size},
+        source=source_id(kind, base, entries, image_size))
     return images, {"cache": str(cache_path(key)), "cache_hit": False}
 
 

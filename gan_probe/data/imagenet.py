@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import ImageSplit
-from .cache import build_cached, cache_key, cache_path, load_cached
+from .cache import build_cached, cache_key, cache_path, load_cached, source_id
 from .cifar10 import chw_rows_to_hwc
 from .files import require_dir, scan_images, stat_entry, subfolders
 from .imagefolder import extensions_text, load_class_folders, load_files_cached
@@ -144,7 +144,8 @@ def load_npz(root: Path, split: str, files: list[Path], image_size: int | None, 
 
         images = build_cached(key, (len(labels), size, size, 3), fill,
                               describe={"kind": "imagenet-npz", "base": str(root), "n": len(labels),
-                                        "image_size": image_size})
+                                        "image_size": image_size},
+                              source=source_id("imagenet-npz", root, entries, image_size))
         hit = False
     else:
         hit = True
