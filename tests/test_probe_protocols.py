@@ -90,6 +90,26 @@ def test_protocol_chooses_the_grid_point_with_the_best_validation_accuracy():
     assert [p["C"] for p in curve] == [1e-5, 1e-3, 1e-1, 10.0]
 
 
+def test_C_patience_stops_the_grid_once_validation_accuracy_stops_improving():
+    x, y = blobs(40, spread=2.5, seed=1)
+    grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    whole = run_protocol(x, y, x, y, ProbeConfig(C_grid=grid, val_size=40, seed=2, device="cpu"))
+    acc = [p["val_accuracy"] for p in whole["C_selection"]["curve"]]
+    best = int(np.argmax(acc))
+    assert best == 3 and max(acc[4:6]) < acc[best]  # the data this test needs: a peak, then two lower values
+    cut = run_protocol(x, y, x, y, ProbeConfig(C_grid=grid, val_size=40, seed=2, device="cpu", C_patience=2))
+    sel = cut["C_selection"]
+    assert sel["curve"] == whole["C_selection"]["curve"][:6]
+    assert sel["skipped"] == [1.0, 10.0] and sel["grid"] == list(grid) and "--C-patience 2" in sel["stopped"]
+    assert [f["C"] for f in cut["fits"]] == [*grid[:6], 1e-3]
+    assert cut["C"] == whole["C"] == 1e-3 and cut["accuracy"] == whole["accuracy"]
+    # the curve starts flat (three ties): ties never count towards the patience, or the cut above would have
+    # stopped at the third C; 4 values below the best never exhaust a patience of 5
+    assert acc[:3] == [acc[0]] * 3
+    longer = run_protocol(x, y, x, y, ProbeConfig(C_grid=grid, val_size=40, seed=2, device="cpu", C_patience=5))
+    assert longer["C_selection"]["curve"] == whole["C_selection"]["curve"] and "skipped" not in longer["C_selection"]
+
+
 # -- protocols ----------------------------------------------------------------------------------------------
 
 def test_full_protocol_with_fixed_C_uses_every_row_and_holds_nothing_out():
@@ -161,6 +181,8 @@ def test_svhn_protocol_adapts_its_default_validation_size_to_small_training_sets
     ({"C_grid": (0.1, -2.0)}, "C must be a positive"),
     ({"labels_per_class": 3, "labels": 30}, "different protocols"),
     ({"draws": 0, "labels_per_class": 2}, "--draws"),
+    ({"C_patience": 0}, "--C-patience must be at least 1"),
+    ({"C_patience": 2, "labels_per_class": 3}, "--C-patience applies to the full-label protocol"),
 ])
 def test_invalid_configurations_are_rejected(kwargs, match):
     x, y = blobs(10)

@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                    "validation split")
     proto.add_argument("--C-grid", default="1e-6,1e-5,1e-4,1e-3,1e-2,0.1,1", metavar="LIST",
                        help="comma-separated C values tried by --C auto")
+    proto.add_argument("--C-patience", type=int, metavar="N",
+                       help="full labels, --C auto: stop going up the grid after N values in a row scored below "
+                            "the best validation accuracy (the rest of the grid is recorded as skipped); unset: "
+                            "fit every C. Large C values are the slowest fits on a CPU")
     proto.add_argument("--labels-per-class", type=int, metavar="K", help="K labelled rows per class per draw")
     proto.add_argument("--labels", type=int, metavar="N", help="SVHN protocol: N labels spread across classes")
     proto.add_argument("--val-size", type=int, metavar="V",
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     options = SolverOptions() if args.tol is None else SolverOptions(tol=args.tol)
     config = ProbeConfig(C=_parse_C(args.C), labels_per_class=args.labels_per_class, labels=args.labels,
                          val_size=args.val_size, draws=args.draws, selection_draws=args.selection_draws,
+                         C_patience=args.C_patience,
                          seed=args.seed, solver=args.solver, device=args.device, method=args.method,
                          options=options)
     grid = _parse_grid(args.C_grid)

@@ -61,6 +61,8 @@ class ProbeConfig:
     val_size: int | None = None
     draws: int | None = None                # default 1 (full) or 10
     selection_draws: int | None = None      # draws scored for C selection (default: all)
+    C_patience: int | None = None           # full labels: stop the grid after this many C values in a row
+    #                                         scored below the best validation accuracy (default: fit all)
     seed: int = 0
     solver: str = "torch"
     device: str = "auto"
@@ -93,6 +95,12 @@ class ProbeConfig:
             raise ConfigError(f"--selection-draws must be between 1 and --draws ({self.n_draws})")
         if self.val_size is not None and self.val_size < 1:
             raise ConfigError(f"--val-size must be positive, got {self.val_size}")
+        if self.C_patience is not None:
+            if self.C_patience < 1:
+                raise ConfigError(f"--C-patience must be at least 1, got {self.C_patience}")
+            if self.protocol != "full":
+                raise ConfigError("--C-patience applies to the full-label protocol (the label-draw protocols fit "
+                                  "small problems; their grids are always fitted whole)")
 
     @property
     def n_draws(self) -> int:
@@ -225,19 +233,37 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
     warm = None
     if not fixed or val is not None:
         problem = _problem(x_train, y_train, rest, standardizer, classes, config, progress)
-        results = []
+        results: list = []
+        scored: list[float] = []
+        patience = config.C_patience if not fixed else None
         for C in _bar(grid, progress, "C grid"):
             res = problem.solve(C)
             results.append(res)
             fits.append({"rows": "train minus validation", **_describe_fit(C, res)})
             if log:
                 log(f"C={C:g}: objective {fits[-1]['objective']:.6g}, {res.seconds:.1f} s")
-        val_scores = _stack_scores(x_train, standardizer, [r.W for r in results], val, config, problem.device,
-                                   "train")
-        val_acc = np.array([[_accuracy(s, classes, y_train[val]) for s in val_scores]])
-        selection = _selection(grid, val_acc, None, fixed, len(val), 1)
+            if patience is not None:  # score as the grid goes, to stop once the curve has turned down
+                s = _stack_scores(x_train, standardizer, [res.W], val, config, problem.device, "train")[0]
+                scored.append(_accuracy(s, classes, y_train[val]))
+                # C values in a row strictly below the best so far (a value that ties the best ends the run)
+                below, best_so_far = 0, -math.inf
+                for value in scored:
+                    below = below + 1 if value < best_so_far else 0
+                    best_so_far = max(best_so_far, value)
+                if below >= patience:
+                    break
+        fitted = grid[:len(results)]
+        if patience is None:
+            val_scores = _stack_scores(x_train, standardizer, [r.W for r in results], val, config,
+                                       problem.device, "train")
+            scored = [_accuracy(s, classes, y_train[val]) for s in val_scores]
+        selection = _selection(fitted, np.array([scored]), None, fixed, len(val), 1)
+        if len(fitted) < len(grid):
+            selection.update({"grid": grid, "skipped": grid[len(fitted):],
+                              "stopped": f"validation accuracy fell below its best for {patience} C values in a "
+                                         f"row (--C-patience {patience}); larger C values were not fitted"})
         chosen = selection["chosen"]
-        warm = results[grid.index(chosen)].W if problem.method == "primal" else None
+        warm = results[fitted.index(chosen)].W if problem.method == "primal" else None
         del problem
     else:
         selection = _selection(grid, np.zeros((1, 1)), None, True, 0, 1)

@@ -78,6 +78,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         best = next(p for p in sel["curve"] if p["C"] == sel["chosen"])
         lines.append(f"C = {result['C']:g} (chosen on {sel['val_size']} validation rows, validation accuracy "
                      f"{pct(best['val_accuracy'])}; grid {', '.join(f'{c:g}' for c in sel['grid'])})")
+        if sel.get("skipped"):
+            lines.append(f"not fitted: C = {', '.join(f'{c:g}' for c in sel['skipped'])} (validation accuracy had "
+                         f"fallen below its best; --C-patience)")
         if sel.get("at_grid_edge"):
             lines.append(f"warning: C = {result['C']:g} is the {sel['at_grid_edge']} value of --C-grid; the best C may "
                          f"lie outside it: extend the grid {'down' if sel['at_grid_edge'] == 'smallest' else 'up'}")
