@@ -29,6 +29,7 @@ def test_default_config_is_digits():
     ("[probe]\ndataset = 'mnist'\n", "[probe].dataset 'mnist': expected one of"),
     ("[probe]\nC = '-1'\n", "[probe].C must be positive"),
     ("[probe]\nprotocols = ['all']\n", "'all' is not one of full, few-labels, svhn"),
+    ("[probe]\nC_patience = -1\n", "[probe].C_patience must be 0 (fit the whole grid) or positive"),
     ("[train]\ncheckpoint = 'missing.pt'\n", "[train].checkpoint missing.pt: file not found"),
     ("train = 3\n", "train: expected a [train] table"),
     ("[train\n", "not valid TOML"),
@@ -85,3 +86,29 @@ def test_skipped_stage_records_reason(tmp_path):
     res = runner.run("fid", {}, lambda: {"_skipped": "no weights"})
     assert res.skipped == "no weights"
     assert StageRunner(tmp_path, log=lambda m: None).run("fid", {}, lambda: 1 / 0).skipped == "no weights"
+
+
+def test_C_patience_enters_the_svm_stage_key_only_when_set():
+    import dataclasses
+
+    from gan_probe.pipeline.config import ProbeSection
+    from gan_probe.pipeline.run import _probe_inputs
+
+    unset = _probe_inputs(ProbeSection())
+    assert "C_patience" not in unset  # stage keys of configurations written before the option are unchanged
+    assert unset == {k: v for k, v in dataclasses.asdict(ProbeSection()).items() if k != "C_patience"}
+    assert _probe_inputs(ProbeSection(C_patience=2))["C_patience"] == 2
+
+
+@pytest.mark.parametrize("protocol,expected", [("full", 2), ("few-labels", None), ("svhn", None)])
+def test_svm_stage_passes_C_patience_to_the_full_label_protocol_only(tmp_path, monkeypatch, protocol, expected):
+    import gan_probe.probe as probe_api
+    from gan_probe.pipeline.config import ProbeSection
+    from gan_probe.pipeline.run import _svm_stage
+
+    seen = {}
+    monkeypatch.setattr(probe_api, "probe_store", lambda root, config, progress=False: seen.setdefault("c", config))
+    monkeypatch.setattr(probe_api, "write_result", lambda path, result: None)
+    _svm_stage("feats", protocol, 5 if protocol == "few-labels" else None, ProbeSection(C_patience=2), 0, "cpu",
+               tmp_path / "r.json", False)()
+    assert seen["c"].C_patience == expected

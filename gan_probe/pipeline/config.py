@@ -61,6 +61,7 @@ class ProbeSection:
     draws: int = 10
     C: str = "auto"
     C_grid: list[float] = field(default_factory=list)
+    C_patience: int = 0  # full labels: stop the C grid after this many values below the best (0: fit it all)
     svhn_labels: int = 1000
     svhn_val_size: int = 10000
     solver: str = "torch"
@@ -224,6 +225,9 @@ def validate(config: PipelineConfig, source: str) -> None:
             raise ConfigError(f"{source}: [probe].C must be \"auto\" or a positive number, got {config.probe.C!r}") from None
         if c <= 0:
             raise ConfigError(f"{source}: [probe].C must be positive, got {c}")
+    if config.probe.C_patience < 0:
+        raise ConfigError(f"{source}: [probe].C_patience must be 0 (fit the whole grid) or positive, got "
+                          f"{config.probe.C_patience}")
     for fmt in config.report.formats:
         if fmt not in ("md", "tex", "csv"):
             raise ConfigError(f"{source}: [report].formats: {fmt!r} is not one of md, tex, csv")

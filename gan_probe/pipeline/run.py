@@ -140,7 +140,7 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
                 name = f"svm-{label}-{protocol}" + (f"-{per_class}" if per_class else "")
                 out_json = root / "results" / f"{name}.json"
                 inputs = {"store": store.key, "protocol": protocol, "labels_per_class": per_class,
-                          "probe": dataclasses.asdict(probe), "seed": seed}
+                          "probe": _probe_inputs(probe), "seed": seed}
                 res = runner.run(name, inputs, _svm_stage(store.outputs["features_dir"], protocol, per_class,
                                                           probe, seed, device, out_json, progress))
                 result_files.append(res.outputs["result_path"])
@@ -182,6 +182,15 @@ def _checkpoint_model(path: str) -> dict[str, Any]:
     return model_config(load_checkpoint(path)).to_dict()
 
 
+def _probe_inputs(probe) -> dict[str, Any]:
+    """The [probe] section as a stage input; C_patience only when set, so that the stages of configurations
+    written before it existed keep their cache keys."""
+    inputs = dataclasses.asdict(probe)
+    if not inputs.get("C_patience"):
+        inputs.pop("C_patience", None)
+    return inputs
+
+
 def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, seed: int, device: str,
                out_json: Path, progress: bool) -> Callable[[], dict[str, Any]]:
     def fn() -> dict[str, Any]:
@@ -192,6 +201,8 @@ def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, s
             kwargs = {"labels_per_class": per_class, "draws": probe.draws}
         elif protocol == "svhn":
             kwargs = {"labels": probe.svhn_labels, "val_size": probe.svhn_val_size, "draws": probe.draws}
+        elif probe.C_patience:
+            kwargs = {"C_patience": probe.C_patience}
         config = ProbeConfig(C=None if probe.C == "auto" else float(probe.C),
                              C_grid=tuple(probe.C_grid) or DEFAULT_C_GRID, seed=seed, solver=probe.solver,
                              device=device, **kwargs)
