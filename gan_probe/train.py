@@ -37,7 +37,7 @@ from .models import Discriminator, Generator, ModelConfig, preset_config
 from .models.losses import LOSSES
 from .provenance import provenance
 from .syncbn import convert_sync_batchnorm
-from .train_step import GanStep, GraphedStep, draw_step_noise, graphs_supported
+from .train_step import DiscriminatorPair, GanStep, GraphedStep, draw_step_noise, graphs_supported
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -193,21 +193,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-class _DiscriminatorPair(nn.Module):
-    """D applied separately to a real and a generated batch in one forward call.
-
-    DistributedDataParallel expects one forward per backward; running D twice inside one forward keeps batch
-    norm's per-batch statistics exactly as in the single-process loop (real and fake never mixed).
-    """
-
-    def __init__(self, disc: Discriminator):
-        super().__init__()
-        self.disc = disc
-
-    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.disc(real), self.disc(fake)
-
-
 def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = False,
           callback: Callable[[int, dict[str, float]], None] | None = None,
           given: Iterable[str] | None = None) -> TrainResult:
@@ -293,7 +278,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
 
     # the callables of the step: DDP wrappers under torchrun; D's use in G's step needs no gradient sync
     g_step: nn.Module = gen
-    d_pair: nn.Module = _DiscriminatorPair(disc)
+    d_pair: nn.Module = DiscriminatorPair(disc)
     d_plain: nn.Module = disc
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP

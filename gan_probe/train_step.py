@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .models import Discriminator
 from .models.losses import d_loss, g_loss
 
 
@@ -58,12 +59,26 @@ def latent_from_noise(prior: nn.Module, noise: tuple[torch.Tensor, ...]) -> torc
     return noise[0]
 
 
+class DiscriminatorPair(nn.Module):
+    """D applied separately to a real and a generated batch in one forward call.
+
+    DistributedDataParallel expects one forward per backward; running D twice inside one forward keeps batch
+    norm's per-batch statistics exactly as in the single-process loop (real and fake never mixed).
+    """
+
+    def __init__(self, disc: Discriminator):
+        super().__init__()
+        self.disc = disc
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.disc(real), self.disc(fake)
+
+
 class GanStep:
     """The eager step: D minimises its loss on (real, G(z).detach()), then G its loss through the updated D.
 
-    ``g_forward``, ``d_pair`` and ``d_forward`` default to ``gen``, ``_DiscriminatorPair(disc)``-like callables
-    and ``disc``; the trainer passes DistributedDataParallel or compiled wrappers instead. ``d_pair(real, fake)``
-    must return D's logits of both batches (D applied to each separately, so batch norm never mixes them).
+    ``g_forward``, ``d_pair`` and ``d_forward`` default to ``gen``, :class:`DiscriminatorPair` ``(disc)`` and
+    ``disc``; the trainer passes DistributedDataParallel or compiled wrappers of them instead.
     """
 
     def __init__(self, gen: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
@@ -73,7 +88,7 @@ class GanStep:
         self.loss, self.mog_sigma_reg = loss, mog_sigma_reg
         self.g_forward = g_forward if g_forward is not None else gen
         self.d_forward = d_forward if d_forward is not None else disc
-        self.d_pair = d_pair if d_pair is not None else (lambda real, fake: (disc(real), disc(fake)))
+        self.d_pair = d_pair if d_pair is not None else DiscriminatorPair(disc)
         device = next(disc.parameters()).device
         self.amp = amp and device.type == "cuda"
         self.autocast_cache = True  # a captured graph needs it off (cached casts would be graph-private)

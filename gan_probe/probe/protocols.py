@@ -236,6 +236,7 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
         results: list = []
         scored: list[float] = []
         patience = config.C_patience if not fixed else None
+        below = 0  # C values in a row strictly below the best so far (a value that ties the best ends the run)
         for C in _bar(grid, progress, "C grid"):
             res = problem.solve(C)
             results.append(res)
@@ -244,12 +245,9 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
                 log(f"C={C:g}: objective {fits[-1]['objective']:.6g}, {res.seconds:.1f} s")
             if patience is not None:  # score as the grid goes, to stop once the curve has turned down
                 s = _stack_scores(x_train, standardizer, [res.W], val, config, problem.device, "train")[0]
-                scored.append(_accuracy(s, classes, y_train[val]))
-                # C values in a row strictly below the best so far (a value that ties the best ends the run)
-                below, best_so_far = 0, -math.inf
-                for value in scored:
-                    below = below + 1 if value < best_so_far else 0
-                    best_so_far = max(best_so_far, value)
+                accuracy = _accuracy(s, classes, y_train[val])
+                below = below + 1 if scored and accuracy < max(scored) else 0
+                scored.append(accuracy)
                 if below >= patience:
                     break
         fitted = grid[:len(results)]
