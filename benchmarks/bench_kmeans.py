@@ -3,7 +3,7 @@
     python benchmarks/bench_kmeans.py --data /tmp/gp_data/cifar10 [--encode-images 2000] [--full]
 
 Data: ``../shared/data/cifar10-train-jpeg.tar.gz`` extracted to ``--data`` (``train/<class>/*.jpg``). Read with
-``load_split("cifar10", ...)``, or with PIL (sorted class folders, sorted files) if that reader is unavailable.
+``load_split("cifar10", ...)``.
 
 Printed, each against an anchor measured in the same run:
 
@@ -36,22 +36,11 @@ from gan_probe.baselines.whitening import fit_zca
 
 
 def load_cifar_jpegs(root: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    try:
-        from gan_probe.data import load_split
+    """The CIFAR-10 training images under ``root`` (official pickles or train/<class>/ image folders)."""
+    from gan_probe.data import load_split
 
-        split = load_split("cifar10", str(root), "train", progress=False)
-        return np.asarray(split.images), split.labels, "gan_probe.data.load_split('cifar10')"
-    except Exception as exc:  # the reader may not be available in this checkout
-        print(f"  (load_split failed: {exc}; reading the JPEGs with PIL)")
-    from PIL import Image
-
-    images, labels = [], []
-    for label, folder in enumerate(sorted(p for p in (root / "train").iterdir() if p.is_dir())):
-        for file in sorted(folder.iterdir()):
-            with Image.open(file) as im:
-                images.append(np.asarray(im.convert("RGB")))
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int64), "PIL"
+    split = load_split("cifar10", str(root), "train", progress=False)
+    return np.asarray(split.images), np.asarray(split.labels), "gan_probe.data.load_split('cifar10')"
 
 
 def plain_encode(images: np.ndarray, d: KMeansDictionary, batch: int = 32) -> np.ndarray:

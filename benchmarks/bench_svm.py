@@ -131,22 +131,11 @@ def cifar_random_d_features(n_per_class: int, ndf: int, archive: Path, seed: int
 
 
 def _read_jpegs(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from gan_probe.data import load_split
+    """The CIFAR-10 training images under ``root`` (official pickles or train/<class>/ image folders)."""
+    from gan_probe.data import load_split
 
-        split = load_split("cifar10", str(root), "train", progress=False)
-        return np.asarray(split.images), np.asarray(split.labels)
-    except Exception as exc:  # noqa: BLE001 - fall back to a plain reader
-        print(f"  (load_split failed: {exc}; reading the JPEGs with PIL)")
-    from PIL import Image
-
-    images, labels = [], []
-    for label, folder in enumerate(sorted(p for p in (root / "train").iterdir() if p.is_dir())):
-        for file in sorted(folder.iterdir()):
-            with Image.open(file) as im:
-                images.append(np.asarray(im.convert("RGB")))
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int64)
+    split = load_split("cifar10", str(root), "train", progress=False)
+    return np.asarray(split.images), np.asarray(split.labels)
 
 
 def load_problem(args):
