@@ -41,6 +41,22 @@ def test_json_result_has_the_documented_fields(tmp_path, capsys):
     assert res["provenance"]["seeds"] == {"seed": 0} and "versions" in res["provenance"]
 
 
+def test_each_fit_of_the_grid_is_logged_as_it_ends(tmp_path, capsys):
+    """A run whose stderr is a file (a batch job) still says how each C went, with the curve's own numbers."""
+    store = make_store(tmp_path / "feats")
+    out = tmp_path / "res.json"
+    assert main(["svm", "--features", str(store), "--C-grid", "0.001,0.1,10", "--val-size", "9",
+                 "--json", str(out)]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    res = json.loads(out.read_text())
+    curve = res["C_selection"]["curve"]
+    assert len(lines) == 4
+    for line, point, fit in zip(lines, curve, res["fits"]):
+        assert line.startswith(f"C={point['C']:g}: validation accuracy {point['val_accuracy']:.2%}, ")
+        assert f"objective {fit['objective']:.6g}, {fit['iterations']} Newton steps, " in line
+    assert lines[3].startswith(f"C={res['C']:g} on all 60 training rows: objective {res['objective']:.6g}")
+
+
 def test_labels_per_class_and_dataset_name(tmp_path):
     store = make_store(tmp_path / "feats", meta={})
     out = tmp_path / "res.json"

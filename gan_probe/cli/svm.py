@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         config.C_grid = grid
     config.validate()
     features = _features_dir(args, progress)
-    result = probe_store(features, config, dataset_name=args.dataset_name, progress=progress)
+    result = probe_store(features, config, dataset_name=args.dataset_name, progress=progress,
+                         log=lambda message: print(message, file=sys.stderr, flush=True))
     for line in summary_lines(result):
         print(line)
     if args.json:

@@ -139,8 +139,9 @@ def is_complete(root: str | os.PathLike) -> bool:
 def load_store(root: str | os.PathLike, mmap: bool = True) -> FeatureStore:
     """Load and validate a feature store (shapes, dtypes, label ranges). Features stay memory-mapped.
 
-    Non-finite values are detected when the probe computes its standardisation statistics (that pass reads
-    every value anyway); see :func:`gan_probe.features.store.check_finite` for an explicit check.
+    Non-finite values are not looked for here: the probe finds the training split's while computing its
+    standardisation statistics (that pass reads every value anyway) and checks the test split with
+    :func:`gan_probe.features.store.check_finite` before it fits anything.
     """
     root = Path(root)
     if not root.is_dir():

@@ -227,6 +227,13 @@ def grid_edge(grid: list[float], best: int) -> str | None:
     return "smallest" if best == 0 else "largest" if best == len(grid) - 1 else None
 
 
+def _fit_summary(res) -> str:
+    """One line on a fit for the run's log: objective, Newton steps, convergence, time."""
+    state = "" if res.converged else ", NOT converged"
+    return (f"objective {float(np.sum(res.objective)):.6g}, {res.newton_iterations} Newton steps{state}, "
+            f"{res.seconds:.1f} s")
+
+
 def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log):
     fixed = config.C is not None
     fits = []
@@ -241,20 +248,17 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
             res = problem.solve(C)
             results.append(res)
             fits.append({"rows": "train minus validation", **_describe_fit(C, res)})
+            # scored as the grid goes (one read of the validation rows), to report it and to stop once the curve
+            # has turned down
+            s = _stack_scores(x_train, standardizer, [res.W], val, config, problem.device, "train")[0]
+            accuracy = _accuracy(s, classes, y_train[val])
             if log:
-                log(f"C={C:g}: objective {fits[-1]['objective']:.6g}, {res.seconds:.1f} s")
-            if patience is not None:  # score as the grid goes, to stop once the curve has turned down
-                s = _stack_scores(x_train, standardizer, [res.W], val, config, problem.device, "train")[0]
-                accuracy = _accuracy(s, classes, y_train[val])
-                below = below + 1 if scored and accuracy < max(scored) else 0
-                scored.append(accuracy)
-                if below >= patience:
-                    break
+                log(f"C={C:g}: validation accuracy {accuracy:.2%}, {_fit_summary(res)}")
+            below = below + 1 if scored and accuracy < max(scored) else 0
+            scored.append(accuracy)
+            if patience is not None and below >= patience:
+                break
         fitted = grid[:len(results)]
-        if patience is None:
-            val_scores = _stack_scores(x_train, standardizer, [r.W for r in results], val, config,
-                                       problem.device, "train")
-            scored = [_accuracy(s, classes, y_train[val]) for s in val_scores]
         selection = _selection(fitted, np.array([scored]), None, fixed, len(val), 1)
         if len(fitted) < len(grid):
             selection.update({"grid": grid, "skipped": grid[len(fitted):],
@@ -269,6 +273,8 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
     problem = _problem(x_train, y_train, None, standardizer, classes, config, progress)
     res = problem.solve(chosen, W0=warm)
     fits.append({"rows": "all training rows", **_describe_fit(chosen, res)})
+    if log:
+        log(f"C={chosen:g} on all {len(y_train)} training rows: {_fit_summary(res)}")
     test_scores = _stack_scores(x_test, standardizer, [res.W], None, config, problem.device, "test")[0]
     acc = _accuracy(test_scores, classes, y_test)
     return {

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import write_json
-from ..features.store import FeatureStore, labels_path, load_store
+from ..features.store import FeatureStore, check_finite, labels_path, load_store
 from ..provenance import provenance
 from .protocols import ProbeConfig, run_protocol
 from .standardize import fit_standardizer
@@ -42,7 +42,8 @@ def probe_store(features: str | os.PathLike | FeatureStore, config: ProbeConfig,
     if not dataset:
         dataset = store.root.name
         notes.append(f"meta.json names no dataset and --dataset-name was not given; using {dataset!r}")
-    standardizer = fit_standardizer(store.train_features, split="train", progress=progress)
+    standardizer = fit_standardizer(store.train_features, split="train", progress=progress)  # checks train too
+    check_finite(store.test_features, "test features")  # before the fits, not after them
     out = run_protocol(store.train_features, store.train_labels, store.test_features, store.test_labels, config,
                        standardizer=standardizer, progress=progress, log=log)
     out["dataset"] = dataset
