@@ -1,6 +1,5 @@
 """Bad inputs: every one gives exit code 2, exactly one stderr line `gan-probe <cmd>: error: ...` naming the file
 or flag, and leaves what was already on disk byte-identical (the table in README.md, "Bad inputs")."""
-import inspect
 import json
 import pickle
 
@@ -8,14 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import gan_probe.cli.svm as svm_cli
 from gan_probe.checkpoint import save_checkpoint
 from gan_probe.cli import main
 from gan_probe.features import load_store, save_store
 from gan_probe.models import Discriminator, Generator, preset_config
 
-SVM_STUB = "not_ready(" in inspect.getsource(svm_cli.run)
-needs_svm = pytest.mark.skipif(SVM_STUB, reason="gan-probe svm is still a stub (not_ready)")
 TINY = ["--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32", "--no-progress"]
 
 
@@ -196,7 +192,6 @@ def _svm(store, *extra, out):
     return ["svm", "--features", store, "--json", out, "--no-progress", "--device", "cpu", *extra]
 
 
-@needs_svm
 def test_store_with_mismatched_rows(tmp_path, capsys):
     store = _store(tmp_path / "feats")
     np.save(store / "train_labels.npy", np.zeros(5, np.int64))  # 6 feature rows, 5 labels
@@ -206,7 +201,6 @@ def test_store_with_mismatched_rows(tmp_path, capsys):
     _fails(capsys, _svm(store, out=result), "train_labels.npy", before=before, roots=[tmp_path])
 
 
-@needs_svm
 def test_store_with_nan_features(tmp_path, capsys):
     store = _store(tmp_path / "feats", nan=True)
     result = tmp_path / "svm.json"
@@ -215,7 +209,6 @@ def test_store_with_nan_features(tmp_path, capsys):
     _fails(capsys, _svm(store, out=result), "train", "row 3", before=before, roots=[tmp_path])
 
 
-@needs_svm
 def test_non_positive_C(tmp_path, capsys):
     store = _store(tmp_path / "feats")
     result = tmp_path / "svm.json"
@@ -224,7 +217,6 @@ def test_non_positive_C(tmp_path, capsys):
     _fails(capsys, _svm(store, "--C", "0", out=result), "--C", before=before, roots=[tmp_path])
 
 
-@needs_svm
 def test_more_labels_per_class_than_exist(tmp_path, capsys):
     store = _store(tmp_path / "feats")  # 3 training images per class
     result = tmp_path / "svm.json"

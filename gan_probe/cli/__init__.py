@@ -62,9 +62,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gan-probe {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def not_ready(command: str, issue: str) -> int:
-    """Used by commands whose implementation has not landed yet."""
-    print(f"gan-probe {command}: not implemented yet ({issue}); no output was written", file=sys.stderr)
-    return 3

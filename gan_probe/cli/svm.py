@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 
 from ..errors import ConfigError
@@ -52,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     solver.add_argument("--tol", type=float, default=None,
                         help="torch solver: stop when a Newton step lowers the objective by less than this "
                              "fraction; unset: 1e-6")
-    parser.add_argument("--json", metavar="OUT", help="write the result object here (atomically)")
+    parser.add_argument("--json", metavar="OUT",
+                        help="write the result object here (atomically); until then each C's fit of the full-label "
+                             "protocol is kept in OUT.fits/, from which a rerun of an interrupted command resumes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -96,6 +99,7 @@ def _features_dir(args: argparse.Namespace, progress: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..probe import ProbeConfig, SolverOptions, probe_store, summary_lines, write_result
+    from ..probe.resume import fits_dir
 
     progress = not args.no_progress and sys.stderr.isatty()
     options = SolverOptions() if args.tol is None else SolverOptions(tol=args.tol)
@@ -109,11 +113,19 @@ def run(args: argparse.Namespace) -> int:
         config.C_grid = grid
     config.validate()
     features = _features_dir(args, progress)
-    result = probe_store(features, config, dataset_name=args.dataset_name, progress=progress,
-                         log=lambda message: print(message, file=sys.stderr, flush=True))
+    resume_dir = fits_dir(args.json) if args.json else None
+    try:
+        result = probe_store(features, config, dataset_name=args.dataset_name, progress=progress,
+                             log=lambda message: print(message, file=sys.stderr, flush=True), resume_dir=resume_dir)
+    except KeyboardInterrupt:
+        if resume_dir is not None and any(resume_dir.glob("C=*.pt")):
+            print(f"gan-probe svm: the C values fitted so far are kept in {resume_dir}; the same command resumes "
+                  "after them", file=sys.stderr)
+        raise
     for line in summary_lines(result):
         print(line)
     if args.json:
         write_result(args.json, result)
         print(f"wrote {args.json}")
+        shutil.rmtree(resume_dir, ignore_errors=True)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -195,6 +196,7 @@ def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, s
                out_json: Path, progress: bool) -> Callable[[], dict[str, Any]]:
     def fn() -> dict[str, Any]:
         from ..probe import DEFAULT_C_GRID, ProbeConfig, probe_store, write_result
+        from ..probe.resume import fits_dir
 
         kwargs: dict[str, Any] = {}
         if protocol == "few-labels":
@@ -207,7 +209,9 @@ def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, s
                              C_grid=tuple(probe.C_grid) or DEFAULT_C_GRID, seed=seed, solver=probe.solver,
                              device=device, **kwargs)
         config.validate()
-        write_result(out_json, probe_store(features_dir, config, progress=progress))
+        resume_dir = fits_dir(out_json)
+        write_result(out_json, probe_store(features_dir, config, progress=progress, resume_dir=resume_dir))
+        shutil.rmtree(resume_dir, ignore_errors=True)
         return {"result_path": str(out_json)}
     return fn
 

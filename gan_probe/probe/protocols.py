@@ -30,6 +30,7 @@ chunked float64 pass that also rejects NaN/infinity; the test split never contri
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -40,6 +41,7 @@ import torch
 from ..errors import ConfigError
 from .labels import per_class_draw, spread_draw, stratified_holdout
 from .newton import SolverOptions
+from .resume import GridFits, digest
 from .standardize import Standardizer, fit_standardizer
 from .svm import TrainingProblem, check_C, predict_from_scores, scores
 
@@ -152,8 +154,13 @@ def _describe_fit(C: float, res, seconds: float | None = None) -> dict[str, Any]
 
 def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                  config: ProbeConfig, standardizer: Standardizer | None = None, progress: bool = False,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None, resume_dir: str | os.PathLike | None = None
+                 ) -> dict[str, Any]:
     """Run one protocol on train/test feature matrices and labels; returns the result fields as a dict.
+
+    With ``resume_dir`` the full-label protocol keeps each C's fit there as it ends and reuses the fits a previous,
+    interrupted run on the same inputs left (see :mod:`gan_probe.probe.resume`); the caller removes the directory
+    once the result is written.
 
     Accuracies are fractions in [0, 1]. The dict holds ``protocol, accuracy, accuracy_std, error, error_std,
     C, C_selection, n_train, n_val, n_test, n_features, draws, per_draw (= accuracies, one per draw),
@@ -177,8 +184,12 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
         rest, val = stratified_holdout(y_train, val_size, config.seed)
     grid = sorted(set(config.C_grid)) if config.C is None else [float(config.C)]
     protocol = config.protocol
-    runner = _run_full if protocol == "full" else _run_draws
-    out = runner(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log)
+    if protocol == "full":
+        out = _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress,
+                        log, resume_dir)
+    else:
+        out = _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid,
+                         progress, log)
     out.update({
         "protocol": protocol,
         "n_val": 0 if val is None else int(len(val)),
@@ -234,38 +245,62 @@ def _fit_summary(res) -> str:
             f"{res.seconds:.1f} s")
 
 
-def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log):
+def _grid_fits(resume_dir, problem, config: ProbeConfig, standardizer: Standardizer, y_train, rest, val):
+    """The saved fits of this grid (see :mod:`gan_probe.probe.resume`), keyed by all they depend on."""
+    if resume_dir is None:
+        return None
+    key = {"rows": digest(rest, y_train[rest]), "validation": digest(val, None if val is None else y_train[val]),
+           "standardization": digest(standardizer.mean, standardizer.scale), "n_features": standardizer.dim,
+           "solver": config.solver, "method": problem.method, "device": str(problem.device),
+           "intercept_scaling": config.intercept_scaling, "options": asdict(config.options)}
+    return GridFits(resume_dir, key)
+
+
+def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress, log,
+              resume_dir=None):
     fixed = config.C is not None
     fits = []
     warm = None
     if not fixed or val is not None:
         problem = _problem(x_train, y_train, rest, standardizer, classes, config, progress)
-        results: list = []
+        saved_fits = _grid_fits(resume_dir, problem, config, standardizer, y_train, rest, val)
+        weights: list = []
         scored: list[float] = []
         patience = config.C_patience if not fixed else None
         below = 0  # C values in a row strictly below the best so far (a value that ties the best ends the run)
+        resumed = False  # the previous C came from disk: the solver has no solution of its own to start from
         for C in _bar(grid, progress, "C grid"):
-            res = problem.solve(C)
-            results.append(res)
-            fits.append({"rows": "train minus validation", **_describe_fit(C, res)})
-            # scored as the grid goes (one read of the validation rows), to report it and to stop once the curve
-            # has turned down
-            s = _stack_scores(x_train, standardizer, [res.W], val, config, problem.device, "train")[0]
-            accuracy = _accuracy(s, classes, y_train[val])
+            saved = saved_fits.load(C) if saved_fits is not None else None
+            if saved is not None:
+                W, fit, accuracy = saved["W"], {**saved["fit"], "resumed": True}, saved["val_accuracy"]
+                how = f"resumed from {saved_fits.directory}"
+            else:
+                res = problem.solve(C, W0=weights[-1] if resumed else None)
+                W, fit = res.W, {"rows": "train minus validation", **_describe_fit(C, res)}
+                # scored as the grid goes (one read of the validation rows), to report it and to stop once the
+                # curve has turned down
+                s = _stack_scores(x_train, standardizer, [W], val, config, problem.device, "train")[0]
+                accuracy = _accuracy(s, classes, y_train[val])
+                if saved_fits is not None:
+                    saved_fits.save(C, W, fit, accuracy)
+                how = _fit_summary(res)
+            resumed = saved is not None
+            weights.append(W)
+            fits.append(fit)
             if log:
-                log(f"C={C:g}: validation accuracy {accuracy:.2%}, {_fit_summary(res)}")
+                log(f"C={C:g}: validation accuracy {accuracy:.2%}, {how}")
             below = below + 1 if scored and accuracy < max(scored) else 0
             scored.append(accuracy)
             if patience is not None and below >= patience:
                 break
-        fitted = grid[:len(results)]
+        fitted = grid[:len(weights)]
         selection = _selection(fitted, np.array([scored]), None, fixed, len(val), 1)
         if len(fitted) < len(grid):
             selection.update({"grid": grid, "skipped": grid[len(fitted):],
                               "stopped": f"validation accuracy fell below its best for {patience} C values in a "
                                          f"row (--C-patience {patience}); larger C values were not fitted"})
         chosen = selection["chosen"]
-        warm = results[fitted.index(chosen)].W if problem.method == "primal" else None
+        warm = weights[fitted.index(chosen)] if problem.method == "primal" else None
         del problem
     else:
         selection = _selection(grid, np.zeros((1, 1)), None, True, 0, 1)

@@ -34,8 +34,10 @@ HEADLINE = ("dataset", "protocol", "accuracy", "accuracy_std", "error", "error_s
 
 
 def probe_store(features: str | os.PathLike | FeatureStore, config: ProbeConfig, dataset_name: str | None = None,
-                progress: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run ``config``'s protocol on a feature store (a directory or a loaded :class:`FeatureStore`)."""
+                progress: bool = False, log: Callable[[str], None] | None = None,
+                resume_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run ``config``'s protocol on a feature store (a directory or a loaded :class:`FeatureStore`);
+    ``resume_dir``: see :func:`gan_probe.probe.protocols.run_protocol`."""
     store = features if isinstance(features, FeatureStore) else load_store(features)
     notes = []
     dataset = dataset_name or store.meta.get("dataset")
@@ -45,7 +47,7 @@ def probe_store(features: str | os.PathLike | FeatureStore, config: ProbeConfig,
     standardizer = fit_standardizer(store.train_features, split="train", progress=progress)  # checks train too
     check_finite(store.test_features, "test features")  # before the fits, not after them
     out = run_protocol(store.train_features, store.train_labels, store.test_features, store.test_labels, config,
-                       standardizer=standardizer, progress=progress, log=log)
+                       standardizer=standardizer, progress=progress, log=log, resume_dir=resume_dir)
     out["dataset"] = dataset
     notes += out.pop("notes", [])
     result: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
