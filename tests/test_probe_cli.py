@@ -105,7 +105,7 @@ def test_nan_features_name_the_split_and_row(tmp_path, capsys, split):
     x[13, 2] = np.nan
     np.save(features_path(store, split), x)
     err = run_error(["svm", "--features", str(store), "--C", "1"], capsys)
-    assert f"{split} features" in err and "row 13" in err
+    assert f"{split} features: non-finite value (nan) in row 13, column 2" in err
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -177,10 +177,12 @@ def load_store(root: str | os.PathLike, mmap: bool = True) -> FeatureStore:
 
 
 def check_finite(x: np.ndarray, name: str = "features", chunk_rows: int = 4096) -> None:
-    """Raise FeatureStoreError naming the first row that holds a NaN or infinity."""
+    """Raise FeatureStoreError naming the first row (and its column) that holds a NaN or infinity."""
     for start in range(0, len(x), chunk_rows):
         block = np.asarray(x[start:start + chunk_rows])
         bad = ~np.isfinite(block).all(axis=1)
         if bad.any():
-            row = start + int(np.argmax(bad))
-            raise FeatureStoreError(f"{name}: non-finite value (NaN or inf) in row {row}")
+            local = int(np.argmax(bad))
+            col = int(np.argmax(~np.isfinite(block[local])))
+            raise FeatureStoreError(f"{name}: non-finite value ({block[local, col]}) in row {start + local}, column "
+                                    f"{col}; the feature extractor produced NaN or infinity")
