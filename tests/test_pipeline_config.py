@@ -107,7 +107,7 @@ def test_svm_stage_passes_C_patience_to_the_full_label_protocol_only(tmp_path, m
     from gan_probe.pipeline.run import _svm_stage
 
     seen = {}
-    monkeypatch.setattr(probe_api, "probe_store", lambda root, config, progress=False: seen.setdefault("c", config))
+    monkeypatch.setattr(probe_api, "probe_store", lambda root, config, **kwargs: seen.setdefault("c", config))
     monkeypatch.setattr(probe_api, "write_result", lambda path, result: None)
     _svm_stage("feats", protocol, 5 if protocol == "few-labels" else None, ProbeSection(C_patience=2), 0, "cpu",
                tmp_path / "r.json", False)()

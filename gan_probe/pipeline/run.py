@@ -143,7 +143,8 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
                 inputs = {"store": store.key, "protocol": protocol, "labels_per_class": per_class,
                           "probe": _probe_inputs(probe), "seed": seed}
                 res = runner.run(name, inputs, _svm_stage(store.outputs["features_dir"], protocol, per_class,
-                                                          probe, seed, device, out_json, progress))
+                                                          probe, seed, device, out_json, progress,
+                                                          lambda message, name=name: log(f"[{name}] {message}")))
                 result_files.append(res.outputs["result_path"])
 
     # 4. sample quality
@@ -193,7 +194,8 @@ def _probe_inputs(probe) -> dict[str, Any]:
 
 
 def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, seed: int, device: str,
-               out_json: Path, progress: bool) -> Callable[[], dict[str, Any]]:
+               out_json: Path, progress: bool, log: Callable[[str], None] | None = None
+               ) -> Callable[[], dict[str, Any]]:
     def fn() -> dict[str, Any]:
         from ..probe import DEFAULT_C_GRID, ProbeConfig, probe_store, write_result
         from ..probe.resume import fits_dir
@@ -210,7 +212,7 @@ def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, s
                              device=device, **kwargs)
         config.validate()
         resume_dir = fits_dir(out_json)
-        write_result(out_json, probe_store(features_dir, config, progress=progress, resume_dir=resume_dir))
+        write_result(out_json, probe_store(features_dir, config, progress=progress, log=log, resume_dir=resume_dir))
         shutil.rmtree(resume_dir, ignore_errors=True)
         return {"result_path": str(out_json)}
     return fn
