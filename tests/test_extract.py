@@ -9,6 +9,7 @@ from gan_probe.cli import main
 from gan_probe.errors import CheckpointError, ConfigError, FeatureStoreError
 from gan_probe.features import ExtractOptions, extract_features, load_store, pooled_features
 from gan_probe.features.batchnorm import recompute_batchnorm
+from gan_probe.features.extract import _write_split as ORIGINAL_WRITE_SPLIT
 from gan_probe.models import Discriminator, Generator, preset_config
 from gan_probe.train import to_model_range
 
@@ -127,3 +128,55 @@ def test_random_init_copies_a_checkpoints_architecture(tmp_path):
     assert meta["architecture_of"] == str(ckpt)
     with pytest.raises(ConfigError, match="--random-init nothing"):
         extract_features(random_init="nothing", dataset="digits", out=tmp_path / "x")
+
+
+def _interrupt_at_split(monkeypatch, which):
+    """Make the extraction stop with KeyboardInterrupt when it starts writing split ``which`` (None: never);
+    returns the list of splits written."""
+    import gan_probe.features.extract as ex
+
+    real, written = ORIGINAL_WRITE_SPLIT, []
+
+    def write(disc, split, root, name, *args, **kwargs):
+        if name == which:
+            raise KeyboardInterrupt
+        written.append(name)
+        return real(disc, split, root, name, *args, **kwargs)
+
+    monkeypatch.setattr(ex, "_write_split", write)
+    return written
+
+
+def test_an_interrupted_extraction_resumes_with_its_finished_split_and_batchnorm(tmp_path, monkeypatch):
+    import gan_probe.features.extract as ex
+
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    whole = extract_features(ckpt, "digits", out=tmp_path / "whole", batch_size=64)
+    _interrupt_at_split(monkeypatch, "test")
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64)
+    assert (tmp_path / "f" / "train_labels.npy").is_file() and not (tmp_path / "f" / "meta.json").exists()
+
+    written = _interrupt_at_split(monkeypatch, None)
+    recomputed = []
+    monkeypatch.setattr(ex, "_recompute_batchnorm", lambda *a, **k: recomputed.append(1) or 0)
+    root = extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64)
+    assert written == ["test"] and recomputed == []
+    a, b = load_store(whole), load_store(root)
+    for part in ("train_features", "train_labels", "test_features", "test_labels"):
+        assert np.array_equal(getattr(a, part), getattr(b, part)), part
+    assert b.meta["resumed"]["splits"] == ["train"] and b.meta["resumed"]["batchnorm"]
+    assert b.meta["batchnorm_batches"] == a.meta["batchnorm_batches"] and "resumed" not in a.meta
+    assert sorted(p.name for p in root.iterdir()) == ["meta.json", "test_features.npy", "test_labels.npy",
+                                                       "train_features.npy", "train_labels.npy"]
+
+
+def test_an_interrupted_extraction_of_other_inputs_is_not_reused(tmp_path, monkeypatch):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    _interrupt_at_split(monkeypatch, "test")
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64, layers=(2,))
+    written = _interrupt_at_split(monkeypatch, None)
+    root = extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64, layers=(1, 2))
+    assert written == ["train", "test"] and "resumed" not in load_store(root).meta
+    assert load_store(root).meta["layers"] == [1, 2]

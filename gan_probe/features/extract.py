@@ -9,10 +9,17 @@ rank 0 gathers one batch per rank per round, which restores the original row ord
 store. The batch-norm re-estimation is sharded the same way: each rank averages the per-batch statistics of
 its batches and a weighted all-reduce gives the average over all batches, the single-process result up to
 float rounding. The resulting store (features, labels) is the one a single process writes.
+
+An interrupted extraction resumes: until ``meta.json`` marks the store complete, ``ROOT/.partial/`` holds the
+extraction's key and the re-estimated batch-norm statistics, and a split whose labels file exists is finished
+(both files of a split are written atomically, the labels last). A rerun with the same key reuses those and
+computes only what is missing; a rerun with another key starts over.
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..atomic import remove_stale_temporaries
+from ..atomic import atomic_write, remove_stale_temporaries, write_json
 from ..data.cache import cache_dir
 from ..checkpoint import load_models
 from ..data import ImageSplit, load_split
@@ -31,9 +38,10 @@ from ..models import PRESETS, Discriminator, preset_config
 from ..provenance import provenance, sha256_file, sha256_json
 from .batchnorm import recompute_batchnorm
 from .pooling import layer_dims, pooled_features, select_layers
-from .store import MatrixWriter, is_complete, write_labels, write_meta
+from .store import SPLITS, MatrixWriter, features_path, is_complete, labels_path, write_labels, write_meta
 
 FORMAT = "gan-probe-features"
+PARTIAL = ".partial"  # ROOT/.partial/: key.json and batchnorm.pt of an extraction not finished yet
 BN_MODES = ("recompute", "checkpoint")
 
 
@@ -123,11 +131,11 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
                        "test": test.checksum})
     root = Path(out) if out is not None else cache_dir() / "features" / key[:24]
 
-    def open_store() -> bool:  # rank 0: True when the finished store is already there
+    def open_store() -> dict | None:  # rank 0: None when the finished store is already there
         if is_complete(root):
             existing = _read_key(root)
             if existing == key:
-                return True
+                return None
             raise FeatureStoreError(f"{root}: holds features of other inputs (key {str(existing)[:12]}); choose "
                                     f"another --out or remove it")
         for split in (train, test):
@@ -136,21 +144,31 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
                                   f"needs labels")
         root.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(root)  # what an interrupted extraction was writing (gigabytes at paper scale)
-        return False
+        return _resume_state(root, key)
 
-    if main_only(open_store, ctx):
+    state = main_only(open_store, ctx)
+    if state is None:
         return root
 
     disc = disc.to(dev)
     t0 = time.perf_counter()
-    bn_batches = 0
+    bn_batches, bn_resumed = 0, False
     if options.bn == "recompute":
-        bn_batches = _recompute_batchnorm(disc, train.images, options.batch_size, dev, progress, ctx)
+        saved = main_only(lambda: _load_batchnorm(root) if state["batchnorm"] else None, ctx)
+        if saved is not None:
+            for name, value in saved["buffers"].items():
+                disc.get_buffer(name).copy_(value.to(dev))
+            bn_batches, bn_resumed = int(saved["batches"]), True
+        else:
+            bn_batches = _recompute_batchnorm(disc, train.images, options.batch_size, dev, progress, ctx)
+            buffers = {name: b.detach().cpu().clone() for name, b in disc.named_buffers()}
+            main_only(lambda: _save_batchnorm(root, buffers, bn_batches), ctx)
     disc.eval()
     dims = layer_dims(disc, options.grid, layers)
     for split in (train, test):
-        _write_split(disc, split, root, "train" if split is train else "test", options, layers, sum(dims), dev,
-                     progress, ctx)
+        name = "train" if split is train else "test"
+        if name not in state["done"]:
+            _write_split(disc, split, root, name, options, layers, sum(dims), dev, progress, ctx)
     seconds = time.perf_counter() - t0
     names = [f"conv{i + 1}" for i in layers]
     meta = {
@@ -169,8 +187,14 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
         "ranks": ctx.world_size,
         "provenance": provenance(device=str(dev), seeds={"init_seed": seed} if random_init else None),
     }
+    if state["done"] or bn_resumed:
+        meta["resumed"] = {"splits": list(state["done"]), "batchnorm": bn_resumed,
+                           "note": "an interrupted extraction with the same key had finished these; 'seconds' "
+                                   "counts this run only"}
+
     def finish() -> None:
         write_meta(root, meta)
+        shutil.rmtree(root / PARTIAL, ignore_errors=True)
 
     main_only(finish, ctx)  # every rank returns once the store is complete
     return root
@@ -204,9 +228,37 @@ def _recompute_batchnorm(disc: Discriminator, images: np.ndarray, batch_size: in
     return total
 
 
-def _read_key(root: Path) -> str | None:
-    import json
+def _resume_state(root: Path, key: str) -> dict:
+    """What an interrupted extraction with this ``key`` left in ``root``: finished splits and batch-norm statistics.
+    Files of an extraction with another key (or none recorded) are deleted and the key recorded."""
+    partial = root / PARTIAL
+    try:
+        previous = json.loads((partial / "key.json").read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous != key:
+        for split in SPLITS:
+            labels_path(root, split).unlink(missing_ok=True)
+            features_path(root, split).unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        write_json(partial / "key.json", {"key": key})
+        return {"done": [], "batchnorm": False}
+    done = [s for s in SPLITS if labels_path(root, s).is_file() and features_path(root, s).is_file()]
+    return {"done": done, "batchnorm": (partial / "batchnorm.pt").is_file()}
 
+
+def _save_batchnorm(root: Path, buffers: dict, batches: int) -> None:
+    atomic_write(root / PARTIAL / "batchnorm.pt", lambda tmp: torch.save({"buffers": buffers, "batches": batches}, tmp))
+
+
+def _load_batchnorm(root: Path) -> dict | None:
+    try:
+        return torch.load(root / PARTIAL / "batchnorm.pt", map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - damaged: re-estimate
+        return None
+
+
+def _read_key(root: Path) -> str | None:
     try:
         return json.loads((root / "meta.json").read_text()).get("key")
     except (OSError, ValueError):
