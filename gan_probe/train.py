@@ -240,7 +240,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     local_batch = config.batch_size // world
     model_cfg = config.model_config()
     data = main_first(lambda: load_split(config.dataset, config.data_root, config.split,
-                                         image_size=model_cfg.image_size, download=config.download), ctx)
+                                         image_size=model_cfg.image_size, download=config.download,
+                                         progress=progress and ctx.is_main), ctx)
     if config.holdout is not None:  # train only on what the probe's --holdout keeps for training
         data, _ = holdout_split(data, config.holdout, config.holdout_seed)
     n = len(data)

@@ -180,3 +180,22 @@ def test_an_interrupted_extraction_of_other_inputs_is_not_reused(tmp_path, monke
     root = extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=64, layers=(1, 2))
     assert written == ["train", "test"] and "resumed" not in load_store(root).meta
     assert load_store(root).meta["layers"] == [1, 2]
+
+
+def test_no_progress_also_silences_the_decoding_bar(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / "c10" / "train" / c).mkdir(parents=True)
+        for i in range(6):
+            image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / "c10" / "train" / c / f"{i}.png")
+    argv = ["extract", "--random-init", "small32", "--dataset", "cifar10", "--data-root", str(tmp_path / "c10"),
+            "--holdout", "4", "--layers", "2", "--batch-size", "4"]
+    assert main([*argv, "--no-progress", "--out", str(tmp_path / "a")]) == 0
+    assert "decoding" not in capsys.readouterr().err
+    monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / "cache2"))   # decode again, with bars this time
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert "decoding cifar10 train" in capsys.readouterr().err

@@ -66,14 +66,18 @@ class ExtractOptions:
 
 
 def load_probe_splits(dataset: str, data_root: str | os.PathLike | None, image_size: int | None,
-                      options: ExtractOptions, download: bool = False) -> tuple[ImageSplit, ImageSplit]:
-    """The (train, test) splits a probe uses, with ``holdout`` carving the test set out of the train split."""
-    train = load_split(dataset, data_root, options.train_split, image_size=image_size, download=download)
+                      options: ExtractOptions, download: bool = False, progress: bool | None = None
+                      ) -> tuple[ImageSplit, ImageSplit]:
+    """The (train, test) splits a probe uses, with ``holdout`` carving the test set out of the train split;
+    ``progress``: decoding bars (None: :func:`gan_probe.data.default_progress`)."""
+    train = load_split(dataset, data_root, options.train_split, image_size=image_size, download=download,
+                       progress=progress)
     if options.holdout:
         from ..data.holdout import holdout_split
 
         return holdout_split(train, options.holdout, options.holdout_seed)
-    test = load_split(dataset, data_root, options.test_split, image_size=image_size, download=download)
+    test = load_split(dataset, data_root, options.test_split, image_size=image_size, download=download,
+                      progress=progress)
     return train, test
 
 
@@ -125,7 +129,7 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
                   "architecture_of": None if random_init in PRESETS else str(random_init)}
     layers = select_layers(disc, options.layers)
     train, test = main_first(lambda: load_probe_splits(dataset, data_root, model_cfg["image_size"], options,
-                                                       download), ctx)
+                                                       download, progress and ctx.is_main), ctx)
     key = sha256_json({"format": FORMAT, "version": 1, "source": source.get("checkpoint_sha256") or source,
                        "model": model_cfg, "options": asdict(options), "train": train.checksum,
                        "test": test.checksum})

@@ -103,7 +103,8 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
         if "v" not in splits_cache:
             from ..features import load_probe_splits
 
-            splits_cache["v"] = load_probe_splits(probe.dataset, probe.data_root or None, None, options)
+            splits_cache["v"] = load_probe_splits(probe.dataset, probe.data_root or None, None, options,
+                                                  progress=progress)
         return splits_cache["v"]
 
     if config.baselines.pixels:
