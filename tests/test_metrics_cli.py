@@ -89,3 +89,18 @@ def test_fid_argument_errors(files, capsys):
     assert main(["fid", str(files / "imgs.npz"), str(files / "imgs.npz"), "--save-stats", "x.npz"]) == 2
     assert main(["fid", "dataset:", str(files / "imgs.npz")]) == 2
     assert "dataset:NAME" in capsys.readouterr().err
+
+
+def test_no_progress_also_silences_an_image_folders_decoding_bar(files, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    base = ["inception-score", "--images", str(tmp_path / "imgs"), "--weights", str(files / "w.pth"), "--splits", "2",
+            "--batch-size", "4", "--device", "cpu"]
+    for cache, extra, bar in (("c1", ["--no-progress"], False), ("c2", [], True)):
+        monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / cache))   # decoded afresh each time
+        assert main([*base, *extra]) == 0
+        assert ("decoding" in capsys.readouterr().err) is bar

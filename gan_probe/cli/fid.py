@@ -58,7 +58,8 @@ def _fid(args: argparse.Namespace, ctx) -> int:
     from ..provenance import provenance
 
     device = ctx.device
-    opened = [parse_source(s, samples=args.samples, seed=args.seed, device=device, allow_stats=not args.save_stats)
+    opened = [parse_source(s, samples=args.samples, seed=args.seed, device=device, allow_stats=not args.save_stats,
+                           progress=not args.no_progress and ctx.is_main)
               for s in args.sources]
     extractor = None
     stats = []

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     n.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def open_source(args: argparse.Namespace, device):
+def open_source(args: argparse.Namespace, device, progress: bool = False):
     from ..errors import GanProbeError
     from ..metrics.sources import open_checkpoint, open_dataset, open_images
 
@@ -53,8 +53,8 @@ def open_source(args: argparse.Namespace, device):
     if args.checkpoint:
         return open_checkpoint(args.checkpoint, args.samples or 50_000, args.seed, device)
     if args.images:
-        return open_images(args.images).subset(args.samples, args.seed)
-    return open_dataset(args.dataset, args.data_root, args.split).subset(args.samples, args.seed)
+        return open_images(args.images, progress).subset(args.samples, args.seed)
+    return open_dataset(args.dataset, args.data_root, args.split, progress).subset(args.samples, args.seed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ def _score(args: argparse.Namespace, ctx) -> int:
 
     device = ctx.device
     extractor = reference_extractor(args.weights, device, download=not args.no_download)
-    source = open_source(args, device)
+    source = open_source(args, device, progress=not args.no_progress and ctx.is_main)
     conventions = ISConventions(args.splits, args.split_shuffle, args.split_seed, args.std_ddof)
     result = inception_score_of(source, extractor, conventions, args.batch_size, args.per_class, args.classifier,
                                 progress=not args.no_progress, ctx=ctx)

@@ -19,7 +19,6 @@ Source specifications on the command line (:func:`parse_source`):
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, GanProbeError
-from ..provenance import sha256_array, sha256_file
+from ..provenance import sha256_file
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 DATASET_PREFIX = "dataset:"
@@ -143,34 +142,14 @@ def load_image_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | 
     return images, labels
 
 
-def _load_folder_fallback(path: Path) -> np.ndarray:
-    """Plain PIL loop (used only when the project's folder reader is unavailable)."""
-    from PIL import Image
-
-    exts = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in exts and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"{path}: no images found (searched recursively for {', '.join(exts)})")
-    arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
-    if len({a.shape for a in arrays}) != 1:
-        raise DataError(f"{path}: images have different sizes; resize them to one size first")
-    return np.stack(arrays)
-
-
 def open_images(path: str | os.PathLike, progress: bool = False) -> ArraySource:
-    """An image folder, ``.npy`` or ``.npz`` file as an :class:`ArraySource`."""
+    """An image folder, ``.npy`` or ``.npz`` file as an :class:`ArraySource` (``progress``: a folder's decoding
+    bar)."""
     path = Path(path).expanduser()
     if path.is_dir():
         from ..data import load_split
 
-        try:
-            split = load_split("folder", path, "train")
-        except DataError:
-            if importlib.util.find_spec("gan_probe.data.folder") is not None:
-                raise
-            images = _load_folder_fallback(path)
-            return ArraySource(images, None, "images", {"path": str(path), "format": "folder",
-                                                        "sha256_pixels": sha256_array(images)})
+        split = load_split("folder", path, "train", progress=progress)
         return ArraySource(split.images, None, "images", {"path": str(path), "format": "folder",
                                                           "sha256_pixels": split.checksum})
     if not path.is_file():
@@ -182,11 +161,13 @@ def open_images(path: str | os.PathLike, progress: bool = False) -> ArraySource:
                                                   "sha256": sha256_file(path)})
 
 
-def open_dataset(name: str, root: str | os.PathLike | None, split: str = "train") -> ArraySource:
-    """A dataset split through :func:`gan_probe.data.load_split` (labels kept when the dataset has them)."""
+def open_dataset(name: str, root: str | os.PathLike | None, split: str = "train",
+                 progress: bool = False) -> ArraySource:
+    """A dataset split through :func:`gan_probe.data.load_split` (labels kept when the dataset has them;
+    ``progress``: its decoding bar)."""
     from ..data import load_split
 
-    data = load_split(name, root, split)
+    data = load_split(name, root, split, progress=progress)
     return ArraySource(data.images, data.labels, "dataset", data.describe())
 
 
@@ -234,11 +215,11 @@ def is_stats_file(path: Path) -> bool:
 
 
 def parse_source(spec: str, *, samples: int | None, seed: int, device: torch.device,
-                 allow_stats: bool = True):
+                 allow_stats: bool = True, progress: bool = False):
     """Open a source from its command-line spec; returns an ImageSource or a FeatureStats (stats files)."""
     if spec.startswith(DATASET_PREFIX):
         name, root, split = parse_dataset_spec(spec)
-        return open_dataset(name, root, split).subset(samples, seed)
+        return open_dataset(name, root, split, progress).subset(samples, seed)
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"{spec}: not found (expected a checkpoint .pt, an image folder, a .npy/.npz array, "
@@ -251,4 +232,4 @@ def parse_source(spec: str, *, samples: int | None, seed: int, device: torch.dev
         from .fid import FeatureStats
 
         return FeatureStats.load(path)
-    return open_images(path).subset(samples, seed)
+    return open_images(path, progress).subset(samples, seed)
