@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 
 from ..errors import ConfigError
@@ -127,5 +126,4 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_result(args.json, result)
         print(f"wrote {args.json}")
-        shutil.rmtree(resume_dir, ignore_errors=True)
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -212,9 +211,8 @@ def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, s
                              C_grid=tuple(probe.C_grid) or DEFAULT_C_GRID, seed=seed, solver=probe.solver,
                              device=device, **kwargs)
         config.validate()
-        resume_dir = fits_dir(out_json)
-        write_result(out_json, probe_store(features_dir, config, progress=progress, log=log, resume_dir=resume_dir))
-        shutil.rmtree(resume_dir, ignore_errors=True)
+        write_result(out_json, probe_store(features_dir, config, progress=progress, log=log,
+                                           resume_dir=fits_dir(out_json)))
         return {"result_path": str(out_json)}
     return fn
 

@@ -39,9 +39,10 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..provenance import sha256_array
 from .labels import per_class_draw, spread_draw, stratified_holdout
 from .newton import SolverOptions
-from .resume import GridFits, digest
+from .resume import GridFits
 from .standardize import Standardizer, fit_standardizer
 from .svm import TrainingProblem, check_C, predict_from_scores, scores
 
@@ -159,8 +160,8 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     """Run one protocol on train/test feature matrices and labels; returns the result fields as a dict.
 
     With ``resume_dir`` the full-label protocol keeps each C's fit there as it ends and reuses the fits a previous,
-    interrupted run on the same inputs left (see :mod:`gan_probe.probe.resume`); the caller removes the directory
-    once the result is written.
+    interrupted run on the same inputs left (see :mod:`gan_probe.probe.resume`); :func:`write_result` removes the
+    directory once the result is written.
 
     Accuracies are fractions in [0, 1]. The dict holds ``protocol, accuracy, accuracy_std, error, error_std,
     C, C_selection, n_train, n_val, n_test, n_features, draws, per_draw (= accuracies, one per draw),
@@ -249,8 +250,10 @@ def _grid_fits(resume_dir, problem, config: ProbeConfig, standardizer: Standardi
     """The saved fits of this grid (see :mod:`gan_probe.probe.resume`), keyed by all they depend on."""
     if resume_dir is None:
         return None
-    key = {"rows": digest(rest, y_train[rest]), "validation": digest(val, None if val is None else y_train[val]),
-           "standardization": digest(standardizer.mean, standardizer.scale), "n_features": standardizer.dim,
+    key = {"rows": [sha256_array(rest), sha256_array(y_train[rest])],
+           "validation": None if val is None else [sha256_array(val), sha256_array(y_train[val])],
+           "standardization": [sha256_array(standardizer.mean), sha256_array(standardizer.scale)],
+           "n_features": standardizer.dim,
            "solver": config.solver, "method": problem.method, "device": str(problem.device),
            "intercept_scaling": config.intercept_scaling, "options": asdict(config.options)}
     return GridFits(resume_dir, key)
@@ -268,14 +271,14 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
         scored: list[float] = []
         patience = config.C_patience if not fixed else None
         below = 0  # C values in a row strictly below the best so far (a value that ties the best ends the run)
-        resumed = False  # the previous C came from disk: the solver has no solution of its own to start from
         for C in _bar(grid, progress, "C grid"):
             saved = saved_fits.load(C) if saved_fits is not None else None
             if saved is not None:
                 W, fit, accuracy = saved["W"], {**saved["fit"], "resumed": True}, saved["val_accuracy"]
                 how = f"resumed from {saved_fits.directory}"
             else:
-                res = problem.solve(C, W0=weights[-1] if resumed else None)
+                # from the previous C's weights (the solver's own last solution, or the one read from disk)
+                res = problem.solve(C, W0=weights[-1] if weights else None)
                 W, fit = res.W, {"rows": "train minus validation", **_describe_fit(C, res)}
                 # scored as the grid goes (one read of the validation rows), to report it and to stop once the
                 # curve has turned down
@@ -284,7 +287,6 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
                 if saved_fits is not None:
                     saved_fits.save(C, W, fit, accuracy)
                 how = _fit_summary(res)
-            resumed = saved is not None
             weights.append(W)
             fits.append(fit)
             if log:

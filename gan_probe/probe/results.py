@@ -18,6 +18,7 @@ block. **Accuracies and errors are fractions in [0, 1]** (``0.738`` means 73.8%)
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ from ..atomic import write_json
 from ..features.store import FeatureStore, check_finite, labels_path, load_store
 from ..provenance import provenance
 from .protocols import ProbeConfig, run_protocol
+from .resume import fits_dir
 from .standardize import fit_standardizer
 
 FORMAT = "gan-probe-svm"
@@ -66,8 +68,11 @@ def probe_store(features: str | os.PathLike | FeatureStore, config: ProbeConfig,
 
 
 def write_result(path: str | os.PathLike, result: dict[str, Any]) -> Path:
-    """Write a result object atomically as JSON."""
-    return write_json(path, result)
+    """Write a result object atomically as JSON; the grid fits kept for it while it ran
+    (:func:`gan_probe.probe.resume.fits_dir`) are then no longer needed and go."""
+    written = write_json(path, result)
+    shutil.rmtree(fits_dir(path), ignore_errors=True)
+    return written
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:

@@ -23,32 +23,16 @@ True
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..atomic import atomic_write, remove_stale_temporaries, write_json
 
 KEY_FILE = "key.json"
 FORMAT = "gan-probe-grid-fits"
-
-
-def digest(*arrays: np.ndarray | None) -> str:
-    """sha256 over the arrays' dtypes, shapes and bytes (None counts as an empty marker)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            h.update(b"none;")
-            continue
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape};".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def fits_dir(result_path: str | Path) -> Path:
@@ -98,7 +82,3 @@ class GridFits:
         record = {"W": W.detach().to("cpu", torch.float64).contiguous(), "fit": fit,
                   "val_accuracy": float(val_accuracy)}
         atomic_write(self._path(C), lambda tmp: torch.save(record, tmp))
-
-    def remove(self) -> None:
-        """Delete the directory (once the run's result is safely written)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
