@@ -7,7 +7,7 @@ import torch
 from gan_probe.checkpoint import save_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import CheckpointError, ConfigError, FeatureStoreError
-from gan_probe.features import ExtractOptions, extract_features, load_store, pooled_features
+from gan_probe.features import ExtractOptions, MatrixWriter, extract_features, load_store, pooled_features
 from gan_probe.features.batchnorm import recompute_batchnorm
 from gan_probe.features.extract import _write_split as ORIGINAL_WRITE_SPLIT
 from gan_probe.models import Discriminator, Generator, preset_config
@@ -199,3 +199,58 @@ def test_no_progress_also_silences_the_decoding_bar(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / "cache2"))   # decode again, with bars this time
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
     assert "decoding cifar10 train" in capsys.readouterr().err
+
+
+def test_matrix_writer_keeps_and_resumes_a_partial_file(tmp_path):
+    from gan_probe.features.store import partial_rows
+
+    x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
+    out, part = tmp_path / "x.npy", tmp_path / "part" / "x.npy"
+    with pytest.raises(KeyboardInterrupt):
+        with MatrixWriter(out, rows=10, dim=3, partial=part) as w:
+            w.write(x[:4])
+            w.write(x[4:7])
+            raise KeyboardInterrupt
+    assert not out.exists() and part.is_file()
+    with open(part, "ab") as fh:  # half a row more, as a kill in the middle of a write leaves
+        fh.write(b"\1" * 6)
+    assert partial_rows(part, 10, 3) == 7
+    assert partial_rows(part, 10, 3, align=4) == 4       # whole batches only
+    assert partial_rows(part, 11, 3) == 0 and partial_rows(part, 10, 4) == 0   # another shape: start over
+    assert partial_rows(part, 10, 3, dtype=np.float64) == 0
+    assert partial_rows(tmp_path / "missing.npy", 10, 3) == 0
+    with MatrixWriter(out, rows=10, dim=3, partial=part, start_row=4) as w:
+        assert w.filled == 4
+        w.write(x[4:])
+    assert np.array_equal(np.load(out), x) and not part.exists()
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    assert partial_rows(tmp_path / "junk.npy", 10, 3) == 0
+
+
+def test_an_extraction_interrupted_inside_a_split_keeps_its_whole_batches(tmp_path, monkeypatch):
+    import gan_probe.features.extract as ex
+
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    whole = load_store(extract_features(ckpt, "digits", out=tmp_path / "whole", batch_size=100))
+    real, calls = ex.pooled_features, []
+
+    def pooled(*args, **kwargs):
+        calls.append(len(args[1]))
+        if stop_after is not None and len(calls) > stop_after:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ex, "pooled_features", pooled)
+    stop_after = 5  # 5 of the training split's 14 batches of 100
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=100)
+    assert (tmp_path / "f" / ".partial" / "train_features.npy").is_file()
+    calls.clear()
+    stop_after = None
+    root = extract_features(ckpt, "digits", out=tmp_path / "f", batch_size=100)
+    assert len(calls) == (14 - 5) + 5   # the 9 missing training batches, then the 5 test batches
+    store = load_store(root)
+    for part in ("train_features", "train_labels", "test_features", "test_labels"):
+        assert np.array_equal(getattr(whole, part), getattr(store, part)), part
+    assert store.meta["resumed"]["rows"] == {"train": 500} and store.meta["resumed"]["batchnorm"]
+    assert not (root / ".partial").exists()

@@ -11,9 +11,11 @@ its batches and a weighted all-reduce gives the average over all batches, the si
 float rounding. The resulting store (features, labels) is the one a single process writes.
 
 An interrupted extraction resumes: until ``meta.json`` marks the store complete, ``ROOT/.partial/`` holds the
-extraction's key and the re-estimated batch-norm statistics, and a split whose labels file exists is finished
-(both files of a split are written atomically, the labels last). A rerun with the same key reuses those and
-computes only what is missing; a rerun with another key starts over.
+extraction's key, the re-estimated batch-norm statistics and the features of the split being written, and a split
+whose labels file exists is finished (its features are moved into place first, the labels written last). A rerun
+with the same key reuses those, keeps the whole batches already written of an unfinished split and computes only
+what is missing (eval-mode features do not depend on the batch, so the result is byte-identical); a rerun with
+another key starts over.
 """
 from __future__ import annotations
 
@@ -38,10 +40,11 @@ from ..models import PRESETS, Discriminator, preset_config
 from ..provenance import provenance, sha256_file, sha256_json
 from .batchnorm import recompute_batchnorm
 from .pooling import layer_dims, pooled_features, select_layers
-from .store import SPLITS, MatrixWriter, features_path, is_complete, labels_path, write_labels, write_meta
+from .store import (SPLITS, MatrixWriter, features_path, is_complete, labels_path, partial_rows, write_labels,
+                    write_meta)
 
 FORMAT = "gan-probe-features"
-PARTIAL = ".partial"  # ROOT/.partial/: key.json and batchnorm.pt of an extraction not finished yet
+PARTIAL = ".partial"  # ROOT/.partial/: key.json, batchnorm.pt and SPLIT_features.npy of an unfinished extraction
 BN_MODES = ("recompute", "checkpoint")
 
 
@@ -169,10 +172,13 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
             main_only(lambda: _save_batchnorm(root, buffers, bn_batches), ctx)
     disc.eval()
     dims = layer_dims(disc, options.grid, layers)
+    kept_rows = {}
     for split in (train, test):
         name = "train" if split is train else "test"
         if name not in state["done"]:
-            _write_split(disc, split, root, name, options, layers, sum(dims), dev, progress, ctx)
+            kept = _write_split(disc, split, root, name, options, layers, sum(dims), dev, progress, ctx)
+            if kept:
+                kept_rows[name] = kept
     seconds = time.perf_counter() - t0
     names = [f"conv{i + 1}" for i in layers]
     meta = {
@@ -191,10 +197,11 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
         "ranks": ctx.world_size,
         "provenance": provenance(device=str(dev), seeds={"init_seed": seed} if random_init else None),
     }
-    if state["done"] or bn_resumed:
-        meta["resumed"] = {"splits": list(state["done"]), "batchnorm": bn_resumed,
-                           "note": "an interrupted extraction with the same key had finished these; 'seconds' "
-                                   "counts this run only"}
+    if state["done"] or bn_resumed or kept_rows:
+        meta["resumed"] = {"splits": list(state["done"]), "rows": kept_rows, "batchnorm": bn_resumed,
+                           "note": "an interrupted extraction with the same key had finished these splits, these "
+                                   "first rows of the others and the batch-norm statistics; 'seconds' counts this "
+                                   "run only"}
 
     def finish() -> None:
         write_meta(root, meta)
@@ -272,24 +279,27 @@ def _read_key(root: Path) -> str | None:
 @torch.no_grad()
 def _write_split(disc: Discriminator, split: ImageSplit, root: Path, name: str, options: ExtractOptions,
                  layers: Sequence[int], dim: int, device: torch.device, progress: bool,
-                 ctx: DistContext | None = None) -> None:
-    """Features of one split into ``root``; under torchrun rank 0 writes the gathered batches in order."""
+                 ctx: DistContext | None = None) -> int:
+    """Features of one split into ``root``; under torchrun rank 0 writes the gathered batches in order. Returns
+    how many leading rows an interrupted run had written (kept, not recomputed)."""
     import contextlib
 
     from ..train import to_model_range
-    from .store import features_path
 
     ctx = ctx or DistContext(device=device)
     size = options.batch_size
     starts = list(range(0, len(split), size))
-    rounds = range(0, len(starts), ctx.world_size)  # one batch per rank per round
+    # rows an interrupted run of the same extraction (same key, so same batch size) already wrote
+    partial = root / PARTIAL / f"{name}_features.npy"
+    kept = main_only(lambda: partial_rows(partial, len(split), dim, align=size), ctx)
+    rounds = range(kept // size, len(starts), ctx.world_size)  # one batch per rank per round
     if progress and ctx.is_main:
         from tqdm.auto import tqdm
 
-        rounds = tqdm(rounds, desc=f"features ({name})", unit="batch" if ctx.world_size == 1 else "round",
-                      dynamic_ncols=True)
-    writer = (MatrixWriter(features_path(root, name), rows=len(split), dim=dim) if ctx.is_main
-              else contextlib.nullcontext())
+        rounds = tqdm(rounds, desc=f"features ({name})" + (f", from row {kept:,}" if kept else ""),
+                      unit="batch" if ctx.world_size == 1 else "round", dynamic_ncols=True)
+    writer = (MatrixWriter(features_path(root, name), rows=len(split), dim=dim, partial=partial, start_row=kept)
+              if ctx.is_main else contextlib.nullcontext())
     with writer:
         for first in rounds:
             index = first + ctx.rank
@@ -302,3 +312,4 @@ def _write_split(disc: Discriminator, split: ImageSplit, root: Path, name: str, 
                 writer.write(part.cpu().numpy())
     if ctx.is_main:
         write_labels(root, name, split.labels)
+    return kept

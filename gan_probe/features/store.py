@@ -38,18 +38,42 @@ def labels_path(root: str | os.PathLike, split: str) -> Path:
 class MatrixWriter:
     """Write a float32 (rows, dim) ``.npy`` file chunk by chunk; it appears under its name only when complete.
 
+    By default the rows go to a temporary file that an interruption deletes. With ``partial=PATH`` they go to
+    ``PATH``, which an interruption keeps: a later writer with ``start_row=R`` (see :func:`partial_rows`) keeps
+    its first ``R`` rows and appends the rest, so a long extraction resumes where it stopped.
+
     >>> with MatrixWriter("x.npy", rows=10, dim=4) as w:   # doctest: +SKIP
     ...     w.write(np.zeros((10, 4), np.float32))
     """
 
-    def __init__(self, path: str | os.PathLike, rows: int, dim: int, dtype: Any = np.float32):
+    def __init__(self, path: str | os.PathLike, rows: int, dim: int, dtype: Any = np.float32,
+                 partial: str | os.PathLike | None = None, start_row: int = 0):
         self.path = Path(path)
         self.rows, self.dim, self.dtype = int(rows), int(dim), np.dtype(dtype)
-        self._ctx = atomic_path(self.path)
-        self._filled = 0
+        self.partial = None if partial is None else Path(partial)
+        if start_row and self.partial is None:
+            raise ValueError("start_row needs a partial file to resume")
+        self._ctx = atomic_path(self.path) if self.partial is None else None
+        self._filled = int(start_row)
+
+    @property
+    def filled(self) -> int:
+        """Rows in the file so far (kept ones included)."""
+        return self._filled
 
     def __enter__(self) -> "MatrixWriter":
-        self._tmp = self._ctx.__enter__()
+        if self._ctx is not None:
+            self._tmp = self._ctx.__enter__()
+        else:
+            self._tmp = self.partial
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
+        if self._filled:
+            # keep the header and the first start_row rows, append after them
+            offset = _data_offset(self._tmp)
+            self._fh = open(self._tmp, "r+b")
+            self._fh.truncate(offset + self._filled * self.dim * self.dtype.itemsize)
+            self._fh.seek(0, os.SEEK_END)
+            return self
         # plain sequential writes after the .npy header: resident memory stays flat however large the matrix
         self._fh = open(self._tmp, "wb")
         np.lib.format.write_array_header_1_0(self._fh, {"descr": np.lib.format.dtype_to_descr(self.dtype),
@@ -68,9 +92,45 @@ class MatrixWriter:
         self._fh.close()
         if exc_type is None and self._filled != self.rows:
             exc = ValueError(f"{self.path}: wrote {self._filled} rows, declared {self.rows}")
-            self._ctx.__exit__(ValueError, exc, None)  # removes the temporary file
+            if self._ctx is not None:
+                self._ctx.__exit__(ValueError, exc, None)  # removes the temporary file
             raise exc
-        return bool(self._ctx.__exit__(exc_type, exc, tb))
+        if self._ctx is not None:
+            return bool(self._ctx.__exit__(exc_type, exc, tb))
+        if exc_type is None:
+            with open(self._tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self._tmp, self.path)
+        return False
+
+
+def _data_offset(path: Path) -> int:
+    with open(path, "rb") as fh:
+        np.lib.format.read_magic(fh)
+        np.lib.format.read_array_header_1_0(fh)
+        return fh.tell()
+
+
+def partial_rows(path: str | os.PathLike, rows: int, dim: int, align: int = 1, dtype: Any = np.float32) -> int:
+    """How many leading rows of the partial ``.npy`` file ``path`` (left by an interrupted
+    :class:`MatrixWriter` with ``partial=path``) are complete and can be kept: a multiple of ``align``, and 0
+    when the file is missing, damaged or declares another shape or dtype."""
+    path = Path(path)
+    dtype = np.dtype(dtype)
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version != (1, 0):
+                return 0
+            shape, fortran, descr = np.lib.format.read_array_header_1_0(fh)
+            offset = fh.tell()
+        size = path.stat().st_size
+    except (OSError, ValueError):
+        return 0
+    if tuple(shape) != (int(rows), int(dim)) or fortran or np.dtype(descr) != dtype:
+        return 0
+    complete = min(int(rows), (size - offset) // max(1, int(dim) * dtype.itemsize))
+    return complete if complete == rows else complete // align * align
 
 
 def write_labels(root: str | os.PathLike, split: str, labels: np.ndarray) -> Path:
