@@ -36,6 +36,7 @@ from .errors import CheckpointError, ConfigError, GanProbeError
 from .models import Discriminator, Generator, ModelConfig, preset_config
 from .models.losses import LOSSES
 from .provenance import provenance
+from .records import from_known_fields
 from .syncbn import convert_sync_batchnorm
 from .train_step import DiscriminatorPair, GanStep, GraphedStep, draw_step_noise, graphs_supported
 
@@ -104,11 +105,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"train config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return from_known_fields(cls, data, "train config")
 
 
 @dataclass

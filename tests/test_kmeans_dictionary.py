@@ -1,4 +1,6 @@
 """Patches, normalisation, ZCA whitening, Lloyd k-means and the saved dictionary."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -122,6 +124,17 @@ def test_config_validation_and_bad_dictionary_file(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"not a zip")
     with pytest.raises(FeatureStoreError, match="x.npz"):
         KMeansDictionary.load(tmp_path / "x.npz")
+    # a header with a setting this version does not know is refused, not silently dropped
+    d = learn_dictionary(_images(10, 8, 7), _config(whiten=False))
+    path = d.save(tmp_path / "d.npz")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays["header"]))
+    header["config"]["pooling"] = "max"
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "newer.npz", **arrays)
+    with pytest.raises(FeatureStoreError, match=r"newer.npz: k-means config: unknown keys \['pooling'\]"):
+        KMeansDictionary.load(tmp_path / "newer.npz")
 
 
 def test_lloyd_result_does_not_depend_on_worker_threads(monkeypatch):

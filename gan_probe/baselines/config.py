@@ -1,9 +1,10 @@
 """The constants of the Coates & Ng single-layer k-means baseline, as one typed, validated record."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError
+from ..records import from_known_fields
 
 ENCODERS = ("triangle", "hard")
 
@@ -56,5 +57,4 @@ class KMeansConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "KMeansConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return from_known_fields(cls, data, "k-means config")

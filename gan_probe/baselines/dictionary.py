@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..errors import FeatureStoreError
+from ..errors import ConfigError, FeatureStoreError
 from .clustering import lloyd_kmeans
 from .config import KMeansConfig
 from .encode import PatchEncoder
@@ -118,8 +118,13 @@ class KMeansDictionary:
             raise FeatureStoreError(f"{path}: not a readable k-means dictionary ({exc})") from None
         if header.get("format") != FORMAT:
             raise FeatureStoreError(f"{path}: not a k-means dictionary (format {header.get('format')!r})")
-        return cls(KMeansConfig.from_dict(header["config"]), arrays["centroids"], arrays.get("mean"),
-                   arrays.get("whitening"), header.get("info", {}))
+        if "centroids" not in arrays:
+            raise FeatureStoreError(f"{path}: k-means dictionary without centroids")
+        try:
+            config = KMeansConfig.from_dict(header.get("config", {}))
+        except ConfigError as exc:
+            raise FeatureStoreError(f"{path}: {exc}") from None
+        return cls(config, arrays["centroids"], arrays.get("mean"), arrays.get("whitening"), header.get("info", {}))
 
 
 def learn_dictionary(images: np.ndarray, config: KMeansConfig = KMeansConfig(), device: str | torch.device = "cpu",

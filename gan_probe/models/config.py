@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
+from ..records import from_known_fields
 
 LATENTS = ("normal", "uniform", "mog")
 
@@ -50,11 +51,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"model config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return from_known_fields(cls, data, "model config")
 
 
 PRESETS: dict[str, ModelConfig] = {
