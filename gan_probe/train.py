@@ -11,7 +11,7 @@ batch-norm statistics are those of the global batch too and N processes follow t
 up to floating-point rounding; without it each rank normalises with its own slice's statistics.
 
 >>> from gan_probe.train import TrainConfig, train          # doctest: +SKIP
->>> train(TrainConfig(dataset="digits", preset="small32", max_steps=20), "runs/digits")
+>>> train(TrainConfig(dataset="digits", preset="small32", max_steps=20), "runs/digits")   # doctest: +SKIP
 """
 from __future__ import annotations
 

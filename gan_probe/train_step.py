@@ -8,8 +8,8 @@ noise) into the graph's fixed buffers and replays it. The arithmetic is the eage
 order, same random numbers (the noise is drawn outside the graph from the step's seed).
 
 >>> from gan_probe.train_step import GanStep, GraphedStep   # doctest: +SKIP
->>> step = GraphedStep(GanStep(gen, disc, opt_g, opt_d, loss="bce", amp=True))
->>> out = step(real, noise)          # StepOutputs: loss_d, loss_g, real_logits, fake_logits
+>>> step = GraphedStep(GanStep(gen, disc, opt_g, opt_d, loss="bce", amp=True))   # doctest: +SKIP
+>>> out = step(real, noise)   # StepOutputs: loss_d, loss_g, real_logits, fake_logits  # doctest: +SKIP
 """
 from __future__ import annotations
 

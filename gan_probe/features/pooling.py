@@ -39,7 +39,7 @@ def pooled_features(disc: Discriminator, images: torch.Tensor, grid: int = 4,
 
     Returns a float32 (B, sum(C_l * grid * grid)) tensor; within a layer the order is (channel, row, col).
 
-    >>> from gan_probe.models import preset_config            # doctest: +SKIP
+    >>> from gan_probe.models import preset_config
     >>> d = Discriminator(preset_config("paper32")).eval()
     >>> pooled_features(d, torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 28672])

@@ -2,7 +2,7 @@
 -> sample quality (FID / IS, skipped with the reason when weights are unavailable) -> report.
 
 >>> from gan_probe.pipeline import run_pipeline                  # doctest: +SKIP
->>> summary = run_pipeline(out="runs/pipeline")                 # the embedded default on digits
+>>> summary = run_pipeline(out="runs/pipeline")     # the embedded default on digits  # doctest: +SKIP
 >>> summary.report                                              # doctest: +SKIP
 PosixPath('runs/pipeline/report/report.md')
 """

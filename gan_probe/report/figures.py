@@ -48,7 +48,7 @@ def _style(family: str, index_in_family: int) -> dict:
 
 
 def log_tick_labels(ticks: Sequence[float], full: Sequence[float] = (), min_ratio: float = 1.5) -> list[str]:
-    """Labels of the label-count ticks on a log axis; a tick closer than ``min_ratio`` to the last labelled one
+    r"""Labels of the label-count ticks on a log axis; a tick closer than ``min_ratio`` to the last labelled one
     gives its label to that one instead (two "all" points, measured and published, would overlap).
 
     >>> log_tick_labels([400, 4000, 5000], full=[4000, 5000])
