@@ -23,3 +23,24 @@ def test_python_dash_m_entry_point():
 def test_parser_requires_a_command():
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--out", "runs/x"], "`gan-probe train --resume --out runs/x` continues from the last checkpoint"),
+    (["extract", "--checkpoint", "c.pt", "--out", "feats"], "feats/.partial/ keeps the batch-norm statistics"),
+    (["pipeline"], "finished stages are reused"),
+    (["report", "results", "--out", "rep"], None),
+])
+def test_ctrl_c_says_what_a_rerun_reuses(argv, says, monkeypatch, capsys):
+    import importlib
+
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(f"gan_probe.cli.{COMMANDS[argv[0]]}"), "run", interrupt)
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    if says is None:
+        assert err == f"gan-probe {argv[0]}: interrupted"
+    else:
+        assert err.startswith(f"gan-probe {argv[0]}: interrupted; ") and says in err

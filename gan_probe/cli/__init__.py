@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _interrupted=getattr(module, "interrupted", None))
     return parser
 
 
@@ -60,5 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gan-probe {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"gan-probe {args.command}: interrupted", file=sys.stderr)
+        hint = args._interrupted(args) if args._interrupted is not None else None
+        print(f"gan-probe {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130

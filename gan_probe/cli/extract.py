@@ -68,6 +68,12 @@ def extract_from_args(args: argparse.Namespace, out):
                             random_init=args.random_init, seed=args.init_seed, download=args.download)
 
 
+def interrupted(args: argparse.Namespace) -> str:
+    """What a rerun of an interrupted command reuses (printed after "interrupted")."""
+    return (f"the same command resumes: {args.out}/.partial/ keeps the batch-norm statistics and the batches "
+            f"written so far")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..distributed import run_command
     from ..features import load_store

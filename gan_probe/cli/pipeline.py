@@ -17,6 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def interrupted(args: argparse.Namespace) -> str:
+    """What a rerun of an interrupted command reuses (printed after "interrupted")."""
+    return "the same command resumes: finished stages are reused and the interrupted stage picks up its saved work"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..pipeline import load_config, run_pipeline

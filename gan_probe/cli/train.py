@@ -81,6 +81,12 @@ def _config_field(option: str) -> str:
     return {"no_amp": "amp", "no_cuda_graphs": "cuda_graphs"}.get(option, option)
 
 
+def interrupted(args: argparse.Namespace) -> str:
+    """What a rerun of an interrupted command reuses (printed after "interrupted")."""
+    return (f"`gan-probe train --resume --out {args.out}` continues from the last checkpoint written there "
+            f"(every --checkpoint-every steps)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..distributed import run_command
     from ..train import TrainConfig, train
