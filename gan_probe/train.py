@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
+import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -360,8 +363,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     window_t, window_images = t0, 0
     deadline = None if config.max_minutes is None else t0 + 60 * config.max_minutes
     out_of_time = False
+    stopping = False  # a stop was requested (Ctrl-C, SIGTERM): checkpoint after this step, then stop
     rows = slice(ctx.rank * local_batch, (ctx.rank + 1) * local_batch)  # this rank's part of a global batch
     step = start
+    stop = _StopRequest(ckpt_path)
+    stop.install()
     try:
         while step < total:
             epoch, pos = divmod(step, steps_per_epoch)
@@ -380,10 +386,19 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
             window_images += config.batch_size
 
             logging = step % config.log_every == 0 or step == total
-            if logging and deadline is not None and not out_of_time:  # every rank stops at the same step
-                late = torch.tensor([float(time.perf_counter() >= deadline)], device=device)
-                out_of_time = bool(all_reduce(late, "max", ctx).item())
-            if not (logging or step % config.sample_every == 0 or step % config.checkpoint_every == 0):
+            requested = stop.signal is not None
+            if ctx.enabled:
+                # every rank stops at the same step: agree at log steps on the deadline and on stop requests
+                if logging and not (out_of_time or stopping):
+                    flags = torch.tensor([float(deadline is not None and time.perf_counter() >= deadline),
+                                          float(requested)], device=device)
+                    late, wanted = all_reduce(flags, "max", ctx).tolist()
+                    out_of_time, stopping = bool(late), bool(wanted)
+            else:
+                if logging and deadline is not None and not out_of_time:
+                    out_of_time = time.perf_counter() >= deadline
+                stopping = requested  # one process stops after the step it is in
+            if not (logging or stopping or step % config.sample_every == 0 or step % config.checkpoint_every == 0):
                 if bar is not None:
                     bar.update(1)
                 continue
@@ -410,13 +425,17 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
                 bar.update(1)
             if ctx.is_main and (step % config.sample_every == 0 or step == total or out_of_time):
                 samples(step)
-            if step % config.checkpoint_every == 0 or step == total or out_of_time:
+            if step % config.checkpoint_every == 0 or step == total or out_of_time or stopping:
                 if ctx.is_main:
                     checkpoint(step)
                 saved_step[0] = step
+            if stopping and step < total:
+                raise TrainingStopped(f"stopped at step {step} of {total} on request; checkpoint written to "
+                                      f"{ckpt_path}")
             if out_of_time:
                 break
     finally:
+        stop.restore()
         if log is not None:
             log.close()
         if bar is not None:
@@ -425,6 +444,39 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
         checkpoint(step)
     return TrainResult(out, step, total, last.get("loss_d"), last.get("loss_g"), time.perf_counter() - t0, start,
                        world)
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """Training stopped on request (Ctrl-C or SIGTERM) after writing a checkpoint at a whole step."""
+
+
+class _StopRequest:
+    """While training: the first SIGINT (Ctrl-C) or SIGTERM (a batch scheduler's pre-emption) asks the loop to
+    finish the step it is in, write a checkpoint and stop; a second one stops at once (the checkpoint on disk is
+    then the last one written). Handlers are installed only in the main thread and restored on exit."""
+
+    def __init__(self, ckpt_path: Path):
+        self.ckpt_path = ckpt_path
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            self.restore()
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\ngan-probe train: stopping after this step and writing {self.ckpt_path} (again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def _check_finite(losses: torch.Tensor, step: int, ctx: DistContext, ckpt_path: Path,

@@ -26,7 +26,7 @@ def test_parser_requires_a_command():
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["train", "--out", "runs/x"], "`gan-probe train --resume --out runs/x` continues from the last checkpoint"),
+    (["train", "--out", "runs/x"], "`gan-probe train --resume --out runs/x` continues from its last checkpoint"),
     (["extract", "--checkpoint", "c.pt", "--out", "feats"], "feats/.partial/ keeps the batch-norm statistics"),
     (["pipeline"], "finished stages are reused"),
     (["report", "results", "--out", "rep"], None),

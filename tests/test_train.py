@@ -113,3 +113,52 @@ def test_max_minutes_stops_at_a_log_step_with_a_checkpoint_and_resumes_exactly(t
 def test_max_minutes_must_be_positive(minutes):
     with pytest.raises(GanProbeError, match="--max-minutes must be positive"):
         TrainConfig(**TINY, max_minutes=minutes)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_request_checkpoints_the_step_it_is_in_and_resumes_exactly(tmp_path, sig):
+    import os
+    import signal
+
+    from gan_probe.train import TrainingStopped
+
+    straight = train(TrainConfig(**TINY, max_steps=8), tmp_path / "straight")
+
+    def request_stop(step, row):
+        if step == 3:
+            os.kill(os.getpid(), getattr(signal, sig))
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingStopped, match="stopped at step 4 of 8 on request; checkpoint written to"):
+        train(TrainConfig(**TINY, max_steps=8), tmp_path / "cut", callback=request_stop)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 4      # not 5, the last periodic one
+    assert len(read_log(tmp_path / "cut")) == 4
+    resumed = train(TrainConfig(**TINY, max_steps=8), tmp_path / "cut", resume=True)
+    assert resumed.resumed_from == 4 and resumed.step == 8
+    wa, wb = _weights(straight.out_dir / "checkpoint.pt"), _weights(resumed.out_dir / "checkpoint.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_cli_ctrl_c_while_training_names_the_checkpoint_and_the_resume_command(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import gan_probe.train as training
+
+    real = training.train
+
+    def train_and_press_ctrl_c(*args, **kwargs):
+        kwargs["callback"] = lambda step, row: step == 2 and os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", train_and_press_ctrl_c)
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "digits", "--preset", "small32", "--ngf", "8", "--ndf", "8", "--nz", "16",
+                 "--batch-size", "32", "--log-every", "1", "--max-steps", "6", "--device", "cpu", "--no-progress",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert (f"gan-probe train: interrupted: stopped at step 3 of 6 on request; checkpoint written to "
+            f"{out / 'checkpoint.pt'}; `gan-probe train --resume --out {out}` continues") in err
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3

@@ -83,8 +83,7 @@ def _config_field(option: str) -> str:
 
 def interrupted(args: argparse.Namespace) -> str:
     """What a rerun of an interrupted command reuses (printed after "interrupted")."""
-    return (f"`gan-probe train --resume --out {args.out}` continues from the last checkpoint written there "
-            f"(every --checkpoint-every steps)")
+    return f"`gan-probe train --resume --out {args.out}` continues from its last checkpoint"
 
 
 def run(args: argparse.Namespace) -> int:
