@@ -42,6 +42,20 @@ WORKER = textwrap.dedent("""
         shutil.copy(tmp / "sync" / "checkpoint.pt", tmp / "sync_step3.pt")
     codes["sync5"] = main(train + ["--sync-bn", "--max-steps", "5", "--resume", "--out", str(tmp / "sync")])
     codes["local3"] = main(train + ["--max-steps", "3", "--out", str(tmp / "local")])
+    # SIGTERM reaches rank 1 alone during its third step: both ranks stop at the same step with a checkpoint
+    import signal
+    import gan_probe.train as training
+    draw, drawn = training.draw_step_noise, []
+
+    def draw_and_signal(*args, **kwargs):
+        drawn.append(1)
+        if rank == 1 and len(drawn) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return draw(*args, **kwargs)
+
+    training.draw_step_noise = draw_and_signal
+    codes["stop"] = main(train + ["--sync-bn", "--max-steps", "6", "--out", str(tmp / "stop")])
+    training.draw_step_noise = draw
     codes["extract"] = main(["extract", "--checkpoint", str(tmp / "sync_step3.pt"), "--out", str(tmp / "feats"),
                              "--batch-size", "200", "--device", "cpu", "--no-progress"])
     metrics = ["--device", "cpu", "--batch-size", "2", "--no-progress"]
@@ -80,7 +94,8 @@ def two_ranks(tmp_path_factory):
 
 def test_every_phase_ran_on_both_ranks(two_ranks):
     tmp, done = two_ranks
-    codes = "[('extract', 0), ('fid', 0), ('is', 0), ('local3', 0), ('odd', 2), ('sync3', 0), ('sync5', 0)]"
+    codes = ("[('extract', 0), ('fid', 0), ('is', 0), ('local3', 0), ('odd', 2), ('stop', 130), ('sync3', 0), "
+             "('sync5', 0)]")
     assert f"rank 0 codes {codes}" in done.stdout and f"rank 1 codes {codes}" in done.stdout
 
 
@@ -111,6 +126,18 @@ def test_resume_under_two_ranks_equals_uninterrupted_single_process(two_ranks, t
     state = load_checkpoint(tmp / "sync" / "checkpoint.pt")
     assert state["step"] == 5 and state["distributed"]["world_size"] == 2
     assert state["distributed"]["per_rank_batch"] == 16 and state["distributed"]["global_batch"] == 32
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint(two_ranks, tmp_path):
+    tmp, done = two_ranks
+    assert load_checkpoint(tmp / "stop" / "checkpoint.pt")["step"] == 3
+    assert [r["step"] for r in read_log(tmp / "stop")] == [1, 2, 3]
+    stopped = [line for line in done.stderr.splitlines() if line.startswith("gan-probe train: interrupted")]
+    assert len(stopped) == 2 and all("stopped at step 3 of 6 on request" in line for line in stopped)
+    resumed = train(TrainConfig(**CONFIG, max_steps=6), tmp / "stop", resume=True)
+    straight = train(TrainConfig(**CONFIG, max_steps=6), tmp_path / "straight")
+    assert resumed.resumed_from == 3
+    assert _max_diff(_weights(straight.out_dir / "checkpoint.pt"), _weights(tmp / "stop" / "checkpoint.pt")) < 1e-5
 
 
 def test_only_rank_zero_writes(two_ranks):
