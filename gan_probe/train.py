@@ -475,7 +475,8 @@ class _StopRequest:
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # None: the previous handler was not installed from Python (the default is the closest match)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
 
 
