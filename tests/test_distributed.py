@@ -58,6 +58,23 @@ WORKER = textwrap.dedent("""
     training.draw_step_noise = draw
     codes["extract"] = main(["extract", "--checkpoint", str(tmp / "sync_step3.pt"), "--out", str(tmp / "feats"),
                              "--batch-size", "200", "--device", "cpu", "--no-progress"])
+    # the same extraction interrupted on both ranks in the third round (the features of rounds 1-2 are on disk),
+    # then rerun: it resumes after them
+    import gan_probe.features.extract as extraction
+    pooled, calls = extraction.pooled_features, []
+
+    def pooled_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return pooled(*args, **kwargs)
+
+    extract = ["extract", "--checkpoint", str(tmp / "sync_step3.pt"), "--out", str(tmp / "feats_cut"),
+               "--batch-size", "200", "--device", "cpu", "--no-progress"]
+    extraction.pooled_features = pooled_then_interrupt
+    codes["extract_cut"] = main(extract)
+    extraction.pooled_features = pooled
+    codes["extract_resumed"] = main(extract)
     metrics = ["--device", "cpu", "--batch-size", "2", "--no-progress"]
     codes["is"] = main(["inception-score", "--images", str(tmp / "imgs.npz"), "--weights", str(tmp / "w.pth"),
                         "--splits", "1", "--json", str(tmp / "is2.json"), *metrics])
@@ -94,8 +111,8 @@ def two_ranks(tmp_path_factory):
 
 def test_every_phase_ran_on_both_ranks(two_ranks):
     tmp, done = two_ranks
-    codes = ("[('extract', 0), ('fid', 0), ('is', 0), ('local3', 0), ('odd', 2), ('stop', 130), ('sync3', 0), "
-             "('sync5', 0)]")
+    codes = ("[('extract', 0), ('extract_cut', 130), ('extract_resumed', 0), ('fid', 0), ('is', 0), ('local3', 0), "
+             "('odd', 2), ('stop', 130), ('sync3', 0), ('sync5', 0)]")
     assert f"rank 0 codes {codes}" in done.stdout and f"rank 1 codes {codes}" in done.stdout
 
 
@@ -148,7 +165,7 @@ def test_only_rank_zero_writes(two_ranks):
     assert sorted(p.name for p in (run / "samples").iterdir()) == [f"step_{s:07d}.png" for s in (2, 3, 4, 5)]
     assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5]  # one row per step, not one per rank
     assert done.stdout.count("trained to step 5/5 (resumed at step 3) on 2 ranks") == 1
-    assert done.stdout.count("features: ") == 1
+    assert done.stdout.count("features: ") == 2  # two finished extractions (feats, feats_cut resumed)
     assert done.stdout.count("Inception Score: ") == 1 and done.stdout.count("FID: ") == 1
     assert not list(tmp.rglob("*.tmp"))
 
@@ -165,6 +182,15 @@ def test_two_rank_extract_equals_one_process(two_ranks, tmp_path):
     # the re-estimated batch-norm statistics are a weighted all-reduce: equal up to float rounding
     np.testing.assert_allclose(two.train_features, one.train_features, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(two.test_features, one.test_features, rtol=1e-4, atol=1e-5)
+
+
+def test_two_rank_extract_interrupted_inside_a_split_resumes_after_its_whole_rounds(two_ranks):
+    tmp, done = two_ranks
+    whole, resumed = load_store(tmp / "feats"), load_store(tmp / "feats_cut")
+    assert resumed.meta["resumed"]["rows"] == {"train": 800} and resumed.meta["resumed"]["batchnorm"]
+    for part in ("train_features", "train_labels", "test_features", "test_labels"):
+        assert np.array_equal(getattr(whole, part), getattr(resumed, part)), part
+    assert not (tmp / "feats_cut" / ".partial").exists()
 
 
 def test_two_rank_inception_score_and_fid_equal_one_process(two_ranks, tmp_path):
