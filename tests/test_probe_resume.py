@@ -102,3 +102,12 @@ def test_grid_fits_key_and_damaged_files(tmp_path):
     other = GridFits(tmp_path / "fits", {"rows": "b"})
     assert other.replaced == 1 and other.load(0.1) is None
     assert json.loads((tmp_path / "fits" / "key.json").read_text())["rows"] == "b"
+
+
+def test_a_key_of_other_inputs_is_replaced_even_without_fits(tmp_path):
+    """Fits saved after opening must never be read back by the inputs of the key that was there before."""
+    W = torch.ones(3, 2, dtype=torch.float64)
+    GridFits(tmp_path / "fits", {"rows": "a"})           # an interrupted run of inputs "a" before its first fit
+    GridFits(tmp_path / "fits", {"rows": "b"}).save(0.1, W, {"C": 0.1}, 0.5)
+    assert json.loads((tmp_path / "fits" / "key.json").read_text())["rows"] == "b"
+    assert GridFits(tmp_path / "fits", {"rows": "a"}).load(0.1) is None

@@ -51,16 +51,16 @@ class GridFits:
         key_path = self.directory / KEY_FILE
         if self.directory.is_dir():
             remove_stale_temporaries(self.directory)
-            try:
-                previous = json.loads(key_path.read_text())
-            except (OSError, ValueError):
-                previous = None
-            if previous != json.loads(json.dumps(self.key)):
-                stale = list(self.directory.glob("C=*.pt"))
-                for path in stale:
-                    path.unlink()
-                self.replaced = len(stale)
-        if not key_path.is_file() or self.replaced:
+        try:
+            previous = json.loads(key_path.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if previous != json.loads(json.dumps(self.key)):
+            # fits of other inputs go, and the key is this grid's before any fit is saved under it
+            stale = list(self.directory.glob("C=*.pt"))
+            for path in stale:
+                path.unlink()
+            self.replaced = len(stale)
             write_json(key_path, self.key)
 
     def _path(self, C: float) -> Path:
