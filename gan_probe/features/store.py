@@ -69,7 +69,7 @@ class MatrixWriter:
             self._tmp.parent.mkdir(parents=True, exist_ok=True)
         if self._filled:
             # keep the header and the first start_row rows, append after them
-            offset = _data_offset(self._tmp)
+            offset = _npy_header(self._tmp)[3]
             self._fh = open(self._tmp, "r+b")
             self._fh.truncate(offset + self._filled * self.dim * self.dtype.itemsize)
             self._fh.seek(0, os.SEEK_END)
@@ -104,11 +104,14 @@ class MatrixWriter:
         return False
 
 
-def _data_offset(path: Path) -> int:
+def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of a version 1.0 ``.npy`` file (as :class:`MatrixWriter`
+    writes them); ``ValueError`` for another version or no ``.npy`` header."""
     with open(path, "rb") as fh:
-        np.lib.format.read_magic(fh)
-        np.lib.format.read_array_header_1_0(fh)
-        return fh.tell()
+        if np.lib.format.read_magic(fh) != (1, 0):
+            raise ValueError(f"{path}: not a version 1.0 .npy header")
+        shape, fortran, descr = np.lib.format.read_array_header_1_0(fh)
+        return tuple(shape), bool(fortran), np.dtype(descr), fh.tell()
 
 
 def partial_rows(path: str | os.PathLike, rows: int, dim: int, align: int = 1, dtype: Any = np.float32) -> int:
@@ -118,16 +121,11 @@ def partial_rows(path: str | os.PathLike, rows: int, dim: int, align: int = 1, d
     path = Path(path)
     dtype = np.dtype(dtype)
     try:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version != (1, 0):
-                return 0
-            shape, fortran, descr = np.lib.format.read_array_header_1_0(fh)
-            offset = fh.tell()
+        shape, fortran, stored, offset = _npy_header(path)
         size = path.stat().st_size
     except (OSError, ValueError):
         return 0
-    if tuple(shape) != (int(rows), int(dim)) or fortran or np.dtype(descr) != dtype:
+    if shape != (int(rows), int(dim)) or fortran or stored != dtype:
         return 0
     complete = min(int(rows), (size - offset) // max(1, int(dim) * dtype.itemsize))
     return complete if complete == rows else complete // align * align
