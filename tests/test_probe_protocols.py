@@ -121,7 +121,7 @@ def test_full_protocol_with_fixed_C_uses_every_row_and_holds_nothing_out():
     assert 0.9 <= out["accuracy"] <= 1.0 and out["error"] == pytest.approx(1 - out["accuracy"])
 
 
-def test_fits_record_the_preconditioner_and_the_precision_the_solver_used():
+def test_fits_record_the_preconditioner_the_precision_and_the_cg_cap_the_solver_used():
     from gan_probe.probe import SolverOptions
 
     x, y = blobs(30)
@@ -129,11 +129,11 @@ def test_fits_record_the_preconditioner_and_the_precision_the_solver_used():
     default = run_protocol(x, y, xt, yt, ProbeConfig(C=0.5, device="cpu", method="primal"))["fits"][-1]
     assert (default["preconditioner"], default["hessian_precision"], default["bfloat16_passes"]) == (
         "subspace", "storage", 0)   # "auto" on a small problem
-    assert "hessian_layout" not in default
+    assert "hessian_layout" not in default and default["max_cg"] == 250
     opts = SolverOptions(precondition="sketch", sketch_rank=4, hessian_precision="bfloat16", hessian_layout="plain")
     fast = run_protocol(x, y, xt, yt, ProbeConfig(C=0.5, device="cpu", method="primal", options=opts))["fits"][-1]
     assert fast["preconditioner"] == "sketch" and fast["hessian_precision"] == "bfloat16"
-    assert fast["bfloat16_passes"] > 0 and fast["hessian_layout"] == "plain"
+    assert fast["bfloat16_passes"] > 0 and fast["hessian_layout"] == "plain" and fast["max_cg"] == 30
 
 
 def test_labels_per_class_protocol_reports_mean_and_std_over_draws():

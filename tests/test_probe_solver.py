@@ -359,3 +359,29 @@ def test_a_step_misled_by_estimated_products_is_undone(monkeypatch):
     values = [e["objective"] for e in misled.history]
     assert all(b <= a * (1 + 1e-10) for a, b in zip(values, values[1:]))
     np.testing.assert_allclose(misled.objective, reference.objective, rtol=1e-7)
+
+
+def test_conjugate_gradient_steps_per_newton_step_are_capped():
+    from gan_probe.probe.newton import DEFAULT_MAX_CG, LARGE_MAX_CG
+
+    x, y = correlated_features(400, 60, seed=25)
+    st = fit_standardizer(x)
+    Y = class_targets(y, np.unique(y))
+
+    def solve(**kw):
+        opts = SolverOptions(precondition="none", tol=1e-12, grad_tol=1e-10, max_newton=500, **kw)
+        return newton_cg(standardized_design(x, st), Y, 1.0, options=opts)
+
+    full = solve(hessian_precision="storage")
+    capped = solve(hessian_precision="storage", max_cg=12)
+    assert (full.max_cg, capped.max_cg) == (DEFAULT_MAX_CG, 12)
+    assert max(e["cg_steps"] for e in capped.history) == 12 < max(e["cg_steps"] for e in full.history)  # 38
+    assert capped.newton_iterations > full.newton_iterations and capped.converged                        # 25, 11
+    # shorter Newton steps, the same optimum (to the float32 rounding of the products)
+    np.testing.assert_allclose(capped.objective, full.objective, rtol=1e-6)
+    np.testing.assert_allclose(capped.W.numpy(), full.W.numpy(), rtol=1e-3, atol=1e-4)
+    # the bfloat16 path (large designs on a CPU) caps at LARGE_MAX_CG unless told otherwise
+    assert solve(hessian_precision="bfloat16", hessian_layout="plain").max_cg == LARGE_MAX_CG
+    assert solve(hessian_precision="bfloat16", hessian_layout="plain", max_cg=250).max_cg == 250
+    with pytest.raises(ValueError, match="max_cg must be at least 1"):
+        solve(max_cg=0)

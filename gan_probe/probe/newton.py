@@ -24,9 +24,12 @@ a standardised bfloat16 copy of the rows (in oneDNN's packed layouts where torch
 :mod:`gan_probe.probe.packed`), while the margins, objective and gradient are computed from the data in its own
 precision. The line search then uses the ``X~ P`` that CG summed from its bfloat16 products while the steps are
 large, and an exact one (one more pass) once they are small; the exact objective after every step confirms it
-went down. On the paper's 28,672-dim CIFAR-10 features (C = 0.01, 2 CPU cores) this brings 50,000 rows to
-within 1e-4 of the optimum in 278 s (float32 products with the Krylov-subspace preconditioner had come only
-within 4% of it in 938 s at 40,000 rows).
+went down. Each Newton step there runs at most ``LARGE_MAX_CG`` CG steps: at large C the Newton systems are
+ill-conditioned and the long CG runs of a tight tolerance cost many passes for directions whose steps the line
+search then cuts short; more, cheaper Newton steps reach the optimum with fewer passes. On the paper's
+28,672-dim CIFAR-10 features (C = 0.01, 2 CPU cores) this brings 50,000 rows to within 1e-4 of the optimum in
+278 s (float32 products with the Krylov-subspace preconditioner had come only within 4% of it in 938 s at 40,000
+rows).
 
 >>> import torch
 >>> from gan_probe.probe.design import dense_design
@@ -63,7 +66,9 @@ class SolverOptions:
     #                            features at C = 0.01, against 692 with 0.1, 1,443 with 0.3)
     cg_power: float = 0.25     # (measured on conv features: 0.25 needs fewer passes than 0.5 or 1)
     max_newton: int = 100
-    max_cg: int = 250
+    # conjugate-gradient steps per Newton step at most; None: LARGE_MAX_CG when CG runs on a bfloat16 copy (large
+    # designs on a CPU, see hessian_precision), DEFAULT_MAX_CG otherwise
+    max_cg: int | None = None
     # "sketch" (randomized top eigenvectors of the data, see gan_probe.probe.sketch), "subspace" (recycled
     # Krylov subspace), "jacobi" (diagonal), "none"; "auto": sketch for designs of at least LARGE_ELEMENTS
     # entries on a CPU when its row products fit in half the available memory, subspace otherwise
@@ -87,6 +92,14 @@ class SolverOptions:
 
 #: the smallest design (rows x features) for which the "auto" options use a bfloat16 copy and a sketch
 LARGE_ELEMENTS = 1 << 27
+#: CG steps per Newton step at most, unless the options say otherwise
+DEFAULT_MAX_CG = 250
+#: the same on the bfloat16 path. Capping each Newton step's CG lowers the passes needed at large C: on 16,600 x
+#: 9,558 real conv features (2 CPU cores), warm-started from the solution for C = 0.01, C = 0.1 took 14 Newton
+#: steps and 420 CG passes instead of 14 and 935, ending 4e-6 (relative) above the optimum, and C = 1 took 71
+#: steps and 2,130 passes instead of 57 and 6,757; from a cold start at C = 0.01 the cap hardly binds (285
+#: passes against 318, the same objective)
+LARGE_MAX_CG = 30
 #: with a bfloat16 copy, CG runs on a copy of the rows active for some class when they are at most this share
 #: (the copy costs about a third of a pass; each CG step then saves the inactive rows' share of one)
 COMPACT_FRACTION = 0.85
@@ -115,6 +128,7 @@ class SolveResult:
     preconditioner: str = ""       # what "auto" resolved to: sketch, subspace, jacobi or none
     hessian_precision: str = ""    # storage or bfloat16
     hessian_layout: str = ""       # packed or plain (of a bfloat16 copy)
+    max_cg: int = 0                # CG steps per Newton step at most (what ``SolverOptions.max_cg`` resolved to)
 
     @property
     def total_objective(self) -> float:
@@ -396,6 +410,9 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     low_precision = _hessian_design(design, opts)
     packed = low_precision and _packed_layout(design, opts)
     compact_fraction = PACKED_COMPACT_FRACTION if packed else COMPACT_FRACTION
+    max_cg = opts.max_cg if opts.max_cg is not None else (LARGE_MAX_CG if low_precision else DEFAULT_MAX_CG)
+    if max_cg < 1:
+        raise ValueError(f"max_cg must be at least 1, got {max_cg}")
     if low_precision:
         design.request_shadow(torch.bfloat16, packed=packed)
     f, g, Z, diag = _loss_grad(design, W, Y, C, jacobi)
@@ -444,7 +461,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
             if collect is None and len(rows) <= compact_fraction * design.n:  # (a subspace needs all rows)
                 cg_design, cg_active = hessian.subset(rows), active[rows]
             compacted = cg_design is not hessian
-            P, XP, steps = _cg(cg_design, cg_active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
+            P, XP, steps = _cg(cg_design, cg_active, gc, C, eta, max_cg, precond, collect, 2 * rank)
             if compacted:
                 hessian.passes += cg_design.passes
             del cg_design
@@ -455,7 +472,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
                 # pass over the data); the exact objective at the new point must then confirm the decrease
                 estimated_XP = True
         else:
-            P, XP, steps = _cg(design, active, gc, C, eta, opts.max_cg, precond, collect, 2 * rank)
+            P, XP, steps = _cg(design, active, gc, C, eta, max_cg, precond, collect, 2 * rank)
         cg_steps += steps
         if collect:
             subspace = Subspace.build(torch.cat([d for d, _ in collect], 1), torch.cat([x for _, x in collect], 1),
@@ -516,4 +533,4 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
                        seconds=time.perf_counter() - start_time, history=history, subspace=subspace,
                        bfloat16_passes=hessian.passes - start_shadow if low_precision else 0,
                        preconditioner=kind, hessian_precision="bfloat16" if low_precision else "storage",
-                       hessian_layout=("packed" if packed else "plain") if low_precision else "")
+                       hessian_layout=("packed" if packed else "plain") if low_precision else "", max_cg=max_cg)
