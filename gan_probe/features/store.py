@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_path, replace_durably, write_json
 from ..errors import FeatureStoreError
 
 SPLITS = ("train", "test")
@@ -98,9 +98,7 @@ class MatrixWriter:
         if self._ctx is not None:
             return bool(self._ctx.__exit__(exc_type, exc, tb))
         if exc_type is None:
-            with open(self._tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self._tmp, self.path)
+            replace_durably(self._tmp, self.path)
         return False
 
 
