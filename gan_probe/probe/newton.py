@@ -7,12 +7,13 @@ For each class ``k`` (column of ``W``, with the bias as the last row, see :mod:`
 is convex and once differentiable; its generalised Hessian is ``I + 2C X~_A^T X~_A`` with ``A`` the rows whose
 margin is below 1 (Mangasarian 2002; liblinear's TRON uses the same). Each Newton iteration
 
-1. reads the data once to get the margins, the loss and the gradient (:meth:`Design.fused`),
-2. runs conjugate gradients on ``H p = -g``; each CG step is one read of the data computing ``X~ p`` and
+1. runs conjugate gradients on ``H p = -g``; each CG step is one read of the data computing ``X~ p`` and
    ``X~^T (A * X~ p)`` chunk by chunk, and the products ``X~ p_j`` are combined into ``X~ P`` for free,
-3. minimises ``f`` along ``P`` exactly: with the margins and ``X~ P`` in memory, ``f(W + t P)`` is a
+2. minimises ``f`` along ``P`` exactly: with the margins and ``X~ P`` in memory, ``f(W + t P)`` is a
    one-dimensional piecewise quadratic, whose minimiser a safeguarded semismooth Newton iteration finds in a few
-   vector operations -- no extra read of the data.
+   vector operations -- no extra read of the data,
+3. moves the margins by ``t X~ P`` and reads the data once for the new gradient ``W + X~^T r``
+   (:meth:`Design.rmatmul`; the first iteration's margins, loss and gradient come from one :meth:`Design.fused`).
 
 A class stops when a Newton step lowers its objective by less than ``tol`` times the objective, or when its
 gradient norm falls below ``grad_tol`` times the first one. Converged classes drop out of later passes.
@@ -22,14 +23,14 @@ and keep the answer: CG is preconditioned by a randomized sketch of the data's t
 (:mod:`gan_probe.probe.sketch`), and on processors with bfloat16 instructions its Hessian-vector products run on
 a standardised bfloat16 copy of the rows (in oneDNN's packed layouts where torch can pack them, see
 :mod:`gan_probe.probe.packed`), while the margins, objective and gradient are computed from the data in its own
-precision. The line search then uses the ``X~ P`` that CG summed from its bfloat16 products while the steps are
-large, and an exact one (one more pass) once they are small; the exact objective after every step confirms it
-went down. Each Newton step there runs at most ``LARGE_MAX_CG`` CG steps: at large C the Newton systems are
+precision: after CG, one more pass computes the exact ``X~ P`` for the line search and the margins, so every
+step lowers the true objective. Each Newton step there runs at most ``LARGE_MAX_CG`` CG steps: at large C the Newton systems are
 ill-conditioned and the long CG runs of a tight tolerance cost many passes for directions whose steps the line
 search then cuts short; more, cheaper Newton steps reach the optimum with fewer passes. On the paper's
-28,672-dim CIFAR-10 features (2 CPU cores, 50,000 rows) C = 0.01 converges in 274 s from a cold start, C = 0.1 in
-361 s warm-started from it and C = 1 in 170 s warm-started from C = 0.1 (float32 products with the Krylov-subspace
-preconditioner had come only within 4% of the C = 0.01 optimum in 938 s at 40,000 rows).
+28,672-dim CIFAR-10 features (2 CPU cores, 50,000 rows) C = 0.01 converged in 274 s from a cold start, C = 0.1 in
+361 s warm-started from it and C = 1 in 170 s warm-started from C = 0.1, before the passes in the data's precision
+got cheaper (float32 products with the Krylov-subspace preconditioner had come only within 4% of the C = 0.01
+optimum in 938 s at 40,000 rows).
 
 >>> import torch
 >>> from gan_probe.probe.design import dense_design
@@ -104,11 +105,11 @@ LARGE_MAX_CG = 30
 #: with a bfloat16 copy, CG runs on a copy of the rows active for some class when they are at most this share
 #: (the copy costs about a third of a pass; each CG step then saves the inactive rows' share of one)
 COMPACT_FRACTION = 0.85
-#: the same for a packed copy, whose re-packing costs about 24 of its (faster) passes per row
-PACKED_COMPACT_FRACTION = 0.5
-#: with a bfloat16 copy, a class's line search uses the X~ P summed by CG (no extra pass over the data) until a
-#: step lowers its objective by less than this share
-ESTIMATED_LINE_SEARCH_DECREASE = 1e-3
+#: the same for a packed copy, whose re-packing costs about 60 of its (faster) passes per row: 6.5 s for 23,000 of
+#: 50,000 x 28,672 rows on 2 CPU cores, where a pass over all of them takes 0.24 s. With at most LARGE_MAX_CG = 30
+#: CG steps a Newton step, a copy of a share f of the rows saves 30 (1 - f) passes and costs 60 f: worth it below
+#: a third (at 0.46, with the earlier bound of 0.5, a Newton step took 17 s instead of 11)
+PACKED_COMPACT_FRACTION = 0.25
 
 
 @dataclass
@@ -241,6 +242,11 @@ def _loss_grad(design: Design, W: torch.Tensor, Y: torch.Tensor, C: float, want_
     f = 0.5 * (W * W).sum(0) + C * loss
     diag = 1 + (2 * C) * out[2] if want_diag else None
     return f, W + G, Z, diag
+
+
+def _gradient(design: Design, W: torch.Tensor, Y: torch.Tensor, Z: torch.Tensor, C: float) -> torch.Tensor:
+    """``W + X~^T r`` with ``r = -2C y max(0, 1 - y z)`` from the margins ``Z = X~ W`` (one backward pass)."""
+    return W + design.rmatmul((-2 * C) * Y * (1 - Y * Z).clamp_min_(0))
 
 
 def _cg(design: Design, active: torch.Tensor, g: torch.Tensor, C: float, eta: torch.Tensor, max_cg: int,
@@ -434,8 +440,6 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         subspace = None
     history: list[dict] = []
     newton_steps = cg_steps = 0
-    # classes whose line search needs the exact X~ P (see below), from when their steps become small
-    exact_line_search = torch.zeros(K, dtype=torch.bool, device=dev)
     for it in range(opts.max_newton):
         cols = (~done).nonzero().flatten()
         if len(cols) == 0:
@@ -454,24 +458,17 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         elif use_subspace and subspace is not None:
             precond = subspace.preconditioner(active, C, design.row_sq)
         collect: list | None = [] if use_subspace else None
-        estimated_XP = False
         if low_precision:
             # CG only needs the rows active for some running class
             cg_design, cg_active = hessian, active
             rows = any_active.nonzero().flatten()
             if collect is None and len(rows) <= compact_fraction * design.n:  # (a subspace needs all rows)
                 cg_design, cg_active = hessian.subset(rows), active[rows]
-            compacted = cg_design is not hessian
-            P, XP, steps = _cg(cg_design, cg_active, gc, C, eta, max_cg, precond, collect, 2 * rank)
-            if compacted:
+            P, _, steps = _cg(cg_design, cg_active, gc, C, eta, max_cg, precond, collect, 2 * rank)
+            if cg_design is not hessian:
                 hessian.passes += cg_design.passes
             del cg_design
-            if compacted or bool(exact_line_search[cols].any()):
-                XP = design.matmul(P)  # the exact X~ P: the line search below then lowers the true objective
-            else:
-                # CG's X~ P over all rows, summed from its bfloat16 products, serves the line search (saving a
-                # pass over the data); the exact objective at the new point must then confirm the decrease
-                estimated_XP = True
+            XP = design.matmul(P)  # the exact X~ P: the line search below then lowers the true objective
         else:
             P, XP, steps = _cg(design, active, gc, C, eta, max_cg, precond, collect, 2 * rank)
         cg_steps += steps
@@ -479,46 +476,25 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
             subspace = Subspace.build(torch.cat([d for d, _ in collect], 1), torch.cat([x for _, x in collect], 1),
                                       subspace, rank)
         t, f_new = _line_search(W[:, cols], P, Yc * Zc, Yc * XP, C)
-        if estimated_XP:
-            W_before, f_before = W[:, cols].clone(), f[cols].clone()
         W[:, cols] += t * P
         Z[:, cols] = Zc + t * XP
-        if not estimated_XP:
-            # an exact step that lowers f_k by less than tol * f_k ends class k (an estimated step's decrease says
-            # little: the exact objective below checks it, and the rule waits for the next, exact step)
-            done[cols[f[cols] - f_new <= opts.tol * f_new.abs()]] = True
+        # a step that lowers f_k by less than tol * f_k ends class k
+        done[cols[f[cols] - f_new <= opts.tol * f_new.abs()]] = True
         f[cols] = f_new
         newton_steps += 1
         entry = {"iteration": it + 1, "cg_steps": steps,
                  "active_rows": float(any_active.to(torch.float64).mean()), "seconds":
                  time.perf_counter() - start_time, "sketch_seconds": sketch_seconds,
                  "classes": int(len(cols)), "step_min": float(t.min()), "step_max": float(t.max())}
-        # exact margins, loss and gradient (one pass) for the classes still running -- and for all of this step's
-        # classes when the line search used estimated products
-        if not estimated_XP:
-            cols = (~done).nonzero().flatten()
+        # the gradient (one pass) for the classes still running, from their margins (the Jacobi preconditioner's
+        # diagonal needs a pass that also recomputes them)
+        cols = (~done).nonzero().flatten()
         if len(cols):
-            f_c, g_c, Z_c, d_c = _loss_grad(design, W[:, cols], Y[:, cols], C, jacobi)
-            if estimated_XP:
-                # CG's X~ P carries the bfloat16 rounding of every CG step's product, which partly cancel: fine
-                # for large steps, too coarse for the small ones near the optimum, which get exact products
-                exact_line_search[cols] |= f_before - f_c < ESTIMATED_LINE_SEARCH_DECREASE * f_c.abs()
-                rose = f_c > f_before + 1e-10 * f_before.abs()
-                if bool(rose.any()):
-                    # the estimate misled the line search: undo those classes' steps (their margins, objective and
-                    # gradient were not touched yet)
-                    W[:, cols[rose]] = W_before[:, rose]
-                    Z[:, cols[rose]] = Zc[:, rose]
-                    f[cols[rose]] = f_before[rose]
-                    entry["undone"] = int(rose.sum())
-                kept = ~rose
-                cols, f_c, g_c, Z_c = cols[kept], f_c[kept], g_c[:, kept], Z_c[:, kept]
-                d_c = d_c[:, kept] if jacobi else None
-        if len(cols):
-            f[cols], g[:, cols], Z[:, cols] = f_c, g_c, Z_c
             if jacobi:
-                diag[:, cols] = d_c
-            gn = g_c.norm(dim=0)
+                f[cols], g[:, cols], Z[:, cols], diag[:, cols] = _loss_grad(design, W[:, cols], Y[:, cols], C, True)
+            else:
+                g[:, cols] = _gradient(design, W[:, cols], Y[:, cols], Z[:, cols], C)
+            gn = g[:, cols].norm(dim=0)
             done[cols[gn <= opts.grad_tol * gnorm0[cols]]] = True
             entry["grad_norm_max"] = float(gn.max())
         entry["objective"] = float(f.sum())
