@@ -4,8 +4,9 @@ On a CPU, the BLAS and LAPACK behind NumPy and SciPy (OpenBLAS) are markedly fas
 on some processors -- on a 2-core AMD EPYC, one thread each: a float32 1,170 x 14,336 Gram block at 103 vs 74
 GFLOPS, a 5,000 x 5,000 Cholesky factorisation in 0.65 vs 1.13 s, its inverse in 1.15 vs 2.97 s; the kernel route
 of ``benchmarks/bench_svm.py`` went from 14.2 to 11.1 s -- so CPU tensors go through them, sharing memory where
-they can. CUDA tensors use torch. Results are torch tensors either way. The primal route's passes over the data
-stay with torch: interleaving the two libraries' thread pools chunk by chunk made them slower, not faster.
+they can. CUDA tensors use torch. Results are torch tensors either way. The primal route's fused passes over the
+data stay with torch: interleaving the two libraries' thread pools chunk by chunk made them slower, not faster; a
+pass that only computes ``X~^T R`` (:meth:`gan_probe.probe.design.Design.rmatmul`) uses NumPy's BLAS throughout.
 Thread counts on the CPU follow the BLAS library's own settings (``OPENBLAS_NUM_THREADS`` or
 ``threadpoolctl``).
 """
