@@ -6,8 +6,8 @@ import torch
 
 from gan_probe.checkpoint import save_checkpoint
 from gan_probe.cli import main
-from gan_probe.errors import CheckpointError, ConfigError, FeatureStoreError
-from gan_probe.features import ExtractOptions, MatrixWriter, extract_features, load_store, pooled_features
+from gan_probe.errors import ConfigError, FeatureStoreError
+from gan_probe.features import MatrixWriter, extract_features, load_store, pooled_features
 from gan_probe.features.batchnorm import recompute_batchnorm
 from gan_probe.features.extract import _write_split as ORIGINAL_WRITE_SPLIT
 from gan_probe.models import Discriminator, Generator, preset_config

@@ -46,7 +46,7 @@ def test_errors_are_one_line(ckpt, tmp_path, capsys, monkeypatch, args, message)
     monkeypatch.chdir(tmp_path)
     assert main(["viz", args[0], "--checkpoint", ckpt, *args[1:]]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"gan-probe viz: error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("gan-probe viz: error: ") and message in err and err.count("\n") == 1
     assert not list(tmp_path.glob("x.*"))
 
 

@@ -21,7 +21,6 @@ import contextlib
 import multiprocessing
 import os
 import sys
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
