@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from gan_probe.cli import main
-from gan_probe.features.store import features_path, save_store
+from gan_probe.features.store import features_path
+
+from feature_stores import make_store
 
 REQUIRED = {"dataset", "protocol", "accuracy", "accuracy_std", "error", "C", "n_train", "n_test", "n_features",
             "draws", "solver", "seconds", "C_selection", "accuracies", "per_draw", "features_meta", "seeds",
@@ -13,15 +15,6 @@ REQUIRED = {"dataset", "protocol", "accuracy", "accuracy_std", "error", "C", "n_
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
-
-def make_store(root, n_train=60, n_test=20, d=12, k=3, meta=None, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(k, d)) * 2
-    ytr, yte = np.arange(n_train) % k, np.arange(n_test) % k
-    xtr = (centers[ytr] + rng.normal(size=(n_train, d))).astype(np.float32)
-    xte = (centers[yte] + rng.normal(size=(n_test, d))).astype(np.float32)
-    return save_store(root, xtr, ytr, xte, yte, meta if meta is not None else {"dataset": "toyset", "layers": [0]})
 
 
 def test_json_result_has_the_documented_fields(tmp_path, capsys):

@@ -6,22 +6,15 @@ import pytest
 import torch
 
 from gan_probe.cli import main
-from gan_probe.features.store import features_path, save_store
+from gan_probe.features.store import features_path
 from gan_probe.probe.resume import GridFits, fits_dir
 from gan_probe.probe.svm import TrainingProblem
+
+from feature_stores import make_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 GRID = ["--C-grid", "0.001,0.01,0.1,1", "--val-size", "30", "--method", "primal"]
-
-
-def make_store(root, n_train=150, n_test=40, d=8, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(k, d))
-    ytr, yte = np.arange(n_train) % k, np.arange(n_test) % k
-    xtr = (centers[ytr] + rng.normal(size=(n_train, d))).astype(np.float32)
-    xte = (centers[yte] + rng.normal(size=(n_test, d))).astype(np.float32)
-    return save_store(root, xtr, ytr, xte, yte, {"dataset": "toyset", "layers": [0]})
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ def solves(monkeypatch):
 
 def test_an_interrupted_grid_resumes_at_its_next_C(tmp_path, solves, capsys):
     calls, state = solves
-    store = make_store(tmp_path / "feats")
+    store = make_store(tmp_path / "feats", n_train=150, n_test=40, d=8, spread=1.0)
     whole = tmp_path / "whole.json"
     assert main(["svm", "--features", str(store), *GRID, "--json", str(whole)]) == 0
     assert calls == [0.001, 0.01, 0.1, 1.0, calls[-1]] and not fits_dir(whole).exists()
@@ -76,7 +69,7 @@ def test_an_interrupted_grid_resumes_at_its_next_C(tmp_path, solves, capsys):
 
 def test_fits_of_other_inputs_are_not_reused(tmp_path, solves):
     calls, state = solves
-    store = make_store(tmp_path / "feats")
+    store = make_store(tmp_path / "feats", n_train=150, n_test=40, d=8, spread=1.0)
     out = tmp_path / "res.json"
     state["interrupt_at"] = 3
     assert main(["svm", "--features", str(store), *GRID, "--json", str(out)]) == 130
