@@ -205,9 +205,14 @@ def test_streamed_design_folds_standardisation_exactly():
 
 
 @pytest.mark.parametrize("columns", [1, 10, 70])
-def test_products_of_float32_rows_equal_float64_ones(columns):
+@pytest.mark.parametrize("numpy_blas", [False, True])
+def test_products_of_float32_rows_equal_float64_ones(columns, numpy_blas, monkeypatch):
+    from gan_probe.probe import linalg
     from gan_probe.probe.design import PACKED_WEIGHT_COLUMNS
     from gan_probe.probe.packed import weight_packing_available
+
+    # X~^T R goes through NumPy's BLAS from SMALL_WORK multiply-adds on (these products are far smaller)
+    monkeypatch.setattr(linalg, "SMALL_WORK", 0 if numpy_blas else 1 << 62)
 
     x, _ = correlated_features(90, 33, seed=31)
     x = x + 40.0
@@ -222,6 +227,7 @@ def test_products_of_float32_rows_equal_float64_ones(columns):
         WT = W[:-1].T.to(torch.float32).contiguous()
         packs = columns <= PACKED_WEIGHT_COLUMNS and weight_packing_available()
         assert (type(design._forward_weights(WT, 16)) is not torch.Tensor) == packs
+        assert design._numpy_backward(columns) == numpy_blas
         np.testing.assert_allclose(design.matmul(W).numpy(), (exact @ W).numpy(), rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(design.rmatmul(R).numpy(), (exact.T @ R).numpy(), rtol=1e-5, atol=1e-4)
         Z, G = design.fused(W, lambda s, e, Zc: R[s:e])

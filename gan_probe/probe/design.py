@@ -35,6 +35,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from . import linalg
 from .packed import PackedBlock, PackedRowsBuilder, PackedWeights, weight_packing_available
 from .standardize import Standardizer
 
@@ -214,11 +215,12 @@ class Design:
         On a CPU the chunks' products go through NumPy's BLAS (see :mod:`gan_probe.probe.linalg`): for these
         wide, flat products (10 x rows @ rows x 28,672 in float32) OpenBLAS ran a pass over 50,000 rows in 0.60 s
         where torch took 1.18 s (2 cores of an AMD EPYC). A pass with nothing else in it keeps the two libraries'
-        thread pools from taking turns chunk by chunk.
+        thread pools from taking turns chunk by chunk; small products (below ``linalg.SMALL_WORK`` multiply-adds
+        in all) stay with torch, for which switching pools would cost more than they gain.
         """
         R = R.to(self.device, torch.float64)
         K = R.shape[1]
-        if self._numpy_backward():
+        if self._numpy_backward(K):
             GT = torch.from_numpy(self._rmatmul_numpy(R))
         else:
             GT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device)
@@ -228,8 +230,9 @@ class Design:
         rsum = R.sum(0)
         return self._join(self._unfold(GT, rsum).T, rsum)
 
-    def _numpy_backward(self) -> bool:
-        return self.device.type == "cpu" and type(self)._backward is Design._backward
+    def _numpy_backward(self, columns: int) -> bool:
+        return (self.device.type == "cpu" and type(self)._backward is Design._backward
+                and self.n * self.n_features * columns >= linalg.SMALL_WORK)
 
     def _rmatmul_numpy(self, R: torch.Tensor) -> np.ndarray:
         GT = np.zeros((R.shape[1], self.n_features))
