@@ -29,11 +29,7 @@ from gan_probe.probe.packed import packing_available  # noqa: E402
 
 
 def seconds_per_pass(design, W: torch.Tensor, A: torch.Tensor, repeats: int) -> float:
-    design.fused(W, lambda s, e, Z: A[s:e] * Z)              # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        design.fused(W, lambda s, e, Z: A[s:e] * Z)
-    return (time.perf_counter() - start) / repeats
+    return timed(lambda: design.fused(W, lambda s, e, Z: A[s:e] * Z), repeats)[0]
 
 
 def main() -> None:

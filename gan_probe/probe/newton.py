@@ -24,12 +24,12 @@ and keep the answer: CG is preconditioned by a randomized sketch of the data's t
 a standardised bfloat16 copy of the rows (in oneDNN's packed layouts where torch can pack them, see
 :mod:`gan_probe.probe.packed`), while the margins, objective and gradient are computed from the data in its own
 precision: after CG, one more pass computes the exact ``X~ P`` for the line search and the margins, so every
-step lowers the true objective. Each Newton step there runs at most ``LARGE_MAX_CG`` CG steps: at large C the Newton systems are
-ill-conditioned and the long CG runs of a tight tolerance cost many passes for directions whose steps the line
-search then cuts short; more, cheaper Newton steps reach the optimum with fewer passes. On the paper's
-28,672-dim CIFAR-10 features (2 CPU cores, 50,000 rows) C = 0.01 converges in 270 s from a cold start, C = 0.1
-in 266 s warm-started from it and C = 1 in 168 s warm-started from C = 0.1 (float32 products with the Krylov-subspace preconditioner had come only within 4%
-of the C = 0.01 optimum in 938 s at 40,000 rows).
+step lowers the true objective. Each Newton step there runs at most ``LARGE_MAX_CG`` CG steps: at large C the
+Newton systems are ill-conditioned and the long CG runs of a tight tolerance cost many passes for directions whose
+steps the line search then cuts short; more, cheaper Newton steps reach the optimum with fewer passes. On the
+paper's 28,672-dim CIFAR-10 features (2 CPU cores, 50,000 rows) C = 0.01 converges in 270 s from a cold start,
+C = 0.1 in 266 s warm-started from it and C = 1 in 168 s warm-started from C = 0.1 (float32 products with the
+Krylov-subspace preconditioner had come only within 4% of the C = 0.01 optimum in 938 s at 40,000 rows).
 
 >>> import torch
 >>> from gan_probe.probe.design import dense_design

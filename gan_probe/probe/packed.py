@@ -63,12 +63,11 @@ class PackedWeights:
     matrix product (``benchmarks/bench_products.py``; 50,000 x 28,672 rows with 10 columns in 0.33 s against
     0.76 s on 2 cores of an AMD EPYC). Packing costs about one product with a block; it is done once a pass."""
 
-    __slots__ = ("_packed", "columns")
+    __slots__ = ("_packed",)
 
     def __init__(self, WT: torch.Tensor, rows_hint: int):
         if WT.dtype != torch.float32 or WT.device.type != "cpu" or WT.dim() != 2:
             raise ValueError("packed weights are 2-D float32 CPU tensors")
-        self.columns = int(WT.shape[0])
         self._packed = torch.ops.mkldnn._reorder_linear_weight(WT.contiguous(), int(rows_hint))
 
     def forward(self, block: torch.Tensor) -> torch.Tensor:
