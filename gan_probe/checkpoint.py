@@ -4,7 +4,9 @@
 Keys: ``format`` ("gan-probe-checkpoint"), ``format_version``, ``generator`` and ``discriminator`` state dicts,
 ``optimizer_g`` / ``optimizer_d`` states (training checkpoints only), ``step``, ``epoch``, ``config``
 (``model``: ModelConfig fields, ``train``: training options), ``data`` (dataset description and sha256),
-``provenance``.
+``provenance``. Converted checkpoints (``gan-probe convert``) add ``converted`` (source, commit, file hashes,
+what the conversion did) and, for a partial set, ``missing``: the conv layers and files that were not there
+(``layers``, ``files``, ``keys``); their weights are absent from the file and are never filled in.
 """
 from __future__ import annotations
 
@@ -51,6 +53,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
+def require_training_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """A one-line error unless ``state`` is a training checkpoint (optimizer states, training options)."""
+    converted = state.get("converted")
+    if converted:
+        raise CheckpointError(f"{path}: converted from the DCGAN authors' {converted.get('model')} release, not a "
+                              f"gan-probe training run (no optimizer state or training options); it cannot be "
+                              f"resumed or trained from")
+    if not all(key in state for key in ("optimizer_g", "optimizer_d")) or not (state.get("config") or {}).get("train"):
+        raise CheckpointError(f"{path}: an inference-only checkpoint (no optimizer state, e.g. written by "
+                              f"gan-probe export); resume from the training run's own checkpoint.pt")
+
+
 def model_config(state: dict[str, Any]) -> ModelConfig:
     return ModelConfig.from_dict(state["config"]["model"])
 
@@ -63,6 +77,32 @@ class LoadedModels:
     state: dict[str, Any]
     path: Path
 
+    @property
+    def missing_layers(self) -> list[int]:
+        """0-based conv layers of D whose weights the checkpoint lacks (a partial conversion)."""
+        return list((self.state.get("missing") or {}).get("layers", []))
+
+    def require_layers(self, layers: list[int], flag: str = "--layers") -> None:
+        """A one-line error unless every conv layer up to the deepest of ``layers`` has its weights."""
+        missing = self.missing_layers
+        if not missing or not layers or max(layers) < min(missing):
+            return
+        info = self.state["missing"]
+        names = ", ".join(f"conv{i + 1}" for i in missing)
+        usable = ",".join(str(i) for i in range(min(missing)))
+        asked = "all layers (the default)" if layers == list(range(len(self.discriminator.features))) else \
+            f"{flag} {','.join(map(str, layers))}"
+        raise CheckpointError(f"{self.path}: {asked} needs {names}, whose weights are missing "
+                              f"({', '.join(info.get('files', []))} were not there when it was converted); "
+                              + (f"use {flag} {usable}" if usable else "no layer is usable"))
+
+    def require_generator(self) -> Generator:
+        """The generator, or a one-line error saying why there is none."""
+        if self.generator is None:
+            reason = (self.state.get("converted") or {}).get("generator") or "it was saved without one"
+            raise CheckpointError(f"{self.path}: checkpoint holds no generator ({reason})")
+        return self.generator
+
 
 def load_models(path: str | os.PathLike, device: str | torch.device = "cpu",
                 expect_preset: str | None = None) -> LoadedModels:
@@ -73,7 +113,8 @@ def load_models(path: str | os.PathLike, device: str | torch.device = "cpu",
     if expect_preset is not None and config.preset != expect_preset:
         raise CheckpointError(f"{path}: checkpoint holds preset {config.preset!r}, expected {expect_preset!r}")
     disc = Discriminator(config)
-    _load_state(disc, state["discriminator"], path, "discriminator")
+    _load_state(disc, state["discriminator"], path, "discriminator",
+                absent=(state.get("missing") or {}).get("keys", ()))
     gen = None
     if state.get("generator") is not None:
         gen = Generator(config)
@@ -82,10 +123,21 @@ def load_models(path: str | os.PathLike, device: str | torch.device = "cpu",
     return LoadedModels(gen, disc.to(device).eval(), config, state, path)
 
 
-def _load_state(module: torch.nn.Module, weights: dict, path: Path, what: str) -> None:
+def _load_state(module: torch.nn.Module, weights: dict, path: Path, what: str, absent=()) -> None:
+    """Load ``weights``; the keys in ``absent`` (declared missing by the checkpoint) are set to NaN, so that
+    nothing computed from them can pass for a result."""
     weights = {k: v.float() if torch.is_floating_point(v) else v for k, v in weights.items()}
+    absent = set(absent)
     try:
-        module.load_state_dict(weights)
+        result = module.load_state_dict(weights, strict=not absent)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{path}: {what} weights do not match its config ({first[:150]})") from None
+    if absent:
+        undeclared = set(result.missing_keys) - absent
+        if undeclared or result.unexpected_keys:
+            raise CheckpointError(f"{path}: {what} weights do not match its config (missing "
+                                  f"{sorted(undeclared)}, unexpected {result.unexpected_keys})")
+        with torch.no_grad():
+            for key in absent:
+                module.get_parameter(key).fill_(float("nan"))

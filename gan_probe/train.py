@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path, remove_stale_temporaries, write_json
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, require_training_state, save_checkpoint
 from .data import load_split
 from .data.holdout import holdout_split
 from .distributed import DistContext, agree, all_reduce, init_distributed, main_first, main_only
@@ -230,6 +230,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     state: dict[str, Any] | None = None
     if found is not None:
         state = agree(lambda: load_checkpoint(found), ctx)  # every rank reads the file rank 0 chose
+        require_training_state(state, found)
         saved = TrainConfig.from_dict(state["config"]["train"])
         config = merge_resume_config(saved, config, explicit, Path(found))
 

@@ -22,6 +22,7 @@ COMMANDS = {
     "pipeline": "pipeline",
     "viz": "viz",
     "export": "export",
+    "convert": "convert",
 }
 
 

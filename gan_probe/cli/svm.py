@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "gives the features")
     src.add_argument("--features-dir", metavar="DIR", help="one-step form: where to write the feature store")
     src.add_argument("--dataset-name", help="dataset name for the result; unset: meta.json's 'dataset'")
+    src.add_argument("--layers", metavar="LIST",
+                     help="probe only these 0-based conv layers of the store (comma-separated, e.g. 0,1,2,3; "
+                          "read into memory); unset: every column")
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--C", default="auto", help="regularisation constant, or 'auto' to choose it on a "
                                                    "validation split")
@@ -77,6 +80,13 @@ def _parse_grid(value: str | None) -> tuple[float, ...] | None:
     return tuple(check_C(p, "--C-grid value") for p in parts)
 
 
+def _parse_layers(value: str) -> list[int]:
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--layers {value!r}: expected comma-separated 0-based layer indices, e.g. 0,1,2,3") from None
+
+
 def _features_dir(args: argparse.Namespace, progress: bool) -> str:
     one_step = any(v is not None for v in (args.checkpoint, args.dataset, args.data_root, args.features_dir))
     if args.features and one_step:
@@ -112,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
         config.C_grid = grid
     config.validate()
     features = _features_dir(args, progress)
+    if args.layers:
+        from ..features.store import load_store, select_store_layers
+
+        features = select_store_layers(load_store(features), _parse_layers(args.layers))
     resume_dir = fits_dir(args.json) if args.json else None
     try:
         result = probe_store(features, config, dataset_name=args.dataset_name, progress=progress,

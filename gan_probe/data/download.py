@@ -16,6 +16,7 @@ import socket
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Callable
 from urllib.error import URLError
 from urllib.request import urlopen
 
@@ -41,12 +42,20 @@ def svhn_url(split: str) -> str:
     return SVHN_URL.format(split=split)
 
 
-def fetch(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: float = TIMEOUT_S) -> Path:
-    """Download ``url`` to ``dest`` unless ``dest`` exists; check its md5 (from :data:`MD5`) before saving."""
+def fetch(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: float = TIMEOUT_S,
+          digest: tuple[str, str] | None = None, verify: Callable[[Path], None] | None = None) -> Path:
+    """Download ``url`` to ``dest`` unless ``dest`` exists, checked before it is saved.
+
+    The check: ``digest`` (``(algorithm, hex)``, e.g. ``("sha256", "...")``), else the md5 of :data:`MD5` for
+    the official data files, else ``verify(tmp_path)``, which raises :class:`DataError` for a bad file.
+    """
     dest = Path(dest)
     if dest.is_file():
         return dest
-    expected = MD5[url]
+    if digest is None and url in MD5:
+        digest = ("md5", MD5[url])
+    if digest is None and verify is None:
+        raise ValueError(f"fetch({url!r}): nothing to check the download against")
     hint = f"get {url} yourself and put it at {dest}"
     try:
         response = urlopen(url, timeout=timeout)
@@ -54,7 +63,7 @@ def fetch(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: 
         raise DataError(f"cannot download {url} ({_reason(exc)}; offline?); {hint}") from None
     from tqdm.auto import tqdm
 
-    digest = hashlib.md5()
+    hasher = hashlib.new(digest[0]) if digest else None
     headers = getattr(response, "headers", None)
     length = str(headers.get("Content-Length") or "") if headers is not None else ""
     total = int(length) if length.isdigit() else None
@@ -63,12 +72,16 @@ def fetch(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: 
                 tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
                      leave=False) as bar:
             for block in iter(lambda: response.read(_BLOCK), b""):
-                digest.update(block)
+                if hasher is not None:
+                    hasher.update(block)
                 fh.write(block)
                 bar.update(len(block))
-            if digest.hexdigest() != expected:
-                raise DataError(f"{url}: downloaded file has md5 {digest.hexdigest()}, expected {expected}; "
-                                f"nothing was saved to {dest} (retry, or {hint})")
+            if hasher is not None and hasher.hexdigest() != digest[1]:
+                raise DataError(f"{url}: downloaded file has {digest[0]} {hasher.hexdigest()}, expected "
+                                f"{digest[1]}; nothing was saved to {dest} (retry, or {hint})")
+            if hasher is None:
+                fh.flush()
+                verify(Path(tmp))
     except (URLError, OSError, http.client.HTTPException, socket.timeout) as exc:
         raise DataError(f"download of {url} failed ({_reason(exc)}); nothing was saved; {hint}") from None
     return dest

@@ -10,11 +10,12 @@ from ..models import Discriminator
 
 @torch.no_grad()
 def recompute_batchnorm(disc: Discriminator, images: np.ndarray, batch_size: int = 256,
-                        device: torch.device | str = "cpu", progress: bool = False) -> int:
+                        device: torch.device | str = "cpu", progress: bool = False, depth: int | None = None) -> int:
     """Replace every BatchNorm's running mean/var by the cumulative average over ``images`` (uint8 NHWC).
 
-    Batches are taken in order; the result is the mean of per-batch statistics (momentum=None). Returns the
-    number of batches used; the module is left in eval mode.
+    Batches are taken in order; the result is the mean of per-batch statistics (momentum=None). With ``depth``
+    only the first ``depth`` conv blocks are run (the layers a probe reads); the later blocks' statistics are
+    left reset. Returns the number of batches used; the module is left in eval mode.
     """
     from ..train import to_model_range
 
@@ -37,7 +38,7 @@ def recompute_batchnorm(disc: Discriminator, images: np.ndarray, batch_size: int
         if len(block) < 2:
             continue
         x = to_model_range(block).to(device)
-        for i, layer in enumerate(disc.features):
+        for layer in disc.features[:depth]:
             x = layer(x)
         batches += 1
     for m, momentum in zip(norms, saved):

@@ -122,15 +122,25 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
     if checkpoint is not None:
         models = agree(lambda: load_models(checkpoint, device="cpu"), ctx)
         disc, model_cfg = models.discriminator, models.config.to_dict()
+        converted = models.state.get("converted")
         source = {"source": "dcgan", "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                   "checkpoint_step": models.state.get("step"),
                   "trained_on": (models.state.get("data") or {}).get("dataset"),
-                  "loss": (models.state.get("config", {}).get("train") or {}).get("loss")}
+                  "loss": ((models.state.get("config") or {}).get("train") or {}).get("loss")}
+        if converted:
+            source["converted"] = {k: converted.get(k) for k in ("from", "model", "repository", "commit", "path",
+                                                                 "epoch", "channel_order")}
+            if options.bn == "checkpoint":
+                raise ConfigError(f"--bn checkpoint: {checkpoint} holds no batch-norm running statistics (converted "
+                                  f"from the authors' {converted.get('model')} model, which kept none); use the "
+                                  f"default --bn recompute")
     else:
         disc, model_cfg = random_discriminator(random_init, seed)
         source = {"source": "random-d", "checkpoint": None, "init_seed": seed,
                   "architecture_of": None if random_init in PRESETS else str(random_init)}
     layers = select_layers(disc, options.layers)
+    if checkpoint is not None:
+        models.require_layers(layers)
     train, test = main_first(lambda: load_probe_splits(dataset, data_root, model_cfg["image_size"], options,
                                                        download, progress and ctx.is_main), ctx)
     key = sha256_json({"format": FORMAT, "version": 1, "source": source.get("checkpoint_sha256") or source,
@@ -167,7 +177,8 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
                 disc.get_buffer(name).copy_(value.to(dev))
             bn_batches, bn_resumed = int(saved["batches"]), True
         else:
-            bn_batches = _recompute_batchnorm(disc, train.images, options.batch_size, dev, progress, ctx)
+            bn_batches = _recompute_batchnorm(disc, train.images, options.batch_size, dev, progress, ctx,
+                                              depth=max(layers) + 1)
             buffers = {name: b.detach().cpu().clone() for name, b in disc.named_buffers()}
             main_only(lambda: _save_batchnorm(root, buffers, bn_batches), ctx)
     disc.eval()
@@ -212,14 +223,14 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
 
 
 def _recompute_batchnorm(disc: Discriminator, images: np.ndarray, batch_size: int, device: torch.device,
-                         progress: bool, ctx: DistContext) -> int:
+                         progress: bool, ctx: DistContext, depth: int | None = None) -> int:
     """:func:`recompute_batchnorm` over all batches, each rank taking its round-robin share of them."""
     if not ctx.enabled:
-        return recompute_batchnorm(disc, images, batch_size, device, progress)
+        return recompute_batchnorm(disc, images, batch_size, device, progress, depth)
     starts = shard_batches(len(images), batch_size, ctx.rank, ctx.world_size)
     mine = (np.concatenate([images[s:s + batch_size] for s in starts]) if starts
             else np.zeros((0, *images.shape[1:]), dtype=images.dtype))
-    local = recompute_batchnorm(disc, mine, batch_size, device, progress and ctx.is_main)
+    local = recompute_batchnorm(disc, mine, batch_size, device, progress and ctx.is_main, depth)
     norms = [m for m in disc.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if not norms:
         return 0

@@ -176,6 +176,55 @@ class FeatureStore:
         return int(self.train_features.shape[1])
 
 
+def select_store_layers(store: FeatureStore, layers: list[int] | tuple[int, ...], flag: str = "--layers"
+                        ) -> FeatureStore:
+    """The columns of some of a store's conv layers (0-based indices, as ``extract --layers``), in memory.
+
+    The layers must be among those the store holds (``meta["layers"]``, with ``dims_per_layer`` giving their
+    column blocks in order); the returned store's meta records the selection (``layers``, ``layer_names``,
+    ``dims_per_layer``, ``n_features``) and ``selected_from`` the store's full list.
+
+    >>> import tempfile
+    >>> root = save_store(tempfile.mkdtemp(), np.arange(12, dtype=np.float32).reshape(2, 6), np.array([0, 1]),
+    ...                    np.zeros((1, 6), np.float32), np.array([0]),
+    ...                    {"layers": [0, 1], "layer_names": ["conv1", "conv2"],
+    ...                     "dims_per_layer": {"conv1": 2, "conv2": 4}})
+    >>> select_store_layers(load_store(root), [1]).train_features.tolist()
+    [[2.0, 3.0, 4.0, 5.0], [8.0, 9.0, 10.0, 11.0]]
+    """
+    meta = store.meta
+    have = [int(i) for i in meta.get("layers") or []]
+    names = list(meta.get("layer_names") or [])
+    dims = meta.get("dims_per_layer") or {}
+    if not have or len(names) != len(have) or any(n not in dims for n in names) \
+            or sum(int(dims[n]) for n in names) != store.n_features:
+        raise FeatureStoreError(f"{store.root / META}: records no per-layer column blocks (layers, layer_names, "
+                                f"dims_per_layer); {flag} needs a store written by gan-probe extract")
+    chosen = sorted(set(int(i) for i in layers))
+    absent = [i for i in chosen if i not in have]
+    if absent or not chosen:
+        raise FeatureStoreError(f"{flag} {','.join(map(str, layers))}: {store.root} holds conv layers "
+                                f"{','.join(map(str, have))}")
+    starts = np.cumsum([0] + [int(dims[n]) for n in names])
+    blocks = [(starts[have.index(i)], starts[have.index(i) + 1]) for i in chosen]
+
+    def take(x: np.ndarray) -> np.ndarray:
+        out = np.empty((len(x), sum(b - a for a, b in blocks)), dtype=x.dtype)
+        for start in range(0, len(x), 4096):  # row chunks: memory-mapped pages are read once
+            chunk = np.asarray(x[start:start + 4096])
+            out[start:start + len(chunk)] = np.concatenate([chunk[:, a:b] for a, b in blocks], axis=1)
+        return out
+
+    kept = [names[have.index(i)] for i in chosen]
+    new_meta = {**meta, "layers": chosen, "layer_names": kept, "dims_per_layer": {n: dims[n] for n in kept},
+                "n_features": int(sum(b - a for a, b in blocks)),
+                "selected_from": {"layers": have, "root": str(store.root)}}
+    if meta.get("channels") and len(meta["channels"]) == len(have):
+        new_meta["channels"] = [meta["channels"][have.index(i)] for i in chosen]
+    return FeatureStore(store.root, take(store.train_features), store.train_labels, take(store.test_features),
+                        store.test_labels, new_meta)
+
+
 def _load_npy(path: Path, mmap: bool) -> np.ndarray:
     if not path.is_file():
         raise FeatureStoreError(f"{path}: missing; a feature store needs train/test _features.npy and _labels.npy "

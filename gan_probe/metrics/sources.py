@@ -175,16 +175,14 @@ def open_checkpoint(path: str | os.PathLike, samples: int, seed: int, device: to
                     block: int = DEFAULT_GENERATOR_BATCH) -> GeneratorSource:
     """Samples from the generator stored in a gan-probe checkpoint."""
     from ..checkpoint import load_models
-    from ..errors import CheckpointError
 
     if samples < 1:
         raise GanProbeError(f"--samples {samples}: expected a positive number")
     models = load_models(path, device)
-    if models.generator is None:
-        raise CheckpointError(f"{path}: checkpoint holds no generator")
+    generator = models.require_generator()
     desc = {"path": str(path), "sha256": sha256_file(path), "preset": models.config.preset,
             "step": models.state.get("step")}
-    return GeneratorSource(models.generator, samples, seed, device, block, desc)
+    return GeneratorSource(generator, samples, seed, device, block, desc)
 
 
 def parse_dataset_spec(spec: str) -> tuple[str, str | None, str]:

@@ -61,6 +61,9 @@ PRESETS: dict[str, ModelConfig] = {
                            latent="uniform"),
     # The common 64x64 DCGAN (4x4 kernels, ngf = ndf = 64, nz = 100, z ~ N(0, 1)).
     "dcgan64": ModelConfig("dcgan64", image_size=64, nz=100, ngf=64, ndf=64, d_kernel=4, latent="normal"),
+    # The authors' SVHN model's D: 5x5 convs, stride 2, pad 2, 64-128-256 maps; 7,168 pooled features. (Its G here
+    # is gan-probe's: a 4x4 transposed-conv projection, where the authors' G used a dense one.)
+    "svhn32": ModelConfig("svhn32", image_size=32, nz=100, ngf=64, ndf=64, d_kernel=5, latent="normal"),
     # A narrow 32x32 model that trains on a CPU in minutes.
     "small32": ModelConfig("small32", image_size=32, nz=100, ngf=32, ndf=32, d_kernel=4, latent="normal"),
 }

@@ -27,9 +27,7 @@ DPI = 150
 
 def require_generator(models) -> Generator:
     """The generator of a :class:`~gan_probe.checkpoint.LoadedModels`; a discriminator-only file is an error."""
-    if models.generator is None:
-        raise ConfigError(f"{models.path}: the checkpoint holds no generator; this figure needs one")
-    return models.generator
+    return models.require_generator()
 
 
 def latents(prior: LatentPrior, n: int, seed: int) -> torch.Tensor:

@@ -211,6 +211,7 @@ def filters_figure(models, images: np.ndarray, layers: Sequence[int] | None = No
     if bad or not layers:
         raise ConfigError(f"--layers {','.join(map(str, layers))}: the discriminator has conv layers "
                           f"0..{n_layers - 1}")
+    models.require_layers(layers)
     if maps < 1 or top < 1:
         raise ConfigError(f"--maps and --top must be positive, got {maps} and {top}")
     if len(images) == 0:
