@@ -97,7 +97,7 @@ def _d_params(widths: list[int], kernel: int) -> tuple[Param, ...]:
 MODELS: dict[str, ReleasedModel] = {
     "imagenet32": ReleasedModel(
         "imagenet32", "paper32", 30, "models/imagenet_gan_pretrain_128f_relu_lrelu_7l_3x3_256z",
-        "ImageNet-1k at 32x32 (the authors' training; the paper's CIFAR-10 features)",
+        "ImageNet-1k 32x32, the authors' release",
         _d_params([128, 128, 256, 256, 512, 512], 3),
         {
             "30_discrim_params.jl_01.npy": "f90d162c427747332e1f84e55179777971cd38faf04012b644040cd8c9dba9ac",
@@ -118,7 +118,7 @@ MODELS: dict[str, ReleasedModel] = {
         }),
     "svhn": ReleasedModel(
         "svhn", "svhn32", 200, "models/svhn_unsup_all_conv_dcgan_100z_gaussian_lr_0.0005_64mb",
-        "SVHN train split (the authors' training; the paper's SVHN features)",
+        "SVHN train, the authors' release",
         _d_params([64, 128, 256], 5),
         {
             "200_discrim_params.jl_01.npy": "fe9ef3d815b106df988ec6f384a79ae68df27a214c11ada52b94548f4666b15f",

@@ -160,6 +160,17 @@ def build_figures(results: Results, fig_dir: Path, published: bool = True,
                               "Validation accuracy against the SVM's C (log axis) for each protocol; the star marks "
                               "the C each result chose."))
 
+    from .layers import layer_profile_figure, layer_profiles
+
+    profiles = layer_profiles(results.probes)
+    for dataset in dict.fromkeys(p.dataset for p in profiles):
+        name = names(f"layer_profile_{dataset}")
+        layer_profile_figure([p for p in profiles if p.dataset == dataset], fig_dir / name)
+        refs.append(FigureRef(f"{rel}/{name}", f"Per-layer profile ({dataset})",
+                              "Test accuracy of a linear L2-SVM on one conv layer's pooled features (left) and on "
+                              "the first k layers together (right); error bars: ± standard deviation over label "
+                              "draws."))
+
     logged = [r for r in results.runs if r.log]
     if logged:
         name = names("training_curves")

@@ -91,6 +91,8 @@ class ProbeResult:
     data: dict[str, Any] = field(default_factory=dict)  # split -> {dataset, n, sha256, ...}
     features_meta: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    layers: list[int] | None = None  # the conv layers probed, when a subset of the model's (see layer_subset)
+    model_label: str | None = None  # the label without the layer subset: one model's rows of a layer profile
     kind: str = "probe"
 
     @property
@@ -300,6 +302,12 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
     if family in ("dcgan", "random-d"):
         details += variant_details(meta)
     trained_on = _string(meta, "trained_on") if family == "dcgan" else None
+    converted = meta.get("converted") if isinstance(meta.get("converted"), dict) else {}
+    if family == "dcgan" and converted:
+        if converted.get("epoch") is not None:
+            trained_on = f"{trained_on or 'the authors release'}, epoch {converted['epoch']}"
+        if converted.get("channel_order") == "bgr":
+            details.append("BGR input")
     suffix = ", ".join(details) + (f"; trained on {trained_on}" if trained_on else "")
     suffix = f" ({suffix.lstrip('; ')})" if suffix else ""
     if family == "dcgan":
@@ -313,6 +321,37 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
         return "Raw pixels + L2-SVM"
     source = _string(meta, "source")
     return f"{source} + L2-SVM" if source else fallback
+
+
+def layer_subset(meta: dict) -> list[int] | None:
+    """The 0-based conv layers a store holds when they are a strict subset of its model's layers, else None.
+
+    >>> layer_subset({"layers": [0, 1, 2, 3], "model": {"image_size": 32, "d_stride1_pairs": True}})
+    [0, 1, 2, 3]
+    >>> layer_subset({"layers": [0, 1, 2], "model": {"image_size": 32, "d_stride1_pairs": False}}) is None
+    True
+    """
+    layers, model = meta.get("layers"), meta.get("model")
+    if not isinstance(layers, list) or not isinstance(model, dict) or not all(isinstance(i, int) for i in layers):
+        return None
+    size = model.get("image_size")
+    if not isinstance(size, int) or size < 8:
+        return None
+    n = (size // 4).bit_length() - 1  # stride-2 stages: log2(size / 4)
+    n *= 2 if model.get("d_stride1_pairs") else 1
+    return sorted(layers) if sorted(set(layers)) != list(range(n)) else None
+
+
+def describe_layers(layers: Sequence[int]) -> str:
+    """``[0, 1, 2, 3]`` -> "conv1-4"; ``[2]`` -> "conv3"; ``[0, 2]`` -> "conv1,3".
+
+    >>> describe_layers([0, 1, 2, 3]), describe_layers([2]), describe_layers([0, 2])
+    ('conv1-4', 'conv3', 'conv1,3')
+    """
+    layers = sorted(layers)
+    if len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"conv{layers[0] + 1}-{layers[-1] + 1}"
+    return "conv" + ",".join(str(i + 1) for i in layers)
 
 
 LOSS_NAMES = {"ls": "least-squares loss", "hinge": "hinge loss", "bce": "BCE loss"}
@@ -474,8 +513,15 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
     if labels_per_class is None and protocol == "svhn" and n_train and n_classes:
         labels_per_class = n_train // n_classes if n_train % n_classes == 0 else None
     fallback = Path(path).stem
+    label = probe_label(obj, meta, family, fallback)
+    layers = layer_subset(meta)
+    model_label = label
+    if layers is not None:
+        suffix = " + L2-SVM"
+        stem = label[:-len(suffix)] if label.endswith(suffix) else label
+        label = f"{stem}, {describe_layers(layers)}" + (suffix if label.endswith(suffix) else "")
     return ProbeResult(
-        path=path, label=probe_label(obj, meta, family, fallback), family=family, dataset=dataset,
+        path=path, label=label, layers=layers, model_label=model_label, family=family, dataset=dataset,
         protocol=protocol, labels_per_class=labels_per_class, n_classes=n_classes, accuracy=accuracy,
         accuracy_std=std, error=error, C=C if C is not None else c_chosen, n_train=n_train,
         n_test=_integer(obj, "n_test", where), n_features=_integer(obj, "n_features", where)

@@ -444,8 +444,15 @@ PROTOCOLS_ORDER = {"full": 0, "few-labels": 1, "svhn": 2}
 
 def build_tables(probes: Sequence[ProbeResult], samples: Sequence[SampleQualityResult],
                  published: bool = True) -> list[Table]:
-    """All tables that have at least one measured row, in report order."""
-    candidates = [cifar10_table(probes, published), svhn_table(probes, published),
+    """All tables that have at least one measured row, in report order. The results of a per-layer profile
+    (:mod:`gan_probe.report.layers`) get their own table instead of rows in the paper-style ones."""
+    from .layers import layer_profile_table, layer_profiles, profile_members
+
+    profiles = layer_profiles(probes)
+    members = profile_members(profiles)
+    paper = [r for r in probes if id(r) not in members]
+    candidates = [cifar10_table(paper, published), svhn_table(paper, published),
+                  layer_profile_table(profiles),
                   sample_quality_table(samples, published), probe_table(probes)]
     return [t for t in candidates if t is not None]
 
