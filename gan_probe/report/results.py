@@ -304,8 +304,8 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
     trained_on = _string(meta, "trained_on") if family == "dcgan" else None
     converted = meta.get("converted") if isinstance(meta.get("converted"), dict) else {}
     if family == "dcgan" and converted:
-        if converted.get("epoch") is not None:
-            trained_on = f"{trained_on or 'the authors release'}, epoch {converted['epoch']}"
+        release = f"the DCGAN authors' {converted.get('model')} release"
+        trained_on = release + (f", epoch {converted['epoch']}" if converted.get("epoch") is not None else "")
         if converted.get("channel_order") == "bgr":
             details.append("BGR input")
     suffix = ", ".join(details) + (f"; trained on {trained_on}" if trained_on else "")
