@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 from gan_probe.probe import TrainingProblem, fit_standardizer
 from gan_probe.probe.design import standardized_design
 from gan_probe.probe.liblinear import fit_liblinear
-from gan_probe.probe.newton import class_targets, objective
+from gan_probe.probe.loss import class_targets, objective
 from gan_probe.probe.svm import predict_from_scores, scores
 
 SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"

@@ -1,5 +1,8 @@
-"""Device selection."""
+"""Device selection and what the machine offers (native bfloat16 products, available memory): the facts the
+probe's solver plan (:mod:`gan_probe.probe.plan`) reads once per solve."""
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -20,3 +23,40 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return device
+
+
+def fast_bfloat16(device: torch.device | str) -> bool:
+    """Whether bfloat16 matrix products are native (not emulated) on ``device``: CUDA devices that support
+    bfloat16, and CPUs with the AVX-512 BF16 or AMX-BF16 instructions (read from ``/proc/cpuinfo``; ``False``
+    where it cannot be read). A fixed property of the machine, so the solver's choice never depends on load."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable`` of ``/proc/meminfo``; ``None`` where it
+    cannot be read)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()

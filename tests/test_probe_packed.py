@@ -5,7 +5,6 @@ import torch
 
 from gan_probe.probe import SolverOptions, fit_standardizer
 from gan_probe.probe.design import dense_design, packed_design, standardized_design
-from gan_probe.probe.newton import class_targets, newton_cg
 from gan_probe.probe.packed import PackedBlock, PackedRowsBuilder, packing_available
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -71,8 +70,6 @@ def test_packed_design_passes_and_subsets_equal_plain_ones():
     sub = packed.subset(rows)
     assert sub.n == 170 and torch.equal(sub.dense(), X[rows])
     assert torch.equal(sub.row_sq, packed.row_sq[rows])
-    with pytest.raises(ValueError, match="squared-entry"):
-        packed.fused(W, None, lambda s, e, Z: Z)
 
 
 def test_a_packed_copy_is_taken_in_the_first_pass():
@@ -90,32 +87,30 @@ def test_a_packed_copy_is_taken_in_the_first_pass():
         design.request_shadow(torch.float16, packed=True)
 
 
-def test_solver_layout_choice(monkeypatch):
-    import gan_probe.probe.newton as newton
+def test_the_plan_chooses_the_layout_of_a_bfloat16_copy():
+    from gan_probe.probe import plan
+    from gan_probe.probe.plan import Machine, plan_solve
 
     rng = np.random.default_rng(8)
     y = rng.integers(0, 3, 200)
     x = (rng.normal(size=(200, 30)) + y[:, None] * 0.5).astype(np.float32)
-    st, Y = fit_standardizer(x), class_targets(y, np.arange(3))
+    design = standardized_design(x, fit_standardizer(x))
+    need = (1 + plan.PACKED_COMPACT_FRACTION) * 4 * 200 * 30
 
-    def layout(**kw):
+    def layout(machine, **kw):
         opts = SolverOptions(precondition="none", hessian_precision="bfloat16", **kw)
-        return newton_cg(standardized_design(x, st), Y, 0.1, options=opts).hessian_layout
+        return plan_solve(design, opts, machine).hessian_layout
 
-    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
-    assert layout() == "packed" and layout(hessian_layout="plain") == "plain"
-    need = (1 + newton.PACKED_COMPACT_FRACTION) * 4 * 200 * 30
-    monkeypatch.setattr(newton.linalg, "available_memory", lambda: int(1.9 * need))   # two layouts do not fit
-    assert layout() == "plain"
-    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
-    monkeypatch.setattr(newton, "packing_available", lambda: False)
-    assert layout() == "plain"
+    roomy, tight, unpacked = Machine(10 ** 9, True, True), Machine(int(1.9 * need), True, True), Machine(10 ** 9,
+                                                                                                        True, False)
+    assert layout(roomy) == "packed" and layout(roomy, hessian_layout="plain") == "plain"
+    assert layout(tight) == "plain"   # two layouts do not fit
+    assert layout(unpacked) == "plain"
     with pytest.raises(ValueError, match="cannot pack"):
-        layout(hessian_layout="packed")
+        layout(unpacked, hessian_layout="packed")
     with pytest.raises(ValueError, match="hessian_layout 'blocked'"):
-        layout(hessian_layout="blocked")
-    res = newton_cg(standardized_design(x, st), Y, 0.1, options=SolverOptions(hessian_precision="storage"))
-    assert res.hessian_layout == ""
+        layout(roomy, hessian_layout="blocked")
+    assert plan_solve(design, SolverOptions(hessian_precision="storage"), roomy).hessian_layout == ""
 
 
 def test_packed_subsets_need_sorted_rows():

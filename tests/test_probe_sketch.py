@@ -5,9 +5,11 @@ import torch
 
 from gan_probe.probe import SolverOptions, fit_standardizer
 from gan_probe.probe.design import dense_design, standardized_design
-from gan_probe.probe.newton import class_targets, newton_cg
+from gan_probe.probe.loss import class_targets
+from gan_probe.probe.newton import newton_cg
 from gan_probe.probe.packed import packing_available
-from gan_probe.probe.sketch import SketchedSpectrum, SketchPreconditioner
+from gan_probe.probe.preconditioners import SketchPreconditioner, Subspace
+from gan_probe.probe.sketch import SketchedSpectrum
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -54,8 +56,10 @@ def test_preconditioner_is_the_stated_operator_and_updates_equal_recomputations(
     R = torch.as_tensor(rng.normal(size=(40, 2)))
     for mask in masks:
         active = torch.as_tensor(mask, dtype=torch.float64)
-        apply = pre(active, torch.tensor([0, 1]), C, row_sq)
-        got = apply(R, torch.tensor([0, 1]))
+        got = pre.operator(active, torch.tensor([0, 1]), C, row_sq)(R, torch.tensor([0, 1]))
+        # the recycled-subspace preconditioner is the same operator on the same basis (one interface)
+        same = Subspace(V, XV).operator(active, torch.tensor([0, 1]), C, row_sq)(R, torch.tensor([0, 1]))
+        np.testing.assert_allclose(same.numpy(), got.numpy(), rtol=1e-4, atol=1e-6)
         for k in range(2):
             a = active[:, k]
             M = torch.eye(6, dtype=torch.float64) + 2 * C * (XV * a[:, None]).T @ XV
@@ -94,8 +98,10 @@ def test_sketch_preconditioned_newton_reaches_the_subspace_preconditioned_optimu
 
 
 @pytest.mark.parametrize("layout", ["plain", "packed"])
-def test_conjugate_gradients_on_the_active_rows_only_give_the_same_solution(monkeypatch, layout):
-    import gan_probe.probe.newton as newton
+def test_conjugate_gradients_on_the_active_rows_only_give_the_same_solution(layout):
+    from dataclasses import replace
+
+    from gan_probe.probe.plan import plan_solve
 
     if layout == "packed" and not packing_available():
         pytest.skip("this torch build cannot pack (no oneDNN)")
@@ -104,9 +110,9 @@ def test_conjugate_gradients_on_the_active_rows_only_give_the_same_solution(monk
                          hessian_layout=layout, tol=1e-10)
     runs = {}
     for fraction in (0.0, 1.0):      # never / always compact
-        monkeypatch.setattr(newton, "COMPACT_FRACTION", fraction)
-        monkeypatch.setattr(newton, "PACKED_COMPACT_FRACTION", fraction)
-        runs[fraction] = newton_cg(standardized_design(x, st), Y, 0.5, options=opts)
+        design = standardized_design(x, st)
+        plan = replace(plan_solve(design, opts), compact_fraction=fraction)
+        runs[fraction] = newton_cg(design, Y, 0.5, options=opts, plan=plan)
         assert runs[fraction].hessian_layout == layout
     compact, full = runs[1.0], runs[0.0]
     assert min(e["active_rows"] for e in compact.history) < 1.0   # some rows did drop out

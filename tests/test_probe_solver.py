@@ -7,7 +7,8 @@ from gan_probe.errors import FeatureStoreError
 from gan_probe.probe import LinearL2SVM, SolverOptions, TrainingProblem, fit_standardizer, fit_svm
 from gan_probe.probe.design import dense_design, standardized_design
 from gan_probe.probe.liblinear import fit_liblinear
-from gan_probe.probe.newton import class_targets, newton_cg, objective
+from gan_probe.probe.loss import class_targets, objective
+from gan_probe.probe.newton import newton_cg
 from gan_probe.probe.packed import packing_available
 
 
@@ -196,9 +197,7 @@ def test_streamed_design_folds_standardisation_exactly():
     assert cached.fold is None and streamed.fold is not None
     W = torch.randn(10, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     R = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    square = lambda s, e, Z: R[s:e].abs()  # noqa: E731
-    for a, b in zip(cached.fused(W, lambda s, e, Z: R[s:e], square),
-                    streamed.fused(W, lambda s, e, Z: R[s:e], square)):
+    for a, b in zip(cached.fused(W, lambda s, e, Z: R[s:e]), streamed.fused(W, lambda s, e, Z: R[s:e])):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(cached.rmatmul(R).numpy(), streamed.rmatmul(R).numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(cached.row_sq.numpy(), streamed.row_sq.numpy(), rtol=1e-5)
@@ -312,42 +311,56 @@ def test_bfloat16_hessian_products_are_only_automatic_for_large_designs():
         newton_cg(design, class_targets(y, np.unique(y)), 0.1, options=SolverOptions(hessian_precision="half"))
 
 
-def test_automatic_bfloat16_copy_needs_the_instructions_and_the_memory(monkeypatch):
-    import gan_probe.probe.newton as newton
+def test_the_plan_takes_a_bfloat16_copy_only_with_the_instructions_and_the_memory(monkeypatch):
+    from gan_probe.probe import plan
+    from gan_probe.probe.plan import Machine, plan_solve
 
     x, y = correlated_features(200, 30, seed=24)
     Y = class_targets(y, np.unique(y))
-    monkeypatch.setattr(newton, "LARGE_ELEMENTS", 1000)            # make 200 x 30 count as large
-    monkeypatch.setattr(newton.linalg, "fast_bfloat16", lambda device: True)
-    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
+    monkeypatch.setattr(plan, "LARGE_ELEMENTS", 1000)            # make 200 x 30 count as large
+    design = standardized_design(x, fit_standardizer(x))
     opts = SolverOptions(precondition="subspace")
-    assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).bfloat16_passes > 0
-    need = (1 + newton.COMPACT_FRACTION) * 2 * 200 * 30
-    monkeypatch.setattr(newton.linalg, "available_memory", lambda: int(1.9 * need))   # the copy would not fit
-    res = newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts)
-    assert res.bfloat16_passes == 0 and res.hessian_precision == "storage"
-    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
-    monkeypatch.setattr(newton.linalg, "fast_bfloat16", lambda device: False)                 # no bfloat16 instructions
-    assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).bfloat16_passes == 0
+    roomy = Machine(available_memory=10 ** 9, fast_bfloat16=True, packing=False)
+    chosen = plan_solve(design, opts, roomy)
+    assert (chosen.hessian_precision, chosen.hessian_layout, chosen.max_cg) == ("bfloat16", "plain", 30)
+    assert newton_cg(design, Y, 0.1, options=opts, plan=chosen).bfloat16_passes > 0
+    need = (1 + plan.COMPACT_FRACTION) * 2 * 200 * 30
+    tight = Machine(available_memory=int(1.9 * need), fast_bfloat16=True, packing=False)   # the copy would not fit
+    assert plan_solve(design, opts, tight).hessian_precision == "storage"
+    emulated = Machine(available_memory=10 ** 9, fast_bfloat16=False, packing=False)        # no bfloat16 instructions
+    assert plan_solve(design, opts, emulated) == plan.SolvePlan("subspace", "storage", "", 250, 0.0, 31)  # dim: 30 + bias
 
 
-def test_automatic_sketch_needs_room_for_its_row_products(monkeypatch):
-    import gan_probe.probe.newton as newton
+def test_the_plan_takes_the_sketch_only_with_room_for_its_row_products(monkeypatch):
+    from gan_probe.probe import plan
+    from gan_probe.probe.plan import Machine, plan_solve
 
     x, y = correlated_features(200, 30, seed=25)
-    Y = class_targets(y, np.unique(y))
-    monkeypatch.setattr(newton, "LARGE_ELEMENTS", 1000)
+    monkeypatch.setattr(plan, "LARGE_ELEMENTS", 1000)
+    design = standardized_design(x, fit_standardizer(x))
     opts = SolverOptions(hessian_precision="storage", sketch_rank=8)
-    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 10 ** 9)
-    assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).preconditioner == "sketch"
-    monkeypatch.setattr(newton.linalg, "available_memory", lambda: 2 * 16 * 200 * (8 + 16) - 1)
-    assert newton_cg(standardized_design(x, fit_standardizer(x)), Y, 0.1, options=opts).preconditioner == "subspace"
+    assert plan_solve(design, opts, Machine(10 ** 9, False, False)).preconditioner == "sketch"
+    assert plan_solve(design, opts, Machine(2 * 16 * 200 * (8 + 16) - 1, False, False)).preconditioner == "subspace"
+    res = newton_cg(design, class_targets(y, np.unique(y)), 0.1, options=opts,
+                    plan=plan_solve(design, opts, Machine(10 ** 9, False, False)))
+    assert res.preconditioner == "sketch" and res.plan.preconditioner == "sketch"
+
+
+def test_solver_options_are_checked_when_built():
+    for kwargs, message in (({"precondition": "jacobi"}, "precondition 'jacobi': expected one of auto, sketch, "
+                                                         "subspace, none"),
+                            ({"hessian_precision": "half"}, "hessian_precision 'half'"),
+                            ({"tol": float("nan")}, "tol nan: expected a positive finite number"),
+                            ({"tol": 0.0}, "tol 0.0"), ({"max_cg": 0}, "max_cg must be at least 1"),
+                            ({"sketch_rank": 0}, "sketch_rank 0: expected at least 1")):
+        with pytest.raises(ValueError, match=message):
+            SolverOptions(**kwargs)
 
 
 def test_available_memory_is_read_where_linux_reports_it():
     import os
 
-    from gan_probe.probe.linalg import available_memory
+    from gan_probe.devices import available_memory
 
     free = available_memory()
     if not os.path.exists("/proc/meminfo"):
@@ -382,7 +395,7 @@ def test_a_newton_step_reads_the_data_once_for_the_gradient_and_once_more_for_ex
 
 
 def test_conjugate_gradient_steps_per_newton_step_are_capped():
-    from gan_probe.probe.newton import DEFAULT_MAX_CG, LARGE_MAX_CG
+    from gan_probe.probe.plan import DEFAULT_MAX_CG, LARGE_MAX_CG
 
     x, y = correlated_features(400, 60, seed=25)
     st = fit_standardizer(x)

@@ -11,12 +11,12 @@ operator), :mod:`.standardize`, :mod:`.labels` (seeded draws), :mod:`.protocols`
 :mod:`.liblinear` (the scikit-learn reference).
 """
 from .labels import per_class_draw, spread_draw, stratified_holdout
-from .newton import SolverOptions
+from .plan import SolvePlan, SolverOptions
 from .protocols import DEFAULT_C_GRID, PROTOCOLS, ProbeConfig, run_protocol
 from .results import probe_store, summary_lines, write_result
 from .standardize import Standardizer, fit_standardizer
 from .svm import LinearL2SVM, TrainingProblem, fit_svm
 
-__all__ = ["LinearL2SVM", "fit_svm", "TrainingProblem", "SolverOptions", "ProbeConfig", "run_protocol",
+__all__ = ["LinearL2SVM", "fit_svm", "TrainingProblem", "SolverOptions", "SolvePlan", "ProbeConfig", "run_protocol",
            "probe_store", "write_result", "summary_lines", "DEFAULT_C_GRID", "PROTOCOLS", "Standardizer",
            "fit_standardizer", "stratified_holdout", "per_class_draw", "spread_draw"]

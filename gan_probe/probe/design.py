@@ -136,12 +136,9 @@ class Design:
         return torch.cat([block for _, _, block in self.chunks()])
 
     # -- passes ---------------------------------------------------------------------------------------------
-    def fused(self, W: torch.Tensor, coef_fn: CoefFn | None, square_fn: CoefFn | None = None):
+    def fused(self, W: torch.Tensor, coef_fn: CoefFn | None):
         """One read of the data: returns ``(Z, G)`` with ``Z = X~ W`` and ``G = X~^T R``, ``R`` stacked from
         ``coef_fn(start, end, Z[start:end])`` (float64 ``(rows, K)``; ``None`` skips the chunk's product).
-
-        With ``square_fn`` also returns ``S = (X~ * X~)^T Q`` with ``Q`` from ``square_fn`` likewise (the
-        diagonal of ``X~^T diag(q_k) X~`` for every column ``k``, e.g. for a Jacobi preconditioner).
         """
         K = W.shape[1]
         W = W.to(self.device, torch.float64)
@@ -155,9 +152,6 @@ class Design:
         Z = torch.empty(self.n, K, dtype=torch.float64, device=self.device)
         GT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device)
         rsum = torch.zeros(K, dtype=torch.float64, device=self.device)
-        ST = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device) if square_fn else None
-        QT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device) if square_fn else None
-        sb = torch.zeros(K, dtype=torch.float64, device=self.device)
         row_sq = (torch.empty(self.n, dtype=torch.float64, device=self.device) if self.row_sq is None
                   else None)
         capture = self._shadow_capture() if self.shadow_dtype is not None and self.shadow is None else None
@@ -176,13 +170,6 @@ class Design:
                     row_sq[start:end] = torch.linalg.vector_norm(standardised, dim=1).to(torch.float64) ** 2
                 if capture is not None:
                     capture.add(start, end, standardised)
-            if square_fn is not None:
-                Qc = square_fn(start, end, Zc)
-                Qt = Qc.T.to(block.dtype).contiguous()
-                ST += (Qt @ (block * block)).to(torch.float64)
-                if self.fold is not None:
-                    QT += (Qt @ block).to(torch.float64)
-                sb += Qc.sum(0)
             if coef_fn is None:
                 continue
             Rc = coef_fn(start, end, Zc)
@@ -197,12 +184,6 @@ class Design:
         if capture is not None:
             self._set_shadow(capture)
         GT = self._unfold(GT, rsum)
-        if square_fn is not None:
-            if self.fold is not None:
-                mean, inv = self.fold
-                ST = (ST - 2 * QT * mean + sb[:, None] * mean * mean) * (inv * inv)
-            s2 = None if self.intercept_scaling is None else sb * self.intercept_scaling
-            return Z, self._join(GT.T, rsum), self._join(ST.T, s2)
         return Z, self._join(GT.T, rsum)
 
     def matmul(self, W: torch.Tensor) -> torch.Tensor:
@@ -369,9 +350,7 @@ class PackedDesign(Design):
         self.blocks = blocks
         self.row_sq = row_sq
 
-    def fused(self, W: torch.Tensor, coef_fn: CoefFn | None, square_fn: CoefFn | None = None):
-        if square_fn is not None:
-            raise ValueError("a packed design has no squared-entry products (use its source design)")
+    def fused(self, W: torch.Tensor, coef_fn: CoefFn | None):
         if self.row_sq is None:
             raise ValueError("a packed design needs the row norms of its source")
         return super().fused(W, coef_fn)

@@ -28,7 +28,7 @@ import torch
 
 from . import linalg
 from .design import Design
-from .newton import line_search
+from .loss import line_search
 
 
 def gram(design: Design) -> torch.Tensor:

@@ -12,8 +12,6 @@ Thread counts on the CPU follow the BLAS library's own settings (``OPENBLAS_NUM_
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import scipy.linalg
 import torch
@@ -24,43 +22,6 @@ from scipy.linalg import lapack
 #: torch's and OpenBLAS's thread pools costs more than small operations gain (a 500-row problem ran 10x slower)
 SMALL_WORK = 1 << 27
 SMALL_SIDE = 1024
-
-
-def fast_bfloat16(device: torch.device | str) -> bool:
-    """Whether bfloat16 matrix products are native (not emulated) on ``device``: CUDA devices that support
-    bfloat16, and CPUs with the AVX-512 BF16 or AMX-BF16 instructions (read from ``/proc/cpuinfo``; ``False``
-    where it cannot be read). A fixed property of the machine, so the solver's choice never depends on load."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
-        return False
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (``MemAvailable`` of ``/proc/meminfo``; ``None`` where it
-    cannot be read)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def _cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def _cpu(*tensors: torch.Tensor) -> bool:

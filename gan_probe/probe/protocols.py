@@ -41,7 +41,7 @@ import torch
 from ..errors import ConfigError
 from ..provenance import sha256_array
 from .labels import per_class_draw, spread_draw, stratified_holdout
-from .newton import SolverOptions
+from .plan import SolverOptions
 from .resume import GridFits
 from .standardize import Standardizer, fit_standardizer
 from .svm import TrainingProblem, check_C, predict_from_scores, scores

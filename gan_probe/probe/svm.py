@@ -36,7 +36,9 @@ from ..devices import resolve_device
 from ..errors import ConfigError, FeatureStoreError
 from .design import Design, standardized_design
 from .kernel import KernelNewton
-from .newton import SolveResult, SolverOptions, class_targets, newton_cg, objective
+from .loss import SolveResult, class_targets, objective
+from .newton import newton_cg
+from .plan import SolverOptions
 from .standardize import Standardizer, fit_standardizer
 
 SOLVERS = ("torch", "liblinear")
