@@ -15,6 +15,7 @@ COMMANDS = {
     "train": "train",
     "extract": "extract",
     "svm": "svm",
+    "knn": "knn",
     "kmeans": "kmeans",
     "inception-score": "inception_score",
     "fid": "fid",

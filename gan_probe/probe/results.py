@@ -81,8 +81,14 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     lines = [f"{result['dataset']}: {result['n_train']} labelled training rows"
              + (f" x {result['draws']} draws" if result["draws"] > 1 else "")
              + f", {result['n_test']} test rows, {result['n_features']} features"]
-    sel = result["C_selection"]
-    if sel["mode"] == "auto":
+    sel = result.get("C_selection") or {}
+    knn = result.get("knn_selection")
+    if knn is not None:
+        setting = f"k = {result['k']}" + (f", T = {result['T']:g}" if result.get("T") is not None else "")
+        best = next((p for p in knn["curve"] if (p["k"], p["T"]) == (result["k"], result.get("T"))), None)
+        lines.append(f"{result['vote']} {setting} " + (f"(chosen on {knn['val_size']} validation rows, validation "
+                                                       f"accuracy {pct(best['val_accuracy'])})" if best else "(fixed)"))
+    elif sel["mode"] == "auto":
         best = next(p for p in sel["curve"] if p["C"] == sel["chosen"])
         lines.append(f"C = {result['C']:g} (chosen on {sel['val_size']} validation rows, validation accuracy "
                      f"{pct(best['val_accuracy'])}; grid {', '.join(f'{c:g}' for c in sel['grid'])})")

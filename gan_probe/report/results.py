@@ -520,6 +520,8 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
         suffix = " + L2-SVM"
         stem = label[:-len(suffix)] if label.endswith(suffix) else label
         label = f"{stem}, {describe_layers(layers)}" + (suffix if label.endswith(suffix) else "")
+    if obj.get("classifier") == "knn":  # the same rows, another classifier on the features
+        label, model_label = (text.replace(" + L2-SVM", " + kNN") for text in (label, model_label))
     return ProbeResult(
         path=path, label=label, layers=layers, model_label=model_label, family=family, dataset=dataset,
         protocol=protocol, labels_per_class=labels_per_class, n_classes=n_classes, accuracy=accuracy,
