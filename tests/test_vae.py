@@ -47,7 +47,7 @@ def test_the_elbo_is_minus_reconstruction_minus_kl():
     with torch.no_grad():
         vae.log_scale.fill_(-50.0)   # the likelihood's scale is bounded below: the bound stays finite
     assert torch.isfinite(vae.elbo_terms(x, eps)["elbo"])
-    assert float(vae.log_scale.clamp(min=MIN_LOG_SCALE)[0]) == MIN_LOG_SCALE
+    assert float(vae.log_scale.detach().clamp(min=MIN_LOG_SCALE)[0]) == MIN_LOG_SCALE
 
 
 def test_the_encoder_is_probed_like_a_discriminator():
