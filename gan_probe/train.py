@@ -209,6 +209,14 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
     ``max_steps``, ``device``, ``amp``, ``sync_bn``, ``compile``, the ``*_every`` intervals) take the new
     value. ``None``: options that differ from the defaults count as given.
     """
+    from .locks import output_lock
+
+    with output_lock(out_dir, "--out", ctx=init_distributed(config.device)):  # rank 0 locks the run directory
+        return _train(config, out_dir, resume, progress, callback, given)
+
+
+def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progress: bool,
+           callback: Callable[[int, dict[str, float]], None] | None, given: Iterable[str] | None) -> TrainResult:
     ctx = init_distributed(config.device)
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT

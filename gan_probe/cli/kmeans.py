@@ -89,6 +89,13 @@ def load_splits(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..locks import output_lock
+
+    with output_lock(args.out, "--out"):  # one writer per feature store
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..baselines import KMeansConfig, KMeansDictionary, kmeans_features, pixel_features
     from ..features.store import load_store
 

@@ -107,6 +107,15 @@ def _features_dir(args: argparse.Namespace, progress: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..locks import output_lock
+
+    if not args.json:
+        return _run(args)
+    with output_lock(args.json, "--json", directory=False):  # one writer per result, checked before the fit
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..probe import ProbeConfig, SolverOptions, probe_store, summary_lines, write_result
     from ..probe.resume import fits_dir
 

@@ -19,6 +19,7 @@ another key starts over.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from ..checkpoint import load_models
 from ..data import ImageSplit, load_split
 from ..distributed import DistContext, agree, gather_batches, init_distributed, main_first, main_only, shard_batches
 from ..errors import ConfigError, FeatureStoreError
+from ..locks import output_lock
 from ..models import PRESETS, Discriminator, preset_config
 from ..provenance import provenance, sha256_file, sha256_json
 from .batchnorm import recompute_batchnorm
@@ -116,9 +118,19 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
     """
     options = options or ExtractOptions(**option_kwargs)
     ctx = init_distributed(device)
-    dev = ctx.device
     if (checkpoint is None) == (random_init is None):
         raise ConfigError("give exactly one of --checkpoint CKPT or --random-init PRESET")
+    with contextlib.ExitStack() as locks:  # one writer per store: taken before anything is written
+        if out is not None:
+            locks.enter_context(output_lock(out, "--out", ctx=ctx))
+        return _extract_features(checkpoint, dataset, data_root, out, options, ctx, progress, random_init, seed,
+                                 download, locks)
+
+
+def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_root: str | os.PathLike | None,
+                      out: str | os.PathLike | None, options: ExtractOptions, ctx: DistContext, progress: bool,
+                      random_init: str | None, seed: int, download: bool, locks: contextlib.ExitStack) -> Path:
+    dev = ctx.device
     if checkpoint is not None:
         models = agree(lambda: load_models(checkpoint, device="cpu"), ctx)
         disc, model_cfg = models.discriminator, models.config.to_dict()
@@ -147,6 +159,8 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
                        "model": model_cfg, "options": asdict(options), "train": train.checksum,
                        "test": test.checksum})
     root = Path(out) if out is not None else cache_dir() / "features" / key[:24]
+    if out is None:
+        locks.enter_context(output_lock(root, "--out", ctx=ctx))
 
     def open_store() -> dict | None:  # rank 0: None when the finished store is already there
         if is_complete(root):
@@ -293,8 +307,6 @@ def _write_split(disc: Discriminator, split: ImageSplit, root: Path, name: str, 
                  ctx: DistContext | None = None) -> int:
     """Features of one split into ``root``; under torchrun rank 0 writes the gathered batches in order. Returns
     how many leading rows an interrupted run had written (kept, not recomputed)."""
-    import contextlib
-
     from ..train import to_model_range
 
     ctx = ctx or DistContext(device=device)

@@ -40,10 +40,16 @@ def _train_config(config: PipelineConfig):
 def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                  progress: bool = False, log: Callable[[str], None] = print) -> PipelineSummary:
     """Run (or resume) every stage; finished stages whose inputs did not change are skipped."""
+    from ..locks import output_lock
+
     if not isinstance(config, PipelineConfig):
         config = load_config(config)
     root = Path(out or Path("runs") / config.name)
-    root.mkdir(parents=True, exist_ok=True)
+    with output_lock(root, "--out"):  # one pipeline per directory
+        return _run_stages(config, root, progress, log)
+
+
+def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callable[[str], None]) -> PipelineSummary:
     from ..atomic import write_json
 
     write_json(root / "pipeline.json", config.to_dict())
