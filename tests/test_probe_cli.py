@@ -39,7 +39,7 @@ def test_each_fit_of_the_grid_is_logged_as_it_ends(tmp_path, capsys):
     store = make_store(tmp_path / "feats")
     out = tmp_path / "res.json"
     assert main(["svm", "--features", str(store), "--C-grid", "0.001,0.1,10", "--val-size", "9",
-                 "--json", str(out)]) == 0
+                 "--json", str(out), "--no-progress"]) == 0   # the fit lines do not depend on progress bars
     lines = capsys.readouterr().err.strip().splitlines()
     res = json.loads(out.read_text())
     curve = res["C_selection"]["curve"]
@@ -48,6 +48,40 @@ def test_each_fit_of_the_grid_is_logged_as_it_ends(tmp_path, capsys):
         assert line.startswith(f"C={point['C']:g}: validation accuracy {point['val_accuracy']:.2%}, ")
         assert f"objective {fit['objective']:.6g}, {fit['iterations']} Newton steps, " in line
     assert lines[3].startswith(f"C={res['C']:g} on all 60 training rows: objective {res['objective']:.6g}")
+
+
+def test_off_a_terminal_progress_is_plain_lines_and_each_fit_of_a_draw_is_logged(tmp_path, capsys):
+    """stderr not a terminal (capsys): svm reports progress like every other command, as whole lines, and a draw
+    of several C values says when each fit is done instead of staying silent until the draw ends."""
+    store = make_store(tmp_path / "feats")
+    assert main(["svm", "--features", str(store), "--labels-per-class", "4", "--draws", "2",
+                 "--C-grid", "0.01,1"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    lines = err.splitlines()
+    assert any(line.startswith("draws: ") for line in lines)   # the draws bar, written as a line
+    fits = [line for line in lines if " fitted (" in line]
+    assert [f.split(" fitted")[0] for f in fits] == ["draw 1/2: C=0.01", "draw 1/2: C=1", "draw 2/2: C=0.01",
+                                                    "draw 2/2: C=1"]
+    assert lines.index(fits[1]) < lines.index(next(ln for ln in lines if ln.startswith("draw 1/2: C=0.01 test")))
+
+
+def test_the_first_fit_is_logged_before_the_second_starts(tmp_path, monkeypatch):
+    from gan_probe.probe import ProbeConfig, probe_store
+    from gan_probe.probe.svm import TrainingProblem
+
+    events = []
+    solve = TrainingProblem.solve
+
+    def recording_solve(self, C, *args, **kwargs):
+        events.append(f"solve {C:g}")
+        return solve(self, C, *args, **kwargs)
+
+    monkeypatch.setattr(TrainingProblem, "solve", recording_solve)
+    store = make_store(tmp_path / "feats")
+    probe_store(store, ProbeConfig(labels_per_class=4, draws=1, C_grid=(0.01, 1.0)), log=events.append)
+    assert events[0] == "solve 0.01" and events[1].startswith("draw 1/1: C=0.01 fitted")
+    assert events[2] == "solve 1"
 
 
 def test_labels_per_class_and_dataset_name(tmp_path):
@@ -72,7 +106,7 @@ def test_same_seed_same_numbers(tmp_path):
 
 
 def run_error(argv, capsys):
-    assert main(argv) == 2
+    assert main([*argv, "--no-progress"]) == 2   # progress lines written before the error are not the point here
     err = capsys.readouterr().err
     assert err.startswith("gan-probe svm: error: ") and len(err.strip().splitlines()) == 1
     return err
@@ -124,8 +158,9 @@ def test_one_step_form_extracts_then_probes(tmp_path, monkeypatch, capsys):
     extract = pytest.importorskip("gan_probe.features.extract")
     calls = []
 
-    def fake_extract_features(checkpoint, dataset, data_root, out, device, progress):
-        calls.append(dict(checkpoint=checkpoint, dataset=dataset, data_root=data_root, out=out, device=device))
+    def fake_extract_features(checkpoint, dataset, data_root, out, device, progress, **options):
+        calls.append(dict(checkpoint=checkpoint, dataset=dataset, data_root=data_root, out=out, device=device,
+                          **options))
         return make_store(tmp_path / "extracted", meta={"dataset": dataset})
 
     monkeypatch.setattr(extract, "extract_features", fake_extract_features)

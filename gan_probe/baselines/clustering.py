@@ -77,9 +77,9 @@ def lloyd_kmeans(x: np.ndarray | torch.Tensor, k: int, iterations: int = 50, see
     result = KMeansResult(centroids=np.empty(0), n_iter=0, converged=False, relocated=0)
     steps = range(iterations)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import bar
 
-        steps = tqdm(steps, desc="k-means", unit="it", dynamic_ncols=True)
+        steps = bar(steps, desc="k-means", unit="it", dynamic_ncols=True)
     task_rows = TASK_ROWS if dev.type == "cpu" else n
     tasks = [(lo, min(lo + task_rows, n)) for lo in range(0, n, task_rows)]
     with WorkerPool(default_workers(dev) if workers is None else workers) as pool:

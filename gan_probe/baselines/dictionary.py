@@ -70,9 +70,9 @@ class KMeansDictionary:
         piece = batch_size if workers == 1 else max(1, min(PIECE_IMAGES, -(-batch_size // workers)))
         starts = range(0, len(images), batch_size)
         if progress:
-            from tqdm.auto import tqdm
+            from ..progress import bar
 
-            starts = tqdm(starts, desc=desc, unit="batch", dynamic_ncols=True)
+            starts = bar(starts, desc=desc, unit="batch", dynamic_ncols=True)
         with WorkerPool(workers) as pool:
             def run(chunk: np.ndarray) -> np.ndarray:
                 encoder = getattr(pool.local, "encoder", None)

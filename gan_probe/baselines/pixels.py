@@ -52,9 +52,9 @@ def pixel_features(train: ImageSplit, test: ImageSplit, out: str | os.PathLike, 
     for name, split in (("train", train), ("test", test)):
         starts = range(0, len(split), batch_size)
         if progress:
-            from tqdm.auto import tqdm
+            from ..progress import bar
 
-            starts = tqdm(starts, desc=f"pixels ({name})", unit="batch", dynamic_ncols=True)
+            starts = bar(starts, desc=f"pixels ({name})", unit="batch", dynamic_ncols=True)
         with MatrixWriter(features_path(root, name), rows=len(split), dim=dim) as writer:
             for start in starts:
                 writer.write(pixel_matrix(split.images[start:start + batch_size]))

@@ -55,11 +55,13 @@ def _fid(args: argparse.Namespace, ctx) -> int:
     from ..metrics.evaluate import feature_stats_of, fid_extractor, fid_of
     from ..metrics.fid import FeatureStats
     from ..metrics.sources import parse_source
+    from ..progress import progress_enabled
     from ..provenance import provenance
 
     device = ctx.device
+    progress = progress_enabled(args.no_progress)
     opened = [parse_source(s, samples=args.samples, seed=args.seed, device=device, allow_stats=not args.save_stats,
-                           progress=not args.no_progress and ctx.is_main)
+                           progress=progress and ctx.is_main)
               for s in args.sources]
     extractor = None
     stats = []
@@ -70,7 +72,7 @@ def _fid(args: argparse.Namespace, ctx) -> int:
             continue
         if extractor is None:
             extractor = fid_extractor(args.fid_weights, device, download=not args.no_download)
-        stats.append(feature_stats_of(src, extractor, args.batch_size, progress=not args.no_progress, ctx=ctx))
+        stats.append(feature_stats_of(src, extractor, args.batch_size, progress=progress, ctx=ctx))
     if not ctx.is_main:
         return 0
     prov = provenance(device=str(device), seeds={"sampling": args.seed})

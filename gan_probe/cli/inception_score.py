@@ -75,14 +75,15 @@ def _score(args: argparse.Namespace, ctx) -> int:
     from ..atomic import write_json
     from ..metrics.evaluate import inception_score_of, reference_extractor
     from ..metrics.inception_score import ISConventions
+    from ..progress import progress_enabled
     from ..provenance import provenance
 
     device = ctx.device
     extractor = reference_extractor(args.weights, device, download=not args.no_download)
-    source = open_source(args, device, progress=not args.no_progress and ctx.is_main)
+    source = open_source(args, device, progress=progress_enabled(args.no_progress) and ctx.is_main)
     conventions = ISConventions(args.splits, args.split_shuffle, args.split_seed, args.std_ddof)
     result = inception_score_of(source, extractor, conventions, args.batch_size, args.per_class, args.classifier,
-                                progress=not args.no_progress, ctx=ctx)
+                                progress=progress_enabled(args.no_progress), ctx=ctx)
     if result is None:  # not rank 0
         return 0
     result = {"metric": "inception_score", **result, "source": source.describe(), "ranks": ctx.world_size,

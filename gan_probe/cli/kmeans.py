@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--batch-size", type=int, default=256, help="images encoded per batch")
     r.add_argument("--threads", type=int, help="CPU worker threads (default: torch's thread count)")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (else bars on a terminal, periodic lines otherwise)")
     p.add_argument("--out", required=True, metavar="FEATS", help="feature store directory")
 
 
@@ -65,8 +66,9 @@ def load_splits(args: argparse.Namespace):
     from ..data import load_split
     from ..data.holdout import holdout_split
     from ..errors import ConfigError
+    from ..progress import progress_enabled
 
-    progress = not args.no_progress
+    progress = progress_enabled(args.no_progress)
     train = load_split(args.dataset, args.data_root, args.train_split, image_size=args.image_size,
                        download=args.download, progress=progress)
     extra = {}
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..baselines import KMeansConfig, KMeansDictionary, kmeans_features, pixel_features
     from ..features.store import load_store
+    from ..progress import progress_enabled
 
     if args.threads is not None:
         if args.threads < 1:
@@ -114,11 +117,12 @@ def _run(args: argparse.Namespace) -> int:
                               seed=args.seed)
     dictionary = KMeansDictionary.load(args.dictionary) if args.dictionary else None
     train, test, extra = load_splits(args)
+    progress = progress_enabled(args.no_progress)
     if args.raw_pixels:
-        root = pixel_features(train, test, args.out, progress=not args.no_progress, extra_meta=extra)
+        root = pixel_features(train, test, args.out, progress=progress, extra_meta=extra)
     else:
         root = kmeans_features(train, test, args.out, config or dictionary.config, device=args.device,
-                               batch_size=args.batch_size, progress=not args.no_progress, dictionary=dictionary,
+                               batch_size=args.batch_size, progress=progress, dictionary=dictionary,
                                extra_meta=extra)
     store = load_store(root)
     meta = store.meta

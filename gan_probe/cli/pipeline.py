@@ -25,6 +25,7 @@ def interrupted(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..pipeline import load_config, run_pipeline
+    from ..progress import progress_enabled
 
     if args.show_config:
         from importlib.resources import files
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(path.read_text(), end="")
         return 0
     config = load_config(args.config)
-    summary = run_pipeline(config, args.out, progress=not args.no_progress,
+    summary = run_pipeline(config, args.out, progress=progress_enabled(args.no_progress),
                            log=lambda msg: print(msg, flush=True))
     computed = sum(not s.cached for s in summary.stages)
     print(f"{len(summary.stages)} stages ({computed} computed, {len(summary.stages) - computed} up to date)")

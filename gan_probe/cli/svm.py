@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT",
                         help="write the result object here (atomically); until then each C's fit of the full-label "
                              "protocol is kept in OUT.fits/, from which a rerun of an interrupted command resumes")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (else bars on a terminal, periodic lines otherwise; the line per "
+                             "fitted C and draw is written either way)")
 
 
 def _parse_C(value: str) -> float | None:
@@ -117,9 +119,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..probe import ProbeConfig, SolverOptions, probe_store, summary_lines, write_result
+    from ..progress import progress_enabled
     from ..probe.resume import fits_dir
 
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = progress_enabled(args.no_progress)
     options = SolverOptions() if args.tol is None else SolverOptions(tol=args.tol)
     config = ProbeConfig(C=_parse_C(args.C), labels_per_class=args.labels_per_class, labels=args.labels,
                          val_size=args.val_size, draws=args.draws, selection_draws=args.selection_draws,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import DATASETS
+from ..progress import progress_enabled
 
 HELP = "samples, interpolations, latent arithmetic, filters and neighbours figures"
 DESCRIPTION = ("Figures of the DCGAN paper's visual analyses from a checkpoint. Each subcommand writes one "
@@ -133,14 +134,14 @@ def _filters(models, args):
         except ValueError:
             raise ConfigError(f"--layers {args.layers!r}: expected comma-separated integers") from None
     return filters_figure(models, _images(models, args), layers=layers, maps=args.maps, top=args.top,
-                          seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress)
+                          seed=args.seed, batch_size=args.batch_size, progress=progress_enabled(args.no_progress))
 
 
 def _neighbours(models, args):
     from ..viz.neighbours import neighbours_figure
 
     return neighbours_figure(models, _images(models, args), n=args.n, k=args.k, seed=args.seed, grid=args.grid,
-                             batch_size=args.batch_size, progress=not args.no_progress)
+                             batch_size=args.batch_size, progress=progress_enabled(args.no_progress))
 
 
 _FIGURES = {"samples": _samples, "interpolate": _interpolate, "arithmetic": _arithmetic, "filters": _filters,

@@ -24,16 +24,12 @@ from __future__ import annotations
 import os
 
 from ..errors import DataError
+from ..progress import default_progress
 from .base import ImageSplit
 
 DATASETS = ("cifar10", "svhn", "imagenet", "folder", "digits")
 SPLITS = {"cifar10": ("train", "test"), "svhn": ("train", "test", "extra"), "imagenet": ("train", "val", "test"),
           "folder": ("train",), "digits": ("train", "test")}
-
-
-def default_progress() -> bool:
-    """Progress bars are on unless the environment variable GAN_PROBE_PROGRESS is 0/false/no/off."""
-    return os.environ.get("GAN_PROBE_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def load_split(name: str, root: str | os.PathLike | None = None, split: str = "train",

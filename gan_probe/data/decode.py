@@ -148,7 +148,7 @@ def decode_into(out: np.ndarray, paths: Sequence[str | os.PathLike], size: int |
     ``workers=None`` picks :func:`default_workers`; ``0`` decodes in this process. Raises the first
     :class:`DataError` met (in file order).
     """
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     paths = [os.fspath(p) for p in paths]
     if len(out) != len(paths):
@@ -158,7 +158,7 @@ def decode_into(out: np.ndarray, paths: Sequence[str | os.PathLike], size: int |
         native = image_hw(first)
     starts = list(range(0, len(paths), chunk))
     workers = default_workers(len(paths)) if workers is None else workers
-    bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=len(paths), desc=desc, unit="img", enabled=progress, leave=False)
     try:
         if workers <= 0:
             with _single_torch_thread(size is not None):

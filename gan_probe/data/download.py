@@ -61,7 +61,7 @@ def fetch(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: 
         response = urlopen(url, timeout=timeout)
     except (URLError, OSError, http.client.HTTPException, socket.timeout) as exc:
         raise DataError(f"cannot download {url} ({_reason(exc)}; offline?); {hint}") from None
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     hasher = hashlib.new(digest[0]) if digest else None
     headers = getattr(response, "headers", None)
@@ -69,8 +69,8 @@ def fetch(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: 
     total = int(length) if length.isdigit() else None
     try:
         with response, atomic_path(dest) as tmp, open(tmp, "wb") as fh, \
-                tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
-                     leave=False) as bar:
+                progress_bar(total=total, unit="B", unit_scale=True, desc=dest.name, enabled=progress,
+                             leave=False) as bar:
             for block in iter(lambda: response.read(_BLOCK), b""):
                 if hasher is not None:
                     hasher.update(block)

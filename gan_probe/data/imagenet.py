@@ -120,7 +120,7 @@ def read_npz_images(path: Path, side: int, n: int) -> np.ndarray:
 
 
 def load_npz(root: Path, split: str, files: list[Path], image_size: int | None, progress: bool) -> ImageSplit:
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     parts = [npz_labels(p) for p in files]
     labels = np.concatenate(parts)
@@ -135,8 +135,8 @@ def load_npz(root: Path, split: str, files: list[Path], image_size: int | None, 
 
         def fill(out: np.ndarray) -> None:
             start = 0
-            for path, part in tqdm(list(zip(files, parts)), desc=f"reading imagenet {split}", unit="file",
-                                   disable=not progress, leave=False):
+            for path, part in progress_bar(list(zip(files, parts)), desc=f"reading imagenet {split}", unit="file",
+                                           enabled=progress, leave=False):
                 batch = read_npz_images(path, side, len(part))
                 out[start:start + len(part)] = batch if size == side else resize_center_crop(batch, size)
                 start += len(part)

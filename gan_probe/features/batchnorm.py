@@ -29,9 +29,9 @@ def recompute_batchnorm(disc: Discriminator, images: np.ndarray, batch_size: int
     disc.train()
     starts = range(0, len(images), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import bar
 
-        starts = tqdm(starts, desc="batch-norm statistics", unit="batch", dynamic_ncols=True)
+        starts = bar(starts, desc="batch-norm statistics", unit="batch", dynamic_ncols=True)
     batches = 0
     for start in starts:
         block = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))

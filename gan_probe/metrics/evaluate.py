@@ -17,10 +17,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..distributed import DistContext, all_reduce, current, gather_batches
 from ..errors import GanProbeError
+from ..progress import bar as progress_bar
 from ..provenance import sha256_file
 from .extractors import HelperExtractor, ReferenceExtractor
 from .fid import FeatureStats, StatsAccumulator, fid_from_stats
@@ -73,7 +73,7 @@ def per_batch_outputs(source: ImageSource, batch_size: int, compute: Callable[[t
     is the single process's; the other ranks yield nothing.
     """
     ctx = ctx or current()
-    with tqdm(total=source.n, desc=desc, unit="img", disable=not (progress and ctx.is_main), leave=False) as bar:
+    with progress_bar(total=source.n, desc=desc, unit="img", enabled=progress and ctx.is_main, leave=False) as bar:
         if not ctx.enabled:
             for images in source.batches(batch_size):
                 out = compute(images).float()

@@ -20,8 +20,8 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from .inception_net import InceptionV3TF
 from .resize import tf1_bilinear_resize
 from .sources import ArraySource, ImageSource  # noqa: F401 - ArraySource is used in the docstring example
@@ -86,7 +86,7 @@ def extract(source: ImageSource, extractor, batch_size: int = 50, outputs: Itera
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     chunks: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
-    with tqdm(total=source.n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    with progress_bar(total=source.n, desc=desc, unit="img", enabled=progress, leave=False) as bar:
         for images in source.batches(batch_size):
             result = extractor(images)
             for o in outputs:
@@ -98,7 +98,7 @@ def extract(source: ImageSource, extractor, batch_size: int = 50, outputs: Itera
 def iter_features(source: ImageSource, extractor, batch_size: int = 50, output: str = "pool",
                   progress: bool = False, desc: str = "inception") -> Iterable[np.ndarray]:
     """Like :func:`extract` for one output, but yields per batch (for streaming statistics)."""
-    with tqdm(total=source.n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    with progress_bar(total=source.n, desc=desc, unit="img", enabled=progress, leave=False) as bar:
         for images in source.batches(batch_size):
             yield extractor(images)[output].float().cpu().numpy()
             bar.update(len(images))

@@ -348,7 +348,11 @@ def _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, 
             chosen = _selection(grid, val_acc[:n_sel], None, False, len(val), n_sel)["chosen"]
         draw_grid = grid if chosen is None else [chosen]
         problem = _problem(x_train, y_train, draw_rows[d], standardizer, classes, config)
-        results = [problem.solve(C) for C in draw_grid]
+        results = []
+        for C in draw_grid:
+            results.append(problem.solve(C))
+            if log and len(draw_grid) > 1:  # long draws report each fit as it finishes, not only at their end
+                log(f"draw {d + 1}/{n_draws}: C={C:g} fitted ({_fit_summary(results[-1])})")
         Ws = [r.W for r in results]
         cols = [grid.index(C) for C in draw_grid]
         if val is not None:
@@ -412,6 +416,6 @@ def _solver_info(config: ProbeConfig, problem: TrainingProblem, res) -> dict[str
 def _bar(items, enabled: bool, desc: str):
     if not enabled:
         return items
-    from tqdm.auto import tqdm
+    from ..progress import bar
 
-    return tqdm(items, desc=desc, leave=False)
+    return bar(items, desc=desc, leave=False)

@@ -114,6 +114,6 @@ def fit_standardizer(x: np.ndarray, rows: np.ndarray | None = None, split: str =
 def _progress(total: int, enabled: bool, desc: str):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from ..progress import bar
 
-    return tqdm(total=total, desc=desc, unit="row", leave=False)
+    return bar(total=total, desc=desc, unit="row", leave=False)

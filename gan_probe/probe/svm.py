@@ -170,9 +170,9 @@ class TrainingProblem:
 def _newton_bar(enabled: bool, C: float):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from ..progress import bar
 
-    return tqdm(desc=f"Newton (C={C:g})", unit="step", leave=False)
+    return bar(desc=f"Newton (C={C:g})", unit="step", leave=False, start_line=False)
 
 
 def _advance(bar, entry: dict) -> None:

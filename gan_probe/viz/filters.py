@@ -129,9 +129,9 @@ def top_activations(disc: Discriminator, images: np.ndarray, layer: int, channel
     best_u = torch.empty(len(chans), 0, dtype=torch.long)
     starts = range(0, len(images), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import bar
 
-        starts = tqdm(starts, desc=f"activations (layer {layer})", unit="batch", dynamic_ncols=True)
+        starts = bar(starts, desc=f"activations (layer {layer})", unit="batch", dynamic_ncols=True)
     for start in starts:
         x = to_model_input(images[start:start + batch_size]).to(device)
         act = _run_blocks(disc, x, layer)[layer][:, chans.to(device)].float().cpu()  # (B, maps, h, w)

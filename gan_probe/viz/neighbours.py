@@ -61,9 +61,9 @@ def nearest_neighbours(models, images: np.ndarray, n: int = 8, k: int = 5, seed:
     pix, feat = empty, empty
     starts = range(0, len(images), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import bar
 
-        starts = tqdm(starts, desc="neighbours", unit="batch", dynamic_ncols=True)
+        starts = bar(starts, desc="neighbours", unit="batch", dynamic_ncols=True)
     for start in starts:
         x = to_model_input(images[start:start + batch_size])
         pix = _merge(*pix, torch.cdist(s_pix, x.flatten(1).double()), start, k)
