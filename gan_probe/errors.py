@@ -28,3 +28,24 @@ class FeatureStoreError(GanProbeError):
 
 class ConfigError(GanProbeError):
     """A configuration file or option value is invalid."""
+
+
+def brief(detail: object, limit: int = 120) -> str:
+    """The first line of ``detail`` (an exception or text), whitespace collapsed, cut at a word boundary.
+
+    For quoting a library's message inside a one-line :class:`GanProbeError`; an exception with no text gives its
+    type's name.
+
+    >>> brief(ValueError("first line\\nsecond line"))
+    'first line'
+    >>> brief("Cannot use weights_only=True with TorchScript archives", limit=30)
+    'Cannot use weights_only=True...'
+    """
+    text = str(detail).strip()
+    first = " ".join((text.splitlines() or [""])[0].split())
+    if not first and isinstance(detail, BaseException):
+        first = type(detail).__name__
+    if len(first) <= limit:
+        return first
+    cut = first[:limit + 1].rsplit(" ", 1)[0] if " " in first[:limit + 1] else first[:limit]
+    return cut.rstrip(" ,;:(") + "..."

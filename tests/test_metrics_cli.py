@@ -56,6 +56,34 @@ def test_inception_score_errors(files, tmp_path, monkeypatch, capsys):
     assert rc == 2 and "--classifier" in capsys.readouterr().err
 
 
+def test_a_torchscript_file_as_weights_is_one_clean_line(files, tmp_path, capsys):
+    """torch.load warns (two lines) and then fails with a long message; the user gets one line saying what the
+    file is and what was expected, nothing cut mid-word."""
+    import warnings
+
+    script = tmp_path / "model.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2)), str(script))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # any warning torch raises on the way would fail the command
+        rc = main(["inception-score", "--images", str(files / "imgs.npz"), "--weights", str(script),
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert f"--weights {script}: a TorchScript module, not a state dict; expected the Inception state dict " \
+           "weights-inception-2015-12-05-6726825d.pth" in err
+    assert "Warning" not in err and err.rstrip().endswith("layout)")
+
+
+def test_library_messages_quoted_in_errors_are_cut_at_a_word():
+    from gan_probe.errors import brief
+
+    text = "Cannot use ``weights_only=True`` with TorchScript archives passed to ``torch.load``. " * 3
+    cut = brief(RuntimeError(text), 60)
+    assert cut.endswith("...") and len(cut) <= 63 and text.startswith(cut[:-3]) and text[len(cut) - 3] == " "
+
+
 def test_fid_save_stats_then_compare(files, tmp_path, capsys):
     stats = tmp_path / "s.npz"
     rc = main(["fid", str(files / "imgs.npz"), "--fid-weights", str(files / "w.pth"), "--save-stats", str(stats),
@@ -81,6 +109,21 @@ def test_fid_save_stats_then_compare(files, tmp_path, capsys):
     from gan_probe.metrics.fid import fid_from_stats
     assert result["fid"] == pytest.approx(fid_from_stats(a, b).fid, rel=1e-8)
     assert "FID: " in capsys.readouterr().out
+
+
+def test_fid_with_fewer_images_than_feature_dimensions_warns_once_and_records_it(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    for name, shift in (("a", 0.0), ("b", 1.0)):   # 5 images per side, 8-d features: singular covariances
+        FeatureStats.from_features(rng.normal(size=(5, 8)) + shift, info={"extractor": {"sha256": "x"}}).save(
+            tmp_path / f"{name}.npz")
+    out = tmp_path / "fid.json"
+    assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: FID from 5 vs 5 images with 8-d features"), lines
+    assert "biased upward" in lines[0] and "at least 8 images" in lines[0] and "10,000+" in lines[0]
+    assert "warning" not in captured.out
+    assert json.loads(out.read_text())["warnings"] == [lines[0][len("warning: "):]]
 
 
 def test_fid_argument_errors(files, capsys):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "Frechet Inception Distance between two image sources"
 DESCRIPTION = (
@@ -84,7 +85,7 @@ def _fid(args: argparse.Namespace, ctx) -> int:
     result = {"metric": "fid", **fid_of(stats[0], stats[1], method=args.fid_method), "ranks": ctx.world_size,
               "provenance": prov}
     for warning in result["warnings"]:
-        print(f"warning: {warning}; the two sides are not strictly comparable")
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"FID: {result['fid']:.4f} ({stats[0].n} vs {stats[1].n} images, {args.fid_method})")
     if args.json:
         write_json(args.json, result)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..distributed import DistContext, all_reduce, current, gather_batches
-from ..errors import GanProbeError
+from ..errors import GanProbeError, brief
 from ..progress import bar as progress_bar
 from ..provenance import sha256_file
 from .extractors import HelperExtractor, ReferenceExtractor
@@ -32,8 +32,9 @@ FID_WEIGHTS_CHOICES = ("auto", "helper", "reference")
 
 
 def reference_extractor(weights: str | os.PathLike | None, device: torch.device | str,
-                        download: bool = True) -> ReferenceExtractor:
-    net, info = load_reference_inception(weights, device=device, download=download)
+                        download: bool = True, flag: str = "--weights") -> ReferenceExtractor:
+    """``flag``: the calling command's option for a weights path, named in error messages."""
+    net, info = load_reference_inception(weights, device=device, download=download, flag=flag)
     return ReferenceExtractor(net, info)
 
 
@@ -45,7 +46,8 @@ def fid_extractor(fid_weights: str, device: torch.device | str, download: bool =
     if fid_weights == "helper":
         module, info = load_helper_inception(device)
         return HelperExtractor(module, info, device)
-    return reference_extractor(None if fid_weights == "reference" else fid_weights, device, download)
+    return reference_extractor(None if fid_weights == "reference" else fid_weights, device, download,
+                               flag="--fid-weights")
 
 
 def load_classifier(path: str | os.PathLike, device: torch.device | str) -> torch.jit.ScriptModule:
@@ -58,8 +60,7 @@ def load_classifier(path: str | os.PathLike, device: torch.device | str) -> torc
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location=device).eval()
     except Exception as exc:  # noqa: BLE001
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise GanProbeError(f"--classifier {path}: not a TorchScript module ({first[:120]})") from None
+        raise GanProbeError(f"--classifier {path}: not a TorchScript module ({brief(exc)})") from None
 
 
 def per_batch_outputs(source: ImageSource, batch_size: int, compute: Callable[[torch.Tensor], torch.Tensor],
@@ -205,8 +206,35 @@ def comparable(a: FeatureStats, b: FeatureStats) -> list[str]:
     return problems
 
 
+FID_RECOMMENDED_SAMPLES = 10_000
+
+
+def too_few_samples(a: FeatureStats, b: FeatureStats) -> str | None:
+    """A warning when either side has fewer images than feature dimensions (singular covariances), else None.
+
+    >>> import numpy as np
+    >>> s = FeatureStats(np.zeros(4), np.eye(4), 3)
+    >>> too_few_samples(s, s)[:60]
+    'FID from 3 vs 3 images with 4-d features: the covariances ar'
+    >>> too_few_samples(FeatureStats(np.zeros(4), np.eye(4), 5), FeatureStats(np.zeros(4), np.eye(4), -1)) is None
+    True
+    """
+    dim = int(a.mu.size)
+    known = [n for n in (a.n, b.n) if n is not None and n >= 0]   # statistics files may not record n
+    if not known or min(known) >= dim:
+        return None
+    sides = " vs ".join(str(n) if n is not None and n >= 0 else "?" for n in (a.n, b.n))
+    return (f"FID from {sides} images with {dim}-d features: the covariances are singular (fewer images than "
+            f"feature dimensions), so the FID is biased upward and unreliable; use at least {dim} images per "
+            f"side ({FID_RECOMMENDED_SAMPLES:,}+ recommended)")
+
+
 def fid_of(a: FeatureStats, b: FeatureStats, method: str = "sqrtm", eps: float = 1e-6) -> dict[str, Any]:
     res = fid_from_stats(a, b, method=method, eps=eps)
+    warnings_ = [f"{problem}; the two sides are not strictly comparable" for problem in comparable(a, b)]
+    small = too_few_samples(a, b)
+    if small:
+        warnings_.append(small)
     return {**res.to_dict(), "n_a": a.n, "n_b": b.n, "a": a.info.get("source", {}), "b": b.info.get("source", {}),
             "extractor_a": a.info.get("extractor"), "extractor_b": b.info.get("extractor"),
-            "warnings": comparable(a, b)}
+            "warnings": warnings_}

