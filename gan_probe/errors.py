@@ -18,6 +18,15 @@ class DataError(GanProbeError):
     """A dataset file is missing, unreadable or not in the expected format."""
 
 
+class MissingSplitError(DataError):
+    """The dataset has no such split (e.g. image folders without ``test/``). ``split`` names it; commands that can
+    carve a test set out of the training split add that they can (``--holdout N``)."""
+
+    def __init__(self, message: str, split: str | None = None):
+        super().__init__(message)
+        self.split = split
+
+
 class CheckpointError(GanProbeError):
     """A checkpoint is missing, corrupt or incompatible with the requested model."""
 

@@ -201,6 +201,32 @@ def test_no_progress_also_silences_the_decoding_bar(tmp_path, monkeypatch, capsy
     assert "decoding cifar10 train" in capsys.readouterr().err
 
 
+def test_a_missing_test_split_suggests_holdout(tmp_path, monkeypatch, capsys):
+    """CIFAR-10-style image folders with train/ only: extract, the one-step svm and kmeans say that --holdout N
+    carves a test set out of the training images; a missing train split does not get that hint."""
+    from PIL import Image
+
+    monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GAN_PROBE_PROGRESS", "0")
+    for c in ("cat", "dog"):
+        (tmp_path / "c10" / "train" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / "c10" / "train" / c / f"{i}.png")
+    data = ["--dataset", "cifar10", "--data-root", str(tmp_path / "c10")]
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    for argv in (["extract", "--random-init", "small32", *data, "--out", str(tmp_path / "f")],
+                 ["svm", "--checkpoint", str(ckpt), *data, "--features-dir", str(tmp_path / "g"), "--C", "1"],
+                 ["kmeans", *data, "--out", str(tmp_path / "k")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "test: not found" in err, err
+        assert err.rstrip().endswith("or pass --holdout N to hold out N training images (stratified, seeded) as the "
+                                     "test set"), err
+    assert main(["extract", "--random-init", "small32", *data, "--train-split", "test", "--test-split", "train",
+                 "--out", str(tmp_path / "f")]) == 2
+    assert "--holdout" not in capsys.readouterr().err
+
+
 def test_matrix_writer_keeps_and_resumes_a_partial_file(tmp_path):
     from gan_probe.features.store import partial_rows
 

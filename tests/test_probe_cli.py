@@ -168,8 +168,12 @@ def test_one_step_form_extracts_then_probes(tmp_path, monkeypatch, capsys):
     assert main(["svm", "--dataset", "cifar10", "--data-root", "R", "--checkpoint", "G.pt", "--features-dir",
                  str(tmp_path / "fd"), "--device", "cpu", "--C", "1", "--json", str(out)]) == 0
     assert calls == [dict(checkpoint="G.pt", dataset="cifar10", data_root="R", out=str(tmp_path / "fd"),
-                          device="cpu")]
+                          device="cpu", holdout=None, holdout_seed=0)]
     assert json.loads(out.read_text())["dataset"] == "cifar10"
+    calls.clear()   # data with no test split: --holdout reaches the extraction, as with `extract --holdout`
+    assert main(["svm", "--dataset", "cifar10", "--data-root", "R", "--checkpoint", "G.pt", "--holdout", "7",
+                 "--holdout-seed", "3", "--device", "cpu", "--C", "1"]) == 0
+    assert calls[0]["holdout"] == 7 and calls[0]["holdout_seed"] == 3
 
 
 def test_result_file_reads_back_in_the_report(tmp_path):

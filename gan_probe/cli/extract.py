@@ -61,11 +61,15 @@ def options_from_args(args: argparse.Namespace):
 
 
 def extract_from_args(args: argparse.Namespace, out):
+    from ..data.holdout import suggest_holdout
     from ..features import extract_features
+    from ..progress import progress_enabled
 
-    return extract_features(checkpoint=args.checkpoint, dataset=args.dataset, data_root=args.data_root, out=out,
-                            options=options_from_args(args), device=args.device, progress=not args.no_progress,
-                            random_init=args.random_init, seed=args.init_seed, download=args.download)
+    with suggest_holdout(args.train_split):
+        return extract_features(checkpoint=args.checkpoint, dataset=args.dataset, data_root=args.data_root,
+                                out=out, options=options_from_args(args), device=args.device,
+                                progress=progress_enabled(args.no_progress), random_init=args.random_init,
+                                seed=args.init_seed, download=args.download)
 
 
 def interrupted(args: argparse.Namespace) -> str:

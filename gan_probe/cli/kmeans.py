@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_splits(args: argparse.Namespace):
     """(train, test, extra meta) for the data flags: own splits, or --holdout, then --train-limit."""
     from ..data import load_split
-    from ..data.holdout import holdout_split
+    from ..data.holdout import holdout_split, suggest_holdout
     from ..errors import ConfigError
     from ..progress import progress_enabled
 
@@ -77,8 +77,9 @@ def load_splits(args: argparse.Namespace):
         train, test = holdout_split(train, n_test, args.holdout_seed)
         extra["holdout"] = train.info["holdout"]
     else:
-        test = load_split(args.dataset, args.data_root, args.test_split, image_size=args.image_size,
-                          download=args.download, progress=progress)
+        with suggest_holdout(args.train_split):
+            test = load_split(args.dataset, args.data_root, args.test_split, image_size=args.image_size,
+                              download=args.download, progress=progress)
     if args.train_limit is not None:
         if args.train_limit < 1:
             raise ConfigError(f"--train-limit {args.train_limit}: expected at least 1")

@@ -13,7 +13,7 @@ DESCRIPTION = (
     "--labels-per-class K with --draws N random draws (mean +- std), or the SVHN protocol --labels N "
     "--val-size V --draws N (test error mean +- 1.96 std). C is chosen on a held-out validation split unless "
     "--C fixes it. Give a feature store (--features) or extract one first (--dataset, --data-root, "
-    "--checkpoint). Accuracies in --json are fractions in [0, 1].")
+    "--checkpoint, and --holdout N for data with no test split). Accuracies in --json are fractions in [0, 1].")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--checkpoint", metavar="CKPT", help="one-step form: gan-probe checkpoint whose discriminator "
                                                          "gives the features")
     src.add_argument("--features-dir", metavar="DIR", help="one-step form: where to write the feature store")
+    src.add_argument("--holdout", type=int, metavar="N",
+                     help="one-step form: hold out N training images (stratified, seeded) as the test set instead "
+                          "of reading the test split, as extract --holdout does (for data with no test split)")
+    src.add_argument("--holdout-seed", type=int, default=0, metavar="SEED", help="one-step form: seed of --holdout")
     src.add_argument("--dataset-name", help="dataset name for the result; unset: meta.json's 'dataset'")
     src.add_argument("--layers", metavar="LIST",
                      help="probe only these 0-based conv layers of the store (comma-separated, e.g. 0,1,2,3; "
@@ -90,7 +94,8 @@ def _parse_layers(value: str) -> list[int]:
 
 
 def _features_dir(args: argparse.Namespace, progress: bool) -> str:
-    one_step = any(v is not None for v in (args.checkpoint, args.dataset, args.data_root, args.features_dir))
+    one_step = any(v is not None for v in (args.checkpoint, args.dataset, args.data_root, args.features_dir,
+                                           args.holdout))
     if args.features and one_step:
         raise ConfigError("give either --features or the one-step form (--dataset, --data-root, --checkpoint), "
                           "not both")
@@ -101,10 +106,13 @@ def _features_dir(args: argparse.Namespace, progress: bool) -> str:
                           "extract them first")
     if args.checkpoint is None or args.dataset is None:
         raise ConfigError("the one-step form needs --dataset and --checkpoint (and usually --data-root)")
+    from ..data.holdout import suggest_holdout
     from ..features.extract import extract_features
 
-    path = extract_features(checkpoint=args.checkpoint, dataset=args.dataset, data_root=args.data_root,
-                            out=args.features_dir, device=args.device, progress=progress)
+    with suggest_holdout():
+        path = extract_features(checkpoint=args.checkpoint, dataset=args.dataset, data_root=args.data_root,
+                                out=args.features_dir, device=args.device, progress=progress,
+                                holdout=args.holdout, holdout_seed=args.holdout_seed)
     return str(path)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, MissingSplitError
 from .base import ImageSplit
 from .download import CIFAR10_DIR, CIFAR10_URL, download_cifar10
 from .files import require_dir
@@ -120,7 +120,12 @@ def find_layout(root: Path) -> tuple[str, Path] | None:
 def load_pickles(batches: Path, split: str, image_size: int | None = None) -> ImageSplit:
     """Read the official pickles of ``split`` from ``batches`` (the cifar-10-batches-py folder)."""
     names = TRAIN_BATCHES if split == "train" else TEST_BATCHES
-    parts = [read_batch(batches / name) for name in names]
+    try:
+        parts = [read_batch(batches / name) for name in names]
+    except DataError as exc:
+        if not all((batches / name).is_file() for name in names):  # this split's files are absent
+            raise MissingSplitError(str(exc), split) from None
+        raise
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     if image_size is not None and image_size != 32:
@@ -153,8 +158,8 @@ def load_cifar10(root: str | os.PathLike | None, split: str = "train", image_siz
     split_dir = where / split
     if not split_dir.is_dir():
         present = [d for d in SPLITS if (where / d).is_dir()]
-        raise DataError(f"{split_dir}: not found; this cifar10 image-folder root has only "
-                        f"{', '.join(p + '/' for p in present)}; expected {split}/<class>/*.png|jpg")
+        raise MissingSplitError(f"{split_dir}: not found; this cifar10 image-folder root has only "
+                                f"{', '.join(p + '/' for p in present)}; expected {split}/<class>/*.png|jpg", split)
     classes = None
     if (where / "train").is_dir() and split != "train":
         from .imagefolder import class_list

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DataError
+from ..errors import DataError, MissingSplitError
 from .base import ImageSplit
 from .files import require_dir, scan_images
 from .imagefolder import extensions_text, load_files_cached
@@ -30,7 +30,8 @@ def load_folder(root: str | os.PathLike | None, split: str = "train", image_size
                 progress: bool = True, workers: int | None = None) -> ImageSplit:
     """All images below ``root`` as one unlabelled ``train`` split."""
     if split not in SPLITS:
-        raise DataError(f"--split {split!r}: a folder dataset has one split, train (its images are unlabelled)")
+        raise MissingSplitError(f"--split {split!r}: a folder dataset has one split, train (its images are "
+                                f"unlabelled)", split)
     if root is None:
         raise DataError("--data-root is required for --dataset folder: a folder of images (searched recursively)")
     root = require_dir(root, "a folder of images")

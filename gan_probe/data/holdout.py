@@ -12,11 +12,29 @@ of the images therefore does not matter once the reader returns them in a fixed 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, MissingSplitError
 from ..provenance import sha256_array
 from .base import ImageSplit
+
+
+HOLDOUT_HINT = "or pass --holdout N to hold out N training images (stratified, seeded) as the test set"
+
+
+@contextmanager
+def suggest_holdout(train_split: str = "train") -> Iterator[None]:
+    """For commands with ``--holdout``: a missing test split's error adds that ``--holdout N`` carves one out of
+    the training split (nothing is added when the training split itself is missing)."""
+    try:
+        yield
+    except MissingSplitError as exc:
+        if exc.split == train_split:
+            raise
+        raise MissingSplitError(f"{exc}; {HOLDOUT_HINT}", exc.split) from None
 
 
 def stratified_counts(labels: np.ndarray, n_take: int) -> dict[int, int]:

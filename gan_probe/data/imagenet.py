@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, MissingSplitError
 from .base import ImageSplit
 from .cache import build_cached, cache_key, cache_path, load_cached, source_id
 from .cifar10 import chw_rows_to_hwc
@@ -232,9 +232,9 @@ def load_folders(root: Path, split: str, image_size: int | None, progress: bool,
         result = load_class_folders(root / folder, classes, dataset="imagenet", split=split, image_size=image_size,
                                     progress=progress, workers=workers, fmt="imagenet image folders")
     else:
-        raise DataError(f"{root / folder}: not found; expected {folder}/<wnid>/**/*.JPEG"
-                        + (" or val/images/ with val/val_annotations.txt" if folder == "val" else "")
-                        + " or downsampled-ImageNet npz batches in " + str(root))
+        raise MissingSplitError(f"{root / folder}: not found; expected {folder}/<wnid>/**/*.JPEG"
+                                + (" or val/images/ with val/val_annotations.txt" if folder == "val" else "")
+                                + " or downsampled-ImageNet npz batches in " + str(root), split)
     names = read_words(root, list(result.classes))
     if names is not None:
         result.info["class_names"] = names

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, MissingSplitError
 from .base import ImageSplit
 from .download import download_svhn, svhn_url
 from .resize import resize_center_crop
@@ -96,8 +96,9 @@ def load_svhn(root: str | os.PathLike | None, split: str = "train", image_size: 
                 raise DataError(f"{root}: not found; expected a folder holding {split_file(split)} (from "
                                 f"{svhn_url(split)}, or pass --download) or a .mat file")
             else:
-                raise DataError(f"{path}: not found; expected the SVHN format-2 file from {svhn_url(split)} "
-                                f"(or pass --download, or give the .mat file itself as the data root)")
+                raise MissingSplitError(f"{path}: not found; expected the SVHN format-2 file from "
+                                        f"{svhn_url(split)} (or pass --download, or give the .mat file itself as "
+                                        f"the data root)", split)
     images, labels = read_mat(path)
     if image_size is not None and image_size != 32:
         images = resize_center_crop(images, image_size)
