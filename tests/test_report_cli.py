@@ -88,6 +88,20 @@ def test_formats_and_clean_overwrite(tmp_path):
     assert (out / "report.md").is_file() and not (out / "tables").exists()
 
 
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o755), (0o027, 0o750)])
+def test_the_report_directory_gets_the_usual_permissions_not_mkdtemps(tmp_path, umask, mode):
+    import os
+    import stat
+
+    res, _ = _inputs(tmp_path)
+    before = os.umask(umask)
+    try:
+        build_report([res / "dcgan_400.json"], tmp_path / "report", formats="csv")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "report").stat().st_mode) == mode
+
+
 def test_a_killed_builds_staging_directories_are_removed_by_the_next_build(tmp_path):
     res, _ = _inputs(tmp_path)
     out = tmp_path / "report"

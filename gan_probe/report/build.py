@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..atomic import write_json, write_text
+from ..atomic import _umask, write_json, write_text
 from ..errors import ConfigError, GanProbeError
 from ..provenance import command_line, git_commit, versions
 from . import figures as figs
@@ -314,6 +314,7 @@ def build_report(results: Results | Iterable[str | os.PathLike], out: str | os.P
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would become the report's; give it the usual mode
     try:
         report = _write(results, staging, formats, title, published, interpolation, command)
         _swap_into_place(staging, out)
