@@ -22,22 +22,26 @@ def add_common_arguments(p: argparse.ArgumentParser, out_required: bool) -> None
                           f"({', '.join(sorted(PRESETS))}) or for the architecture of checkpoint CKPT")
     src.add_argument("--init-seed", type=int, default=0, help="seed of --random-init")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", choices=DATASETS, default=None if not out_required else "digits")
+    d.add_argument("--dataset", choices=DATASETS, default=None if not out_required else "digits",
+                   help="dataset whose train and test splits are run through the discriminator")
     d.add_argument("--data-root", help="dataset directory")
     d.add_argument("--download", action="store_true", help="fetch cifar10/svhn's official files if missing")
-    d.add_argument("--train-split", default="train")
-    d.add_argument("--test-split", default="test")
-    d.add_argument("--holdout", type=int, help="hold out N training images (stratified, seeded) as the test set "
-                                               "instead of reading a test split")
-    d.add_argument("--holdout-seed", type=int, default=0)
+    d.add_argument("--train-split", default="train",
+                   help="split whose features train the probe (and re-estimate batch norm)")
+    d.add_argument("--test-split", default="test", help="split whose features test the probe (unless --holdout)")
+    d.add_argument("--holdout", type=int, metavar="N",
+                   help="hold out N training images (stratified, seeded) as the test set instead of reading "
+                        "--test-split (for data with no test split)")
+    d.add_argument("--holdout-seed", type=int, default=0, help="seed of --holdout")
     f = p.add_argument_group("features")
     f.add_argument("--grid", type=int, default=4, help="max-pool every layer to GRID x GRID")
     f.add_argument("--layers", help="comma-separated 0-based conv layers (default: all)")
     f.add_argument("--bn", choices=("recompute", "checkpoint"), default="recompute",
                    help="re-estimate batch-norm statistics on the training split, or keep the checkpoint's")
-    f.add_argument("--batch-size", type=int, default=256)
-    f.add_argument("--device", default="auto")
-    f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    f.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    f.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (else bars on a terminal, periodic lines otherwise)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

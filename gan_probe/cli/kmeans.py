@@ -25,11 +25,12 @@ def _count_or_fraction(text: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", choices=DATASETS, default="digits")
+    d.add_argument("--dataset", choices=DATASETS, default="digits", help="dataset to encode")
     d.add_argument("--data-root", help="dataset directory")
     d.add_argument("--download", action="store_true", help="fetch cifar10/svhn's official files if missing")
     d.add_argument("--image-size", type=int, help="resize and center-crop to this size (default: native)")
-    d.add_argument("--train-split", default="train")
+    d.add_argument("--train-split", default="train",
+                   help="split the dictionary is learned on and encoded as the training set")
     d.add_argument("--test-split", default="test", help="split encoded as the test set (unless --holdout)")
     d.add_argument("--holdout", type=_count_or_fraction, metavar="N",
                    help="hold out N training images (or a fraction, e.g. 0.2), stratified and seeded, as the "

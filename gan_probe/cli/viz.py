@@ -33,14 +33,14 @@ def _data(p: argparse.ArgumentParser, limit: int | None) -> None:
     p.add_argument("--split", help="split to search (default: the checkpoint's training split)")
     p.add_argument("--limit", type=int, default=limit,
                    help="use a seeded random subset of this many images" + ("" if limit else " (default: all)"))
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="figure", metavar="FIGURE")
     sub.required = True
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    from . import HelpFormatter as fmt
     p = {name: sub.add_parser(name, help=text, description=text, formatter_class=fmt)
          for name, text in SUBCOMMANDS.items()}
     for sp in p.values():
