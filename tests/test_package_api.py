@@ -1,0 +1,31 @@
+"""`from gan_probe import ...` offers the main API, imported lazily so `import gan_probe` stays cheap."""
+import subprocess
+import sys
+
+import gan_probe
+
+
+def test_every_public_name_imports():
+    for name in gan_probe.__all__:
+        namespace = {}
+        exec(f"from gan_probe import {name}", namespace)
+        assert namespace[name] is getattr(gan_probe, name), name
+    for name in ("extract_features", "load_store", "fit_svm", "probe_store", "ProbeConfig", "KMeansDictionary",
+                 "frechet_distance", "inception_score", "load_models", "train", "TrainConfig", "build_report",
+                 "save_converted", "load_split", "GanProbeError"):
+        assert name in gan_probe.__all__, name
+
+
+def test_train_is_the_training_module_and_calls_its_train_function(monkeypatch):
+    import gan_probe.train as module
+    from gan_probe import train
+
+    assert train is module and train.TrainConfig is gan_probe.TrainConfig
+    monkeypatch.setattr(module, "train", lambda *args, **kwargs: ("trained", args, kwargs))
+    assert train("config", "out", resume=True) == ("trained", ("config", "out"), {"resume": True})
+
+
+def test_importing_the_package_imports_neither_torch_nor_numpy():
+    code = "import sys, gan_probe; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
