@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .atomic import write_json
+from .atomic import check_overwrite, checkpoint_state, write_json
 from .checkpoint import load_checkpoint, model_config, save_checkpoint
 from .errors import ConfigError
 from .provenance import provenance, sha256_file
@@ -30,14 +30,18 @@ def _cast(weights: dict[str, torch.Tensor] | None, dtype: torch.dtype) -> dict[s
 
 
 def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: str = "float16",
-                      keep_generator: bool = True) -> dict[str, Any]:
+                      keep_generator: bool = True, force: bool = False) -> dict[str, Any]:
     """Write an inference-only copy of ``source`` to ``out``; returns its index entry.
+
+    ``out`` may replace an earlier exported (inference-only) checkpoint; never ``source`` itself nor any
+    checkpoint that holds optimizer state (a training run's), and anything else only with ``force``.
 
     >>> # export_checkpoint("runs/in32/checkpoint.pt", "pretrained/in32.pt")["sha256"]
     """
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     source, out = Path(source), Path(out)
+    check_export_target(source, out, force)
     state = load_checkpoint(source)
     config = model_config(state)
     exported = {
@@ -72,6 +76,22 @@ def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: 
     }
 
 
+def check_export_target(source: Path, out: Path, force: bool = False) -> None:
+    """A one-line error unless ``out`` may receive an exported copy of ``source`` (see :func:`export_checkpoint`)."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a directory; expected the exported checkpoint's file name (.pt)")
+    if not os.path.lexists(out):
+        return
+    if source.exists() and out.exists() and os.path.samefile(source, out):
+        raise ConfigError(f"--out {out}: is the checkpoint being exported ({source}); export writes a copy and never "
+                          f"replaces its source: choose another --out")
+    existing = checkpoint_state(out)
+    if existing is not None and any(key in existing for key in ("optimizer_g", "optimizer_d")):
+        raise ConfigError(f"--out {out}: a training checkpoint (it holds optimizer state); export never replaces "
+                          f"one: choose another --out")
+    check_overwrite(out, "gan-probe-checkpoint", force)
+
+
 def _feature_dims(state: dict[str, Any]) -> int:
     """Pooled feature size at the default 4x4 grid (sum over conv layers of channels x 16)."""
     from .models import Discriminator
@@ -82,20 +102,30 @@ def _feature_dims(state: dict[str, Any]) -> int:
 def update_index(index_path: str | os.PathLike, entry: dict[str, Any], notes: str | None = None) -> Path:
     """Add or replace ``entry`` (keyed by its file name) in the JSON index at ``index_path``, atomically."""
     index_path = Path(index_path)
-    index: dict[str, Any] = {"format": INDEX_FORMAT, "format_version": 1, "models": []}
-    if index_path.exists():
-        try:
-            index = json.loads(index_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{index_path}: not a JSON index ({exc.msg} at line {exc.lineno})") from None
-        if index.get("format") != INDEX_FORMAT:
-            raise ConfigError(f"{index_path}: not a gan-probe pretrained index (format={index.get('format')!r})")
+    index = read_index(index_path)
     if notes is not None:
         entry = {**entry, "notes": notes}
     models = [m for m in index.get("models", []) if m.get("file") != entry["file"]]
     index["models"] = sorted(models + [entry], key=lambda m: m["file"])
     write_json(index_path, index)
     return index_path
+
+
+def read_index(index_path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON index at ``index_path`` (an empty one when there is no file); a one-line error for anything else."""
+    index_path = Path(index_path)
+    if not index_path.exists():
+        return {"format": INDEX_FORMAT, "format_version": 1, "models": []}
+    if index_path.is_dir():
+        raise ConfigError(f"--index {index_path}: is a directory; expected the index's file name (.json)")
+    try:
+        index = json.loads(index_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{index_path}: not a JSON index ({getattr(exc, 'msg', 'not text')})") from None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise ConfigError(f"{index_path}: not a gan-probe pretrained index (format={found!r})")
+    return index
 
 
 def verify_index(index_path: str | os.PathLike) -> list[str]:

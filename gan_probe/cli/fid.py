@@ -31,12 +31,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", metavar="OUT", help="write the result with conventions and provenance here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="replace --json or --save-stats files that are not gan-probe "
+                                                        "fid results or statistics (those are always replaced)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_overwrite
     from ..distributed import run_command
     from ..errors import GanProbeError
 
+    for path, kind, flag in ((args.json, "gan-probe-fid", "--json"), (args.save_stats, "gan-probe-fid-stats",
+                                                                      "--save-stats")):
+        if path:
+            check_overwrite(path, kind, args.force, flag)
     if len(args.sources) > 2:
         raise GanProbeError(f"expected one or two SOURCEs, got {len(args.sources)}")
     if len(args.sources) == 1 and not args.save_stats:

@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     n.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     n.add_argument("--json", metavar="OUT", help="write the result with conventions and provenance here")
     n.add_argument("--no-progress", action="store_true", help="no progress bar")
+    n.add_argument("--force", action="store_true", help="replace --json OUT even when it is not a gan-probe inception-score result (one of those is always replaced, atomically)")
 
 
 def open_source(args: argparse.Namespace, device, progress: bool = False):
@@ -58,9 +59,12 @@ def open_source(args: argparse.Namespace, device, progress: bool = False):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_overwrite
     from ..distributed import run_command
     from ..errors import GanProbeError
 
+    if args.json:
+        check_overwrite(args.json, "gan-probe-inception-score", args.force, "--json")
     if args.splits < 1:
         raise GanProbeError(f"--splits {args.splits}: expected a positive number")
     if args.batch_size < 1:

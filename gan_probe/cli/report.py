@@ -26,11 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-published", action="store_true", help="leave the paper's published rows out of the tables")
     p.add_argument("--no-interpolation", action="store_true",
                    help="do not draw latent interpolations from run checkpoints")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild an earlier report even when files were added to its directory (they are deleted)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_overwrite
     from ..report import build_report, parse_formats
 
+    check_overwrite(args.out, "gan-probe-report", args.force)
     formats = parse_formats(args.format)
     if len(sys.argv) > 1 and sys.argv[1] == "report":
         command = "gan-probe " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT",
                         help="write the result object here (atomically); until then each C's fit of the full-label "
                              "protocol is kept in OUT.fits/, from which a rerun of an interrupted command resumes")
+    parser.add_argument("--force", action="store_true", help="replace --json OUT even when it is not a gan-probe svm result (one of those is always replaced, atomically)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (else bars on a terminal, periodic lines otherwise; the line per "
                              "fitted C and draw is written either way)")
@@ -117,10 +118,12 @@ def _features_dir(args: argparse.Namespace, progress: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_overwrite
     from ..locks import output_lock
 
     if not args.json:
         return _run(args)
+    check_overwrite(args.json, "gan-probe-svm", args.force, "--json")
     with output_lock(args.json, "--json", directory=False):  # one writer per result, checked before the fit
         return _run(args)
 

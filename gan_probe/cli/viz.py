@@ -25,6 +25,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the latent codes / random choices")
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
     p.add_argument("--dpi", type=int, default=150, help="resolution of PNG output")
+    p.add_argument("--force", action="store_true", help="replace --out FILE even when it is not a figure written by gan-probe viz (one of those is always replaced, atomically)")
 
 
 def _data(p: argparse.ArgumentParser, limit: int | None) -> None:
@@ -79,11 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_overwrite
     from ..checkpoint import load_models
     from ..devices import resolve_device
     from ..viz import common
 
     common.check_out_path(args.out)  # before any work
+    check_overwrite(args.out, "gan-probe-figure", args.force)
     models = load_models(args.checkpoint, device=resolve_device(args.device))
     fig = _FIGURES[args.figure](models, args)
     path = common.save_figure(fig, args.out, dpi=args.dpi)

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import FIGURE_MARK, atomic_path
 from ..errors import ConfigError
 from ..models import Generator, LatentPrior
 
@@ -140,7 +140,9 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
     """Write ``fig`` atomically as PNG or PDF (chosen by the extension); same figure -> same bytes."""
     fmt = check_out_path(path)
     # fixed metadata so that the bytes do not depend on the date or the matplotlib build
-    metadata = {"Software": None} if fmt == "png" else {"Creator": None, "Producer": None, "CreationDate": None}
+    # and a mark by which gan-probe viz --out recognises its own figures (check_overwrite)
+    metadata = {"Software": FIGURE_MARK} if fmt == "png" else {"Creator": FIGURE_MARK, "Producer": None,
+                                                               "CreationDate": None}
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, bbox_inches="tight", pad_inches=0.05)
     return Path(path)
