@@ -13,6 +13,7 @@ from gan_probe.features import load_store, save_store
 from gan_probe.models import Discriminator, Generator, preset_config
 
 TINY = ["--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32", "--no-progress"]
+EARLIER_SVM = json.dumps({"format": "gan-probe-svm", "previous": True})  # an earlier result, replaceable
 
 
 @pytest.fixture(autouse=True)
@@ -180,7 +181,7 @@ def test_weights_file_that_is_not_the_network(tmp_path, capsys):
     images = tmp_path / "images.npy"
     np.save(images, np.zeros((4, 32, 32, 3), np.uint8))
     result = tmp_path / "is.json"
-    result.write_text(json.dumps({"previous": True}))
+    result.write_text(json.dumps({"metric": "inception_score", "previous": True}))  # an earlier result
     before = _snapshot(tmp_path)
     _fails(capsys, ["inception-score", "--images", images, "--weights", weights, "--json", result, "--no-progress",
                     "--device", "cpu"], weights, before=before, roots=[tmp_path])
@@ -196,7 +197,7 @@ def test_store_with_mismatched_rows(tmp_path, capsys):
     store = _store(tmp_path / "feats")
     np.save(store / "train_labels.npy", np.zeros(5, np.int64))  # 6 feature rows, 5 labels
     result = tmp_path / "svm.json"
-    result.write_text("{}")
+    result.write_text(EARLIER_SVM)
     before = _snapshot(tmp_path)
     _fails(capsys, _svm(store, out=result), "train_labels.npy", before=before, roots=[tmp_path])
 
@@ -204,7 +205,7 @@ def test_store_with_mismatched_rows(tmp_path, capsys):
 def test_store_with_nan_features(tmp_path, capsys):
     store = _store(tmp_path / "feats", nan=True)
     result = tmp_path / "svm.json"
-    result.write_text("{}")
+    result.write_text(EARLIER_SVM)
     before = _snapshot(tmp_path)
     _fails(capsys, _svm(store, out=result), "train", "row 3", before=before, roots=[tmp_path])
 
@@ -212,7 +213,7 @@ def test_store_with_nan_features(tmp_path, capsys):
 def test_non_positive_C(tmp_path, capsys):
     store = _store(tmp_path / "feats")
     result = tmp_path / "svm.json"
-    result.write_text("{}")
+    result.write_text(EARLIER_SVM)
     before = _snapshot(tmp_path)
     _fails(capsys, _svm(store, "--C", "0", out=result), "--C", before=before, roots=[tmp_path])
 
@@ -220,7 +221,7 @@ def test_non_positive_C(tmp_path, capsys):
 def test_more_labels_per_class_than_exist(tmp_path, capsys):
     store = _store(tmp_path / "feats")  # 3 training images per class
     result = tmp_path / "svm.json"
-    result.write_text("{}")
+    result.write_text(EARLIER_SVM)
     before = _snapshot(tmp_path)
     _fails(capsys, _svm(store, "--labels-per-class", "4", out=result),
            "--labels-per-class", before=before, roots=[tmp_path])
