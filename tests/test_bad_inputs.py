@@ -225,3 +225,25 @@ def test_more_labels_per_class_than_exist(tmp_path, capsys):
     before = _snapshot(tmp_path)
     _fails(capsys, _svm(store, "--labels-per-class", "4", out=result),
            "--labels-per-class", before=before, roots=[tmp_path])
+
+
+# ---- code in inputs ----------------------------------------------------------------------------------------------
+
+def test_torchscript_classifier_needs_trust(tmp_path, capsys):
+    """A TorchScript file runs code when it is loaded: --classifier is refused without --trust-classifier-code,
+    before anything is loaded or written."""
+    clf = tmp_path / "clf.pt"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(clf))
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((4, 8, 8, 3), np.uint8))
+    result = tmp_path / "is.json"
+    before = _snapshot(tmp_path)
+    _fails(capsys, ["inception-score", "--images", images, "--per-class", "--classifier", clf, "--json", result,
+                    "--weights", tmp_path / "no-such-weights.pth", "--no-progress"],
+           clf, "--trust-classifier-code", before=before, roots=[tmp_path])
+    from gan_probe.errors import GanProbeError
+    from gan_probe.metrics.evaluate import load_classifier
+
+    with pytest.raises(GanProbeError, match="--trust-classifier-code"):
+        load_classifier(clf, "cpu")
+    assert load_classifier(clf, "cpu", trust_code=True)(torch.zeros(1, 2)).shape == (1, 2)

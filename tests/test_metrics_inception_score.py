@@ -117,7 +117,7 @@ def test_per_class_groups_by_classifier_or_labels(tmp_path):
     labels = np.repeat([0, 1, 2], 8)
     src = ArraySource(images, labels)
     by_clf = inception_score_of(src, _FakeExtractor(), ISConventions(splits=2), batch_size=5, per_class=True,
-                                classifier=tmp_path / "clf.pt")
+                                classifier=tmp_path / "clf.pt", trust_classifier_code=True)
     assert by_clf["per_class"]["grouping"].startswith("argmax of classifier")
     assert {k: v["n"] for k, v in by_clf["per_class"]["classes"].items()} == {"0": 14, "1": 10}
     by_label = inception_score_of(src, _FakeExtractor(), ISConventions(splits=2), per_class=True)

@@ -34,7 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also report the IS within each class: the --classifier's argmax class, else the "
                         "dataset's labels")
     c.add_argument("--classifier", metavar="MODEL.pt",
-                   help="TorchScript classifier for --per-class: float (N, 3, H, W) in [-1, 1] -> logits")
+                   help="TorchScript classifier for --per-class: float (N, 3, H, W) in [-1, 1] -> logits "
+                        "(loaded only with --trust-classifier-code)")
+    c.add_argument("--trust-classifier-code", action="store_true",
+                   help="allow loading --classifier: a TorchScript file runs the code stored in it when it is "
+                        "loaded, with your permissions; give this only for a file whose origin you trust")
     n = p.add_argument_group("network and compute")
     n.add_argument("--weights", metavar="PATH", help="Inception state dict (pt_inception-2015-12-05 layout)")
     n.add_argument("--no-download", action="store_true", help="never download the weights")
@@ -71,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         raise GanProbeError(f"--batch-size {args.batch_size}: expected a positive number")
     if args.classifier and not args.per_class:
         raise GanProbeError("--classifier is only used with --per-class")
+    if args.classifier:
+        from ..metrics.evaluate import check_classifier_trust
+
+        check_classifier_trust(args.classifier, args.trust_classifier_code)  # before any work
     return run_command(args.device, lambda ctx: _score(args, ctx))
 
 
@@ -87,7 +95,8 @@ def _score(args: argparse.Namespace, ctx) -> int:
     source = open_source(args, device, progress=progress_enabled(args.no_progress) and ctx.is_main)
     conventions = ISConventions(args.splits, args.split_shuffle, args.split_seed, args.std_ddof)
     result = inception_score_of(source, extractor, conventions, args.batch_size, args.per_class, args.classifier,
-                                progress=progress_enabled(args.no_progress), ctx=ctx)
+                                progress=progress_enabled(args.no_progress), ctx=ctx,
+                                trust_classifier_code=args.trust_classifier_code)
     if result is None:  # not rank 0
         return 0
     result = {"metric": "inception_score", **result, "source": source.describe(), "ranks": ctx.world_size,

@@ -50,11 +50,22 @@ def fid_extractor(fid_weights: str, device: torch.device | str, download: bool =
                                flag="--fid-weights")
 
 
-def load_classifier(path: str | os.PathLike, device: torch.device | str) -> torch.jit.ScriptModule:
-    """A TorchScript classifier for ``--per-class``: float (N, 3, H, W) in [-1, 1] -> logits (N, K)."""
+def check_classifier_trust(path: str | os.PathLike, trust_code: bool) -> None:
+    """A one-line error unless loading the TorchScript ``path`` was allowed (``--trust-classifier-code``): a
+    TorchScript file runs the code stored in it when it is loaded."""
+    if not trust_code:
+        raise GanProbeError(f"--classifier {path}: a TorchScript file runs the code stored in it when it is loaded; "
+                            f"pass --trust-classifier-code to load it if you trust where it came from")
+
+
+def load_classifier(path: str | os.PathLike, device: torch.device | str,
+                    trust_code: bool = False) -> torch.jit.ScriptModule:
+    """A TorchScript classifier for ``--per-class``: float (N, 3, H, W) in [-1, 1] -> logits (N, K); refused
+    unless ``trust_code`` (:func:`check_classifier_trust`)."""
     path = Path(path)
     if not path.is_file():
         raise GanProbeError(f"--classifier {path}: file not found (expected a TorchScript module)")
+    check_classifier_trust(path, trust_code)
     try:
         with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's concern
             warnings.simplefilter("ignore", FutureWarning)
@@ -134,9 +145,11 @@ def _run(source: ImageSource, extractor, batch_size: int, want_logits: bool,
 def inception_score_of(source: ImageSource, extractor: ReferenceExtractor,
                        conventions: ISConventions = ISConventions(), batch_size: int = 50,
                        per_class: bool = False, classifier: str | os.PathLike | None = None,
-                       progress: bool = False, ctx: DistContext | None = None) -> dict[str, Any] | None:
+                       progress: bool = False, ctx: DistContext | None = None,
+                       trust_classifier_code: bool = False) -> dict[str, Any] | None:
     """IS of ``source`` (mean, std, split scores, conventions, extractor); with ``per_class`` also the IS of
-    each group of samples sharing a class: the ``classifier``'s argmax if given, else the source's labels.
+    each group of samples sharing a class: the ``classifier``'s argmax if given, else the source's labels. A
+    TorchScript ``classifier`` runs code when loaded: it is loaded only with ``trust_classifier_code``.
 
     Under torchrun the images are shared out among the ranks (:func:`per_batch_outputs`); rank 0 returns the
     result, the other ranks ``None``."""
@@ -147,7 +160,7 @@ def inception_score_of(source: ImageSource, extractor: ReferenceExtractor,
     clf = None
     if per_class:
         if classifier is not None:
-            clf = load_classifier(classifier, extractor.device)
+            clf = load_classifier(classifier, extractor.device, trust_classifier_code)
         elif source.labels is None:
             raise GanProbeError("--per-class: this source has no labels; pass --classifier MODEL.pt "
                                 "(TorchScript: float images in [-1, 1] -> logits)")
