@@ -16,6 +16,7 @@ up to floating-point rounding; without it each rank normalises with its own slic
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import sys
@@ -32,7 +33,7 @@ from torch import nn
 
 from .atomic import atomic_path, remove_stale_temporaries, write_json
 from .checkpoint import load_checkpoint, require_training_state, save_checkpoint
-from .data import load_split
+from .data import DATASETS, load_split
 from .data.holdout import holdout_split
 from .distributed import DistContext, agree, all_reduce, init_distributed, main_first, main_only
 from .errors import CheckpointError, ConfigError, GanProbeError
@@ -42,12 +43,17 @@ from .provenance import provenance
 from .records import from_known_fields
 from .syncbn import convert_sync_batchnorm
 from .train_step import DiscriminatorPair, GanStep, GraphedStep, draw_step_noise, graphs_supported
+from .training_probe import DEFAULT_C as PROBE_C
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 LOG = "log.csv"
-LOG_FIELDS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "seconds")
+# probe_acc / probe_seconds: only on the rows of --probe-every steps (empty elsewhere)
+LOG_FIELDS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "seconds", "probe_acc",
+              "probe_seconds")
+BEST_PROBE = "best_probe.pt"
+BEST_PROBE_JSON = "best_probe.json"
 
 
 @dataclass
@@ -80,6 +86,15 @@ class TrainConfig:
     sync_bn: bool = False  # batch norm over the global batch of all ranks (torchrun); a no-op in one process
     compile: bool = False  # torch.compile G and D
     cuda_graphs: bool = True  # replay the whole step from a CUDA graph (one CUDA process, no compile)
+    # the online linear probe (gan_probe.training_probe): every probe_every steps, on the train split of
+    # probe_dataset; logged as probe_acc, the best checkpoint kept as best_probe.pt
+    probe_every: int | None = None
+    probe_dataset: str | None = None
+    probe_data_root: str | None = None
+    probe_images: int = 2000
+    probe_layers: list[int] | None = None  # 0-based conv layers; None: all
+    probe_C: float = PROBE_C
+    probe_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -99,6 +114,36 @@ class TrainConfig:
             raise ConfigError(f"--holdout must be at least 1, got {self.holdout}")
         if not self.mog_sigma_reg >= 0:
             raise ConfigError(f"--mog-sigma-reg must be non-negative, got {self.mog_sigma_reg}")
+        self._check_probe()
+
+    def _check_probe(self) -> None:
+        labelled = [name for name in DATASETS if name != "folder"]
+        if self.probe_every is not None:
+            if self.probe_every < 1:
+                raise ConfigError(f"--probe-every must be at least 1, got {self.probe_every}")
+            if self.probe_dataset is None:
+                raise ConfigError(f"--probe-every needs --probe-dataset NAME, the labelled dataset the probe scores "
+                                  f"D on ({', '.join(labelled)})")
+        if self.probe_dataset is not None and self.probe_dataset not in labelled:
+            raise ConfigError(f"--probe-dataset {self.probe_dataset!r}: expected a labelled dataset, one of "
+                              f"{', '.join(labelled)}")
+        if self.probe_images < 4:
+            raise ConfigError(f"--probe-images must be at least 4 (2 images for each of 2 classes), got "
+                              f"{self.probe_images}")
+        if not (np.isfinite(self.probe_C) and self.probe_C > 0):
+            raise ConfigError(f"--probe-C must be a positive number, got {self.probe_C}")
+        if self.probe_layers is not None and (not self.probe_layers or min(self.probe_layers) < 0):
+            raise ConfigError(f"--probe-layers {','.join(map(str, self.probe_layers))}: expected 0-based conv layer "
+                              f"numbers")
+
+    def probe_settings(self):
+        """The :class:`~gan_probe.training_probe.ProbeSettings` of ``--probe-*`` (None without --probe-every)."""
+        if self.probe_every is None:
+            return None
+        from .training_probe import ProbeSettings
+
+        layers = None if self.probe_layers is None else tuple(self.probe_layers)
+        return ProbeSettings(self.probe_dataset, self.probe_images, layers, self.probe_C, self.probe_seed)
 
     def model_config(self) -> ModelConfig:
         return preset_config(self.preset, **self.model)
@@ -175,9 +220,10 @@ class _Log:
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, float]]:
-    """The training log as a list of rows with float values."""
+    """The training log as a list of rows with float values; empty cells (``probe_acc`` on the rows without a
+    probe) are left out of their row."""
     with open(Path(run_dir) / LOG, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -301,6 +347,21 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
         compiled = lambda m: torch.compile(m, options={"layout_optimization": False})  # noqa: E731
         g_step, d_pair, d_plain = compiled(g_step), compiled(d_pair), compiled(d_plain)
 
+    # the online probe: rank 0 loads its images once (before anything is written, so bad settings leave no trace)
+    probe_box: list[Any] = [None]
+    probe_info = None
+    if config.probe_every is not None:
+        from .training_probe import OnlineProbe
+
+        def make_probe() -> dict[str, Any] | None:
+            if not ctx.is_main:
+                return None
+            probe_box[0] = OnlineProbe(config.probe_settings(), model_cfg, config.probe_data_root, device,
+                                       progress=progress)
+            return probe_box[0].describe()
+
+        probe_info = main_only(make_probe, ctx)
+
     data_info = data.describe()
     if "holdout" in data.info:
         data_info["holdout"] = data.info["holdout"]
@@ -312,7 +373,7 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
         remove_stale_temporaries(out, recursive=True)  # what a killed run was writing (checkpoint, samples)
         write_json(out / CONFIG, {"train": config.to_dict(), "model": model_cfg.to_dict(), "data": data_info,
                                   "steps_per_epoch": steps_per_epoch, "total_steps": total,
-                                  "distributed": dist_info, "cuda_graph_step": use_graphs,
+                                  "distributed": dist_info, "cuda_graph_step": use_graphs, "probe": probe_info,
                                   "provenance": provenance(device=str(device), seeds={"seed": config.seed})})
 
     main_only(open_run, ctx)
@@ -333,9 +394,13 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
 
     log = _Log(out / LOG, start) if ctx.is_main else None
     saved_step = [start if state is not None else None]
+    # rank 0: the best probe accuracy so far, as an uninterrupted run would have it at ``start``
+    best: list[dict[str, Any] | None] = [None]
+    if ctx.is_main and probe_info is not None and state is not None:
+        best[0] = _best_probe_so_far(out, start, probe_info)
 
-    def checkpoint(step: int) -> None:
-        payload = {
+    def payload(step: int) -> dict[str, Any]:
+        return {
             "generator": gen.state_dict(), "discriminator": disc.state_dict(),
             "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(),
             "step": step, "epoch": step // steps_per_epoch,
@@ -343,9 +408,26 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
             "data": data_info, "distributed": dist_info,
             "provenance": provenance(device=str(device), seeds={"seed": config.seed}),
         }
+
+    def checkpoint(step: int) -> None:
         if ckpt_path.exists():
             os.replace(ckpt_path, out / PREVIOUS)
-        save_checkpoint(ckpt_path, payload)
+        save_checkpoint(ckpt_path, payload(step))
+
+    def run_probe(step: int) -> tuple[float, float, bool] | None:
+        """Rank 0: score D; a new best (strictly higher accuracy: the earliest step wins ties) is saved as
+        best_probe.pt and described in best_probe.json. The caller then writes checkpoint.pt at this step too,
+        so a resumed run never repeats a step whose best checkpoint is already on disk."""
+        if not ctx.is_main:
+            return None
+        score = probe_box[0](disc)
+        new_best = best[0] is None or score.accuracy > best[0]["probe_acc"]
+        if new_best:
+            best[0] = {"step": step, "epoch": round(step / steps_per_epoch, 4), "probe_acc": score.accuracy,
+                       "probe_seconds": round(score.seconds, 3), "checkpoint": BEST_PROBE, "probe": probe_info}
+            save_checkpoint(out / BEST_PROBE, {**payload(step), "probe": best[0]})
+            write_json(out / BEST_PROBE_JSON, best[0])
+        return score.accuracy, score.seconds, new_best
 
     def samples(step: int) -> None:
         gen.eval()
@@ -378,6 +460,17 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
     stop = _StopRequest(ckpt_path)
     stop.install()
     try:
+        if probe_info is not None and state is None:  # step 0: the untrained D, the random-weights reference
+            accuracy, seconds, new_best = main_only(lambda: run_probe(0), ctx)
+            if ctx.is_main:
+                row = {"step": 0, "epoch": 0.0, "seconds": round(time.perf_counter() - t0, 3), "probe_acc": accuracy,
+                       "probe_seconds": round(seconds, 3)}
+                log.write(row)
+                if callback is not None:
+                    callback(0, row)
+                checkpoint(0)  # with its best_probe.pt, like every new best
+            saved_step[0] = 0
+            window_t = time.perf_counter()
         while step < total:
             epoch, pos = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
@@ -394,7 +487,9 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
             step += 1
             window_images += config.batch_size
 
-            logging = step % config.log_every == 0 or step == total
+            probing = probe_info is not None and (step % config.probe_every == 0 or step == total)
+            logging = step % config.log_every == 0 or step == total or probing
+            new_best = False
             requested = stop.signal is not None
             if ctx.enabled:
                 # every rank stops at the same step: agree at log steps on the deadline and on stop requests
@@ -424,6 +519,10 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
                         "images_per_s": round(window_images / max(now - window_t, 1e-9), 1),
                         "seconds": round(now - t0, 3)}
                 window_t, window_images = now, 0
+                if probing:  # rank 0 probes, the other ranks wait for its answer
+                    accuracy, seconds, new_best = main_only(lambda: run_probe(step), ctx)
+                    last.update(probe_acc=accuracy, probe_seconds=round(seconds, 3))
+                    window_t = time.perf_counter()  # the probe's time is not training throughput
                 if ctx.is_main:
                     log.write(last)
                     if bar is not None:
@@ -434,7 +533,8 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
                 bar.update(1)
             if ctx.is_main and (step % config.sample_every == 0 or step == total or out_of_time):
                 samples(step)
-            if step % config.checkpoint_every == 0 or step == total or out_of_time or stopping:
+            if (step % config.checkpoint_every == 0 or step == total or out_of_time or stopping
+                    or new_best):
                 if ctx.is_main:
                     checkpoint(step)
                 saved_step[0] = step
@@ -519,9 +619,38 @@ def _total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     return min(candidates)
 
 
-# options that may change when a run is resumed (they do not define the trajectory on a given machine)
+def _best_probe_so_far(out: Path, step: int, probe_info: dict[str, Any]) -> dict[str, Any] | None:
+    """On resume at ``step``: the best probe result of the steps up to it (None: none yet).
+
+    best_probe.json holds it when it was written at or before ``step`` with the same probe (settings and images);
+    when it was written after ``step`` (the run stopped between a probe and the checkpoint written with it, or
+    resumes from checkpoint.prev.pt), the best is the highest ``probe_acc`` in the log up to ``step``, and the
+    files are rewritten at the next improvement, as the steps are repeated. A probe with other settings starts
+    afresh.
+    """
+    path = out / BEST_PROBE_JSON
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("probe") != probe_info:
+        return None
+    if isinstance(saved.get("step"), int) and saved["step"] <= step and isinstance(saved.get("probe_acc"), float):
+        return saved
+    best = None
+    for row in read_log(out):
+        if "probe_acc" in row and row["step"] <= step and (best is None or row["probe_acc"] > best["probe_acc"]):
+            best = {"step": int(row["step"]), "probe_acc": row["probe_acc"]}
+    return best
+
+
+# options that may change when a run is resumed (they do not define the trajectory on a given machine; the
+# --probe-* options only decide what is measured along it)
 RUNTIME_OPTIONS = ("epochs", "max_steps", "max_minutes", "device", "data_root", "download", "amp", "sync_bn",
-                   "compile", "cuda_graphs", "log_every", "sample_every", "checkpoint_every")
+                   "compile", "cuda_graphs", "log_every", "sample_every", "checkpoint_every", "probe_every",
+                   "probe_dataset", "probe_data_root", "probe_images", "probe_layers", "probe_C", "probe_seed")
 ALWAYS_FROM_CALL = ("epochs", "max_steps", "max_minutes", "device")
 
 

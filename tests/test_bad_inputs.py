@@ -158,6 +158,31 @@ def test_explicit_default_preset_that_disagrees_is_caught_too(tmp_path, capsys):
                     "--resume", "--out", run], "--preset 'small32'", before=before, roots=[run])
 
 
+@pytest.mark.parametrize("flags, names", [
+    (["--probe-every", "0", "--probe-dataset", "digits"], ["--probe-every must be at least 1, got 0"]),
+    (["--probe-every", "5"], ["--probe-every needs --probe-dataset"]),
+    (["--probe-every", "5", "--probe-dataset", "digits", "--probe-images", "15"],
+     ["--probe-images 15", "10 classes", "at least 20"]),
+    (["--probe-every", "5", "--probe-dataset", "folder"], ["--probe-dataset 'folder'", "labelled"]),
+    (["--probe-every", "5", "--probe-dataset", "digits", "--probe-layers", "1,x"], ["--probe-layers '1,x'"]),
+    (["--probe-every", "5", "--probe-dataset", "digits", "--probe-layers", "0,7"], ["--probe-layers 0,7", "0..2"]),
+    (["--probe-every", "5", "--probe-dataset", "digits", "--probe-C", "0"], ["--probe-C must be a positive"]),
+    (["--probe-every", "5", "--probe-dataset", "cifar10", "--probe-data-root", "/no/such/dir"], ["/no/such/dir"]),
+])
+def test_bad_probe_options(tmp_path, capsys, flags, names):
+    out = tmp_path / "run"
+    _fails(capsys, ["train", *TINY, "--max-steps", "1", "--out", out, *flags], *names)
+    assert not out.exists()  # checked before the run directory is made
+
+
+def test_bad_probe_option_on_resume_leaves_the_run_alone(tmp_path, capsys):
+    run = _existing_run(tmp_path, capsys)
+    before = _snapshot(run)
+    _fails(capsys, ["train", *TINY, "--max-steps", "2", "--resume", "--out", run, "--probe-every", "1",
+                    "--probe-dataset", "digits", "--probe-images", "19"], "--probe-images 19",
+           before=before, roots=[run])
+
+
 def test_existing_run_directory_without_resume(tmp_path, capsys):
     run = _existing_run(tmp_path, capsys)
     before = _snapshot(run)

@@ -42,6 +42,8 @@ WORKER = textwrap.dedent("""
         shutil.copy(tmp / "sync" / "checkpoint.pt", tmp / "sync_step3.pt")
     codes["sync5"] = main(train + ["--sync-bn", "--max-steps", "5", "--resume", "--out", str(tmp / "sync")])
     codes["local3"] = main(train + ["--max-steps", "3", "--out", str(tmp / "local")])
+    codes["probe"] = main(train + ["--sync-bn", "--max-steps", "4", "--probe-every", "2", "--probe-dataset", "digits",
+                                   "--probe-images", "100", "--out", str(tmp / "probe")])  # rank 0 probes
     # SIGTERM reaches rank 1 alone during its third step: both ranks stop at the same step with a checkpoint
     import signal
     import gan_probe.train as training
@@ -112,7 +114,7 @@ def two_ranks(tmp_path_factory):
 def test_every_phase_ran_on_both_ranks(two_ranks):
     tmp, done = two_ranks
     codes = ("[('extract', 0), ('extract_cut', 130), ('extract_resumed', 0), ('fid', 0), ('is', 0), ('local3', 0), "
-             "('odd', 2), ('stop', 130), ('sync3', 0), ('sync5', 0)]")
+             "('odd', 2), ('probe', 0), ('stop', 130), ('sync3', 0), ('sync5', 0)]")
     assert f"rank 0 codes {codes}" in done.stdout and f"rank 1 codes {codes}" in done.stdout
 
 
@@ -155,6 +157,20 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoin
     straight = train(TrainConfig(**CONFIG, max_steps=6), tmp_path / "straight")
     assert resumed.resumed_from == 3
     assert _max_diff(_weights(straight.out_dir / "checkpoint.pt"), _weights(tmp / "stop" / "checkpoint.pt")) < 1e-5
+
+
+def test_two_rank_online_probe_equals_one_process(two_ranks, tmp_path):
+    tmp, done = two_ranks
+    one = train(TrainConfig(**CONFIG, max_steps=4, probe_every=2, probe_dataset="digits", probe_images=100),
+                tmp_path / "one")
+    got = [(r["step"], r["probe_acc"]) for r in read_log(tmp / "probe") if "probe_acc" in r]
+    expected = [(r["step"], r["probe_acc"]) for r in read_log(one.out_dir) if "probe_acc" in r]
+    assert [s for s, _ in got] == [s for s, _ in expected] == [0, 2, 4] and got[0] == expected[0]
+    # the weights agree to 1e-5: the same accuracy, or one of the 25 validation images either way
+    assert all(abs(a - b) <= 1 / 25 + 1e-9 for (_, a), (_, b) in zip(got, expected))
+    best = json.loads((tmp / "probe" / "best_probe.json").read_text())
+    assert load_checkpoint(tmp / "probe" / "best_probe.pt")["step"] == best["step"]
+    assert best["probe_acc"] == max(a for _, a in got)
 
 
 def test_only_rank_zero_writes(two_ranks):

@@ -7,6 +7,7 @@ from typing import Any
 from ..data import DATASETS
 from ..models import LATENTS, PRESETS
 from ..models.losses import LOSSES
+from ..training_probe import DEFAULT_C as PROBE_C
 
 HELP = "train a DCGAN (paper hyperparameters by default)"
 DESCRIPTION = ("Train a DCGAN generator/discriminator pair. RUN_DIR receives checkpoint.pt (atomic, resumable), "
@@ -65,6 +66,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                        "are used on one CUDA process without --compile)", action="store_true")
     _opt(o, "--sync-bn", False, "under torchrun: batch-norm statistics over the global batch of all ranks "
                                 "(SyncBatchNorm), so N processes match one process", action="store_true")
+    q = p.add_argument_group("online probe (a linear probe of D during training)")
+    _opt(q, "--probe-every", None, "every N steps and at the last step, score D's pooled features with a linear "
+                                   "L2-SVM on --probe-dataset: log.csv gets probe_acc (validation accuracy), "
+                                   "RUN_DIR/best_probe.pt (+ .json) keeps the best checkpoint", type=int, metavar="N")
+    _opt(q, "--probe-dataset", None, f"labelled dataset of the probe, its train split only: "
+                                     f"{', '.join(d for d in DATASETS if d != 'folder')}", metavar="NAME")
+    _opt(q, "--probe-data-root", None, "directory of --probe-dataset (not needed for digits)", metavar="DIR")
+    _opt(q, "--probe-images", 2000, "images drawn from the train split (stratified, seeded); a quarter of them "
+                                    "(stratified) score the SVM, the rest fit it", type=int, metavar="N")
+    _opt(q, "--probe-layers", None, "comma-separated 0-based conv layers to pool (default: all)", metavar="LIST")
+    _opt(q, "--probe-C", PROBE_C, "the probe SVM's C (fixed; features are standardised)", type=float, metavar="C")
+    _opt(q, "--probe-seed", 0, "seed of the probe's image draw and validation split", type=int, metavar="SEED")
     r = p.add_argument_group("run directory")
     r.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     r.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt (options that "
@@ -81,6 +94,10 @@ def _config_field(option: str) -> str:
     return {"no_amp": "amp", "no_cuda_graphs": "cuda_graphs"}.get(option, option)
 
 
+def _layers(layers: tuple[int, ...] | None) -> list[int] | None:
+    return None if layers is None else list(layers)
+
+
 def interrupted(args: argparse.Namespace) -> str:
     """What a rerun of an interrupted command reuses (printed after "interrupted")."""
     return f"`gan-probe train --resume --out {args.out}` continues from its last checkpoint"
@@ -89,6 +106,7 @@ def interrupted(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..distributed import run_command
     from ..train import TrainConfig, train
+    from ..training_probe import parse_layers
 
     def value(name: str) -> Any:
         return getattr(args, name, DEFAULTS[name])
@@ -103,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
         max_steps=value("max_steps"), max_minutes=value("max_minutes"), seed=value("seed"), device=value("device"),
         log_every=value("log_every"), sample_every=value("sample_every"), checkpoint_every=value("checkpoint_every"),
         amp=not value("no_amp"), sync_bn=value("sync_bn"), compile=value("compile"),
-        cuda_graphs=not value("no_cuda_graphs"))
+        cuda_graphs=not value("no_cuda_graphs"), probe_every=value("probe_every"),
+        probe_dataset=value("probe_dataset"), probe_data_root=value("probe_data_root"),
+        probe_images=value("probe_images"), probe_layers=_layers(parse_layers(value("probe_layers"))),
+        probe_C=value("probe_C"), probe_seed=value("probe_seed"))
     config.model_config()  # validate overrides before touching any data
 
     def body(ctx) -> int:
