@@ -50,6 +50,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     for key in ("config", "discriminator"):
         if key not in state:
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    config = state["config"]
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) \
+            or not isinstance(config.get("train") or {}, dict):
+        got = (f"a {type(config).__name__}" if not isinstance(config, dict) else
+               "'model': " + type(config.get("model")).__name__ if not isinstance(config.get("model"), dict) else
+               "'train': " + type(config.get("train")).__name__)
+        raise CheckpointError(f"{path}: malformed checkpoint: 'config' must be a dict holding the model settings "
+                              f"('model') and training options ('train') as dicts, got {got}")
     return state
 
 

@@ -104,12 +104,15 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("epochs", "max_steps"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be non-negative, got {value}")
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value} (nothing to train)")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        for name in ("beta1", "beta2"):  # Adam's decay rates (NaN fails the comparison too)
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
         if self.holdout is not None and self.holdout < 1:
             raise ConfigError(f"--holdout must be at least 1, got {self.holdout}")
         if not self.mog_sigma_reg >= 0:

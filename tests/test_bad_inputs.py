@@ -2,6 +2,7 @@
 or flag, and leaves what was already on disk byte-identical (the table in README.md, "Bad inputs")."""
 import json
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -258,7 +259,9 @@ def test_torchscript_classifier_needs_trust(tmp_path, capsys):
     """A TorchScript file runs code when it is loaded: --classifier is refused without --trust-classifier-code,
     before anything is loaded or written."""
     clf = tmp_path / "clf.pt"
-    torch.jit.script(torch.nn.Linear(2, 2)).save(str(clf))
+    with warnings.catch_warnings():  # torch.jit.script's deprecation notice
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(clf))
     images = tmp_path / "images.npy"
     np.save(images, np.zeros((4, 8, 8, 3), np.uint8))
     result = tmp_path / "is.json"
@@ -272,3 +275,106 @@ def test_torchscript_classifier_needs_trust(tmp_path, capsys):
     with pytest.raises(GanProbeError, match="--trust-classifier-code"):
         load_classifier(clf, "cpu")
     assert load_classifier(clf, "cpu", trust_code=True)(torch.zeros(1, 2)).shape == (1, 2)
+
+
+# ---- option values -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, names", [
+    (["--beta1", "nan"], ["--beta1 must be in [0, 1), got nan"]),
+    (["--beta1", "2"], ["--beta1 must be in [0, 1), got 2.0"]),
+    (["--max-steps", "0"], ["--max-steps must be at least 1, got 0", "nothing to train"]),
+    (["--epochs", "0"], ["--epochs must be at least 1, got 0", "nothing to train"]),
+])
+def test_bad_training_values(tmp_path, capsys, flags, names):
+    out = tmp_path / "run"
+    _fails(capsys, ["train", *TINY, "--out", out, *flags], *names)
+    assert not out.exists()
+
+
+def test_pipeline_config_beta1(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text("[train]\nbeta1 = 1.5\n")
+    _fails(capsys, ["pipeline", "--config", config, "--out", tmp_path / "p", "--no-progress"],
+           "bad.toml: [train].beta1 must be in [0, 1), got 1.5")
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("tol", ["nan", "-1", "0"])
+def test_svm_tol(tmp_path, capsys, tol):
+    store = _store(tmp_path / "feats")
+    result = tmp_path / "svm.json"
+    result.write_text(EARLIER_SVM)
+    before = _snapshot(tmp_path)
+    _fails(capsys, _svm(store, "--C", "1", "--tol", tol, out=result), f"--tol {float(tol)}", "positive",
+           before=before, roots=[tmp_path])
+
+
+def test_extract_holdout_zero(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    _fails(capsys, ["extract", "--checkpoint", ckpt, "--holdout", "0", "--out", tmp_path / "f", "--no-progress"],
+           "--holdout must be at least 1, got 0")
+    assert not (tmp_path / "f").exists()
+
+
+def test_extract_grid_larger_than_a_layers_map(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "c.pt")  # small32: 16x16, 8x8 and 4x4 maps
+    _fails(capsys, ["extract", "--checkpoint", ckpt, "--grid", "100", "--out", tmp_path / "f", "--no-progress"],
+           "--grid 100", "4x4 map of conv3", "--grid 4 or less")
+    _fails(capsys, ["extract", "--checkpoint", ckpt, "--grid", "9", "--layers", "0,1", "--out", tmp_path / "f",
+                    "--no-progress"], "--grid 9", "8x8 map of conv2")
+    assert not (tmp_path / "f").exists()
+
+
+# ---- output paths ------------------------------------------------------------------------------------------------
+
+def test_out_that_is_an_existing_file(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    out = tmp_path / "results.txt"
+    out.write_text("mine")
+    _fails(capsys, ["train", *TINY, "--max-steps", "1", "--out", out], f"--out {out}: exists and is not a directory")
+    _fails(capsys, ["extract", "--checkpoint", ckpt, "--out", out, "--no-progress"],
+           f"--out {out}: exists and is not a directory")
+    assert out.read_text() == "mine"
+
+
+def test_svm_json_that_cannot_be_written_is_caught_before_the_fit(tmp_path, capsys, monkeypatch):
+    import gan_probe.probe
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the probe was fitted")
+
+    monkeypatch.setattr(gan_probe.probe, "probe_store", no_fit)
+    store = _store(tmp_path / "feats")
+    (tmp_path / "plain").write_text("a file")
+    _fails(capsys, _svm(store, "--C", "1", out=tmp_path), f"--json {tmp_path}: is a directory")
+    _fails(capsys, _svm(store, "--C", "1", out=tmp_path / "plain" / "svm.json"), "--json", "cannot write there")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feats", "plain"]
+
+
+def test_export_out_directory(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    (tmp_path / "exports").mkdir()
+    before = _snapshot(tmp_path)
+    _fails(capsys, ["export", ckpt, "--out", tmp_path / "exports"], "--out", "is a directory",
+           before=before, roots=[tmp_path])
+
+
+# ---- damaged inputs ----------------------------------------------------------------------------------------------
+
+def test_truncated_kmeans_dictionary(tmp_path, capsys):
+    from gan_probe.baselines import KMeansConfig, KMeansDictionary
+
+    dictionary = tmp_path / "dictionary.npz"
+    KMeansDictionary(KMeansConfig(centroids=2, patch=3), np.zeros((2, 27), np.float32)).save(dictionary)
+    dictionary.write_bytes(dictionary.read_bytes()[:100])  # e.g. an interrupted copy
+    _fails(capsys, ["kmeans", "--dictionary", dictionary, "--out", tmp_path / "k", "--no-progress"],
+           dictionary, "not a readable k-means dictionary")
+    assert not (tmp_path / "k").exists()
+
+
+@pytest.mark.parametrize("config", ["oops", {"model": [1, 2]}, {"model": {}, "train": 3}])
+def test_checkpoint_config_that_is_not_a_dict(tmp_path, capsys, config):
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(ckpt, {"discriminator": {}, "config": config})
+    _fails(capsys, ["extract", "--checkpoint", ckpt, "--out", tmp_path / "f", "--no-progress"], ckpt,
+           "malformed checkpoint", "'config'")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..errors import ConfigError, FeatureStoreError
+from ..errors import ConfigError, FeatureStoreError, brief
 from .clustering import lloyd_kmeans
 from .config import KMeansConfig
 from .encode import PatchEncoder
@@ -114,8 +115,8 @@ class KMeansDictionary:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {k: data[k] for k in data.files if k != "header"}
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise FeatureStoreError(f"{path}: not a readable k-means dictionary ({exc})") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a truncated copy
+            raise FeatureStoreError(f"{path}: not a readable k-means dictionary ({brief(exc)})") from None
         if header.get("format") != FORMAT:
             raise FeatureStoreError(f"{path}: not a k-means dictionary (format {header.get('format')!r})")
         if "centroids" not in arrays:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import ConfigError
@@ -134,6 +135,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..probe.resume import fits_dir
 
     progress = progress_enabled(args.no_progress)
+    if args.tol is not None and not (math.isfinite(args.tol) and args.tol > 0):
+        raise ConfigError(f"--tol {args.tol}: expected a positive finite number (a fraction of the objective)")
     options = SolverOptions() if args.tol is None else SolverOptions(tol=args.tol)
     config = ProbeConfig(C=_parse_C(args.C), labels_per_class=args.labels_per_class, labels=args.labels,
                          val_size=args.val_size, draws=args.draws, selection_draws=args.selection_draws,

@@ -68,6 +68,8 @@ class ExtractOptions:
             raise ConfigError(f"--bn {self.bn!r}: expected one of {', '.join(BN_MODES)}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.holdout is not None and self.holdout < 1:
+            raise ConfigError(f"--holdout must be at least 1, got {self.holdout}")
 
 
 def load_probe_splits(dataset: str, data_root: str | os.PathLike | None, image_size: int | None,
@@ -153,6 +155,7 @@ def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_r
     layers = select_layers(disc, options.layers)
     if checkpoint is not None:
         models.require_layers(layers)
+    check_grid(disc, model_cfg["image_size"], options.grid, layers)
     train, test = main_first(lambda: load_probe_splits(dataset, data_root, model_cfg["image_size"], options,
                                                        download, progress and ctx.is_main), ctx)
     key = sha256_json({"format": FORMAT, "version": 1, "source": source.get("checkpoint_sha256") or source,
@@ -234,6 +237,30 @@ def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_r
 
     main_only(finish, ctx)  # every rank returns once the store is complete
     return root
+
+
+def map_sizes(disc: Discriminator, image_size: int) -> list[int]:
+    """The side of every conv layer's output map for ``image_size`` x ``image_size`` inputs (from the layers'
+    kernel, stride, padding and dilation; nothing is run)."""
+    size, sizes = int(image_size), []
+    for block in disc.features:
+        for m in block.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                k, s, p, d = m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0]
+                size = (size + 2 * p - d * (k - 1) - 1) // s + 1
+        sizes.append(size)
+    return sizes
+
+
+def check_grid(disc: Discriminator, image_size: int, grid: int, layers: Sequence[int]) -> None:
+    """A one-line error when ``grid`` exceeds the smallest map among ``layers``: pooling would only replicate its
+    values (more columns, no more information)."""
+    sizes = map_sizes(disc, image_size)
+    smallest = min(layers, key=lambda i: sizes[i])
+    if grid > sizes[smallest]:
+        n = sizes[smallest]
+        raise ConfigError(f"--grid {grid}: larger than the {n}x{n} map of conv{smallest + 1} (layer {smallest}) for "
+                          f"{image_size}x{image_size} inputs; use --grid {n} or less")
 
 
 def _recompute_batchnorm(disc: Discriminator, images: np.ndarray, batch_size: int, device: torch.device,

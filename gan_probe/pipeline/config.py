@@ -214,6 +214,8 @@ def validate(config: PipelineConfig, source: str) -> None:
         raise ConfigError(f"{source}: [train].preset {config.train.preset!r}: expected one of {', '.join(PRESETS)}")
     if config.train.loss not in LOSSES:
         raise ConfigError(f"{source}: [train].loss {config.train.loss!r}: expected one of {', '.join(LOSSES)}")
+    if not 0 <= config.train.beta1 < 1:  # Adam's decay rate (NaN fails the comparison too)
+        raise ConfigError(f"{source}: [train].beta1 must be in [0, 1), got {config.train.beta1}")
     allowed = ("full", "few-labels", "svhn")
     for p in config.probe.protocols:
         if p not in allowed:
