@@ -65,19 +65,29 @@ def write(path: Path, obj) -> Path:
     return path
 
 
-def run_dir(path: Path, steps: int = 20, with_samples: bool = True) -> Path:
-    """A training run directory as `gan-probe train` leaves it (without a checkpoint)."""
+def run_dir(path: Path, steps: int = 20, with_samples: bool = True, probe_every: int | None = None) -> Path:
+    """A training run directory as `gan-probe train` leaves it (without a checkpoint); with ``probe_every`` its log
+    has the online probe's columns (accuracy rising to a peak at step 10, then falling)."""
     path.mkdir(parents=True, exist_ok=True)
-    write(path / "config.json", {"train": {"dataset": "digits", "preset": "small32", "seed": 3, "device": "cpu"},
-                                 "model": {"preset": "small32"},
-                                 "data": {"dataset": "digits", "split": "train", "n": 1347, "sha256": "d" * 64}})
+    config = {"train": {"dataset": "digits", "preset": "small32", "seed": 3, "device": "cpu"},
+              "model": {"preset": "small32"},
+              "data": {"dataset": "digits", "split": "train", "n": 1347, "sha256": "d" * 64}}
+    if probe_every is not None:
+        config["probe"] = {"dataset": "digits", "images": 400, "layers": None, "C": 3e-4, "seed": 0, "n_fit": 300,
+                           "n_val": 100, "n_classes": 10}
+    write(path / "config.json", config)
     fields = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "seconds")
+    if probe_every is not None:
+        fields += ("probe_acc", "probe_seconds")
     with open(path / "log.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fields)
         w.writeheader()
         for s in range(1, steps + 1):
-            w.writerow({"step": s, "epoch": s / 10, "loss_d": 1.4 - s / 40, "loss_g": 0.7 + s / 30,
-                        "d_real": 0.5 + s / 100, "d_fake": 0.5 - s / 100, "images_per_s": 100.0, "seconds": s * 0.5})
+            row = {"step": s, "epoch": s / 10, "loss_d": 1.4 - s / 40, "loss_g": 0.7 + s / 30,
+                   "d_real": 0.5 + s / 100, "d_fake": 0.5 - s / 100, "images_per_s": 100.0, "seconds": s * 0.5}
+            if probe_every is not None and (s % probe_every == 0 or s == steps):
+                row.update(probe_acc=0.5 - abs(s - 10) / 100, probe_seconds=0.25)
+            w.writerow(row)
     if with_samples:
         rng = np.random.default_rng(0)
         for s in (10, steps):

@@ -2,13 +2,18 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from gan_probe.checkpoint import load_checkpoint
 from gan_probe.cli import main
 from gan_probe.models import Discriminator, preset_config
+from gan_probe.report import build_figures, load_results
+from gan_probe.report import figures as figs
+from gan_probe.report.series import probe_curve
 from gan_probe.train import TrainConfig, _best_probe_so_far, read_log, train
 from gan_probe.training_probe import OnlineProbe, ProbeSettings
+from report_synthetic import run_dir
 
 # a high learning rate, so that D's features (and the probe's accuracy) move within a few steps
 TINY = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16}, batch_size=32, lr=5e-3,
@@ -129,3 +134,23 @@ def test_cli_probe_flags_and_changed_probe_settings_on_resume(tmp_path, capsys):
     assert [s for s, _ in _probes(out)] == [0, 2, 4, 6]
     saved = json.loads((out / "best_probe.json").read_text())
     assert saved["step"] == 6 and saved["probe"]["n_images"] == 120 and saved["probe"]["layers"] == [0, 2]
+
+
+def test_training_curves_figure_has_the_probe_panel_and_report_draws_the_probe_curve(tmp_path, monkeypatch):
+    run = load_results([run_dir(tmp_path / "runs" / "r1", probe_every=4)]).runs[0]
+    curve = probe_curve(run)
+    assert curve.steps == [4, 8, 12, 16, 20] and (curve.best_step, curve.best_accuracy) == (8, pytest.approx(0.48))
+    drawn = []
+    save = figs.save_figure
+    monkeypatch.setattr(figs, "save_figure", lambda fig, path: drawn.append(fig) or save(fig, path))
+    assert figs.loss_curves_figure([run], tmp_path / "loss.png").is_file()
+    titles = [ax.get_title() for ax in drawn[-1].axes]
+    assert titles[-1] == "Online linear probe of D" and len(titles) == 3
+    plain = load_results([run_dir(tmp_path / "runs" / "r0")]).runs[0]
+    figs.loss_curves_figure([plain, run], tmp_path / "two.png")  # several runs, one with a probe
+    assert len(drawn[-1].axes) == 3
+    refs, _ = build_figures(load_results([tmp_path / "runs" / "r1"]), tmp_path / "figures", interpolation=False)
+    assert [r.path for r in refs] == ["figures/training_curves.png", "figures/probe_curve_r1.png",
+                                      "figures/samples_r1.png"]
+    assert "(8, 48.0%)" in refs[1].caption and "C = 0.0003" in refs[1].caption
+    assert (tmp_path / "figures" / "probe_curve_r1.png").read_bytes()[:4] == b"\x89PNG"

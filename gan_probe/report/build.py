@@ -36,7 +36,8 @@ from ..provenance import command_line, git_commit, versions
 from . import figures as figs
 from .provenance_block import provenance_dict, provenance_markdown
 from .results import Results, load_results
-from .series import c_selection_groups, group_title, label_efficiency_data, published_label_efficiency
+from .series import (c_selection_groups, describe_probe, group_title, label_efficiency_data, probe_curve,
+                     published_label_efficiency)
 from .tables import RENDERERS, Table, build_tables, to_markdown
 
 FORMATS = ("md", "tex", "csv")
@@ -175,10 +176,22 @@ def build_figures(results: Results, fig_dir: Path, published: bool = True,
     if logged:
         name = names("training_curves")
         figs.loss_curves_figure(logged, fig_dir / name)
+        probed = any(probe_curve(r) is not None for r in logged)
         refs.append(FigureRef(f"{rel}/{name}", "Training curves",
                               "Discriminator and generator losses (left) and D's mean output on real and generated "
-                              "images (right) from each run's log.csv."))
+                              + ("images (middle) from each run's log.csv; right: the online probe's validation "
+                                 "accuracy (--probe-every), a star on the best step." if probed
+                                 else "images (right) from each run's log.csv.")))
     for run in results.runs:
+        curve = probe_curve(run)
+        if curve is not None:
+            name = names(f"probe_curve_{Path(run.path).resolve().name}")
+            figs.probe_curve_figure([curve], fig_dir / name, f"Online linear probe: {run.label}")
+            refs.append(FigureRef(f"{rel}/{name}", f"Online probe: {run.label}",
+                                  f"Validation accuracy of a linear L2-SVM on D's pooled features during training "
+                                  f"({describe_probe(curve.settings)}); the star marks the best step "
+                                  f"({curve.best_step}, {curve.best_accuracy * 100:.1f}%), whose checkpoint the run "
+                                  f"kept as best_probe.pt."))
         if run.last_sample:
             name = names(f"samples_{Path(run.path).resolve().name}")
             figs.sample_grid_figure(run.last_sample, fig_dir / name, f"{run.label}: {Path(run.last_sample).stem}")
@@ -329,7 +342,7 @@ def _write(results: Results, root: Path, formats: Sequence[str], title: str | No
            interpolation: bool, command: str | None) -> Report:
     title = title or "gan-probe report"
     files: list[str] = []
-    tables = build_tables(results.probes, results.samples, published)
+    tables = build_tables(results.probes, results.samples, published, results.runs)
     for table in tables:
         for fmt in formats:
             if fmt in RENDERERS:

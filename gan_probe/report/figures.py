@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from ..atomic import atomic_path
 from .results import RunDir
-from .series import CCurve
+from .series import CCurve, ProbeCurve, probe_curve
 
 FAMILY_COLORS = {"dcgan": "#1f77b4", "random-d": "#2ca02c", "kmeans": "#ff7f0e", "pixels": "#7f7f7f",
                  "other": "#9467bd", "published": "#222222"}
@@ -192,17 +192,48 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
+def probe_panel(ax, curves: Sequence[ProbeCurve], colors: Sequence[str] | None = None,
+                legend: bool = True) -> None:
+    """Draw probe accuracy (%) against the step on ``ax``: one line per run, a star on each run's best step."""
+    for i, curve in enumerate(curves):
+        color = colors[i] if colors is not None else f"C{i % 10}"
+        acc = np.array(curve.accuracy) * 100.0
+        ax.plot(curve.steps, acc, color=color, marker="o", markersize=3, linewidth=1.5, label=curve.label)
+        ax.plot([curve.best_step], [curve.best_accuracy * 100.0], marker="*", markersize=14, color=color,
+                markeredgecolor="black", linestyle="none", zorder=5,
+                label=f"best: step {curve.best_step}, {curve.best_accuracy * 100.0:.1f}%")
+    ax.set_xlabel("step")
+    ax.set_ylabel("probe validation accuracy (%)")
+    ax.set_title("Online linear probe of D")
+    ax.grid(True, alpha=0.3)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best", frameon=False)
+
+
+def probe_curve_figure(curves: Sequence[ProbeCurve], path: str | Path, title: str | None = None) -> Path:
+    """A stand-alone figure of the online probe's accuracy against the training step (``--probe-every``)."""
+    fig = new_figure(6.4, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    probe_panel(ax, curves)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
 def loss_curves_figure(runs: Sequence[RunDir], path: str | Path) -> Path:
-    """Training curves from log.csv: D and G losses (left) and D's mean outputs on real/fake images (right).
+    """Training curves from log.csv: D and G losses (left), D's mean outputs on real/fake images (middle) and,
+    when a log has ``probe_acc`` (``--probe-every``), the online probe's accuracy with its best step starred.
 
     Long logs are drawn raw (faint) with a moving average on top (window: 1/50 of the rows).
     """
     has_d = any(any("d_real" in row for row in run.log) for run in runs)
-    fig = new_figure(11.0 if has_d else 6.4, 4.0)
-    axes = fig.subplots(1, 2 if has_d else 1, squeeze=False)[0]
+    probes = [(i, c) for i, c in enumerate(probe_curve(run) for run in runs) if c is not None]
+    panels = 1 + has_d + bool(probes)
+    fig = new_figure({1: 6.4, 2: 11.0, 3: 16.0}[panels], 4.0)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
     for i, run in enumerate(runs):
         color = f"C{i % 10}"
-        rows = [r for r in run.log if "step" in r]
+        rows = [r for r in run.log if "step" in r and "loss_d" in r]  # not the probe's row of step 0
         step = np.array([r["step"] for r in rows])
         window = max(1, len(rows) // 50)
         for key, style, name in (("loss_d", "-", "D loss"), ("loss_g", "--", "G loss")):
@@ -224,6 +255,8 @@ def loss_curves_figure(runs: Sequence[RunDir], path: str | Path) -> Path:
         axes[1].set_ylabel("mean sigmoid(D)")
         axes[1].set_ylim(-0.02, 1.02)
         axes[1].set_title("Discriminator outputs")
+    if probes:
+        probe_panel(axes[-1], [c for _, c in probes], [f"C{i % 10}" for i, _ in probes], legend=False)
     for ax in axes:
         ax.grid(True, alpha=0.3)
     if len(runs) == 1:
@@ -231,6 +264,9 @@ def loss_curves_figure(runs: Sequence[RunDir], path: str | Path) -> Path:
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7, loc="best", frameon=False)
     else:  # one key for all panels: a colour per run, then what solid and dashed lines are
+        if probes:  # and on the probe panel the best steps, which the run colours alone do not say
+            stars = [(h, label) for h, label in zip(*axes[-1].get_legend_handles_labels()) if label.startswith("best")]
+            axes[-1].legend(*zip(*stars), fontsize=7, loc="best", frameon=False)
         handles = [Line2D([], [], color=f"C{i % 10}", linewidth=1.5) for i in range(len(runs))]
         labels = [run.label for run in runs]
         handles += [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")]

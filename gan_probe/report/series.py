@@ -13,7 +13,7 @@ from typing import Sequence
 import pandas as pd
 
 from .published import published_rows
-from .results import FAMILIES, ProbeResult
+from .results import FAMILIES, ProbeResult, RunDir
 
 LABEL_EFFICIENCY_COLUMNS = ["dataset", "model", "family", "labels_per_class", "accuracy_pct", "std_pct", "protocol",
                             "source", "file"]
@@ -90,3 +90,55 @@ def group_title(key: tuple) -> str:
     """``("cifar10", "few-labels", 400)`` -> "few-labels, 400 per class"."""
     _, protocol, lpc = key
     return protocol + (f", {lpc} per class" if lpc is not None else "")
+
+
+@dataclass
+class ProbeCurve:
+    """The online probe's validation accuracy against the training step (``gan-probe train --probe-every``)."""
+
+    label: str
+    steps: list[int]
+    accuracy: list[float]  # fractions in [0, 1]
+    best_step: int
+    best_accuracy: float
+    settings: dict  # config.json's "probe" entry (dataset, images, C, ...); empty when absent
+    path: str
+
+
+def probe_curve(run: RunDir) -> ProbeCurve | None:
+    """The probe curve of a run's log.csv (None when no row has ``probe_acc``). The best step is the earliest
+    with the highest accuracy, the rule ``gan-probe train`` keeps ``best_probe.pt`` by.
+
+    >>> run = RunDir("r", "r", {}, [{"step": 5, "probe_acc": 0.4}, {"step": 10, "probe_acc": 0.5},
+    ...                             {"step": 12}, {"step": 15, "probe_acc": 0.5}], [], None)
+    >>> c = probe_curve(run); (c.steps, c.best_step, c.best_accuracy)
+    ([5, 10, 15], 10, 0.5)
+    """
+    points = [(int(r["step"]), float(r["probe_acc"])) for r in run.log if "step" in r and "probe_acc" in r]
+    if not points:
+        return None
+    best_step, best_acc = points[0]
+    for step, acc in points[1:]:
+        if acc > best_acc:
+            best_step, best_acc = step, acc
+    settings = run.config.get("probe") if isinstance(run.config.get("probe"), dict) else {}
+    return ProbeCurve(run.label, [p[0] for p in points], [p[1] for p in points], best_step, best_acc, settings,
+                      run.path)
+
+
+def describe_probe(settings: dict) -> str:
+    """What a probe curve measured, in words.
+
+    >>> describe_probe({"dataset": "cifar10", "n_fit": 1500, "n_val": 500, "C": 3e-4})
+    'cifar10, 1500 + 500 images, C = 0.0003'
+    """
+    if not settings:
+        return "probe settings not recorded"
+    parts = [str(settings.get("dataset", "?"))]
+    if "n_fit" in settings and "n_val" in settings:
+        parts.append(f"{settings['n_fit']} + {settings['n_val']} images")
+    if settings.get("C") is not None:
+        parts.append(f"C = {settings['C']:g}")
+    if settings.get("layers"):
+        parts.append("layers " + ",".join(map(str, settings["layers"])))
+    return ", ".join(parts)

@@ -22,7 +22,8 @@ import pandas as pd
 
 from ..atomic import write_text
 from .published import PublishedRow, published_rows
-from .results import FAMILIES, ProbeResult, SampleQualityResult
+from .results import FAMILIES, ProbeResult, RunDir, SampleQualityResult
+from .series import describe_probe, probe_curve
 
 MISSING = "-"
 PM = "±"
@@ -441,9 +442,41 @@ def probe_table(probes: Sequence[ProbeResult]) -> Table | None:
 
 PROTOCOLS_ORDER = {"full": 0, "few-labels": 1, "svhn": 2}
 
+PROBE_CURVE_COLUMNS = ["Run", "Step", "Epoch", "Probe accuracy", "Best"]
+PROBE_CURVE_DATA = ["run", "step", "epoch", "probe_acc_pct", "best", "probe", "file"]
+
+
+def probe_curve_table(runs: Sequence[RunDir]) -> Table | None:
+    """The online probe of every run that has one (``gan-probe train --probe-every``): one row per probe step."""
+    display_rows, data_rows, notes = [], [], []
+    for run in runs:
+        curve = probe_curve(run)
+        if curve is None:
+            continue
+        epochs = {int(r["step"]): r.get("epoch") for r in run.log if "step" in r}
+        for step, acc in zip(curve.steps, curve.accuracy):
+            best = step == curve.best_step
+            epoch = epochs.get(step)
+            display_rows.append({"Run": curve.label, "Step": format_int(step),
+                                 "Epoch": MISSING if epoch is None else f"{epoch:.2f}",
+                                 "Probe accuracy": format_value(acc, 1, scale=100), "Best": "*" if best else ""})
+            data_rows.append({"run": curve.label, "step": step, "epoch": epoch, "probe_acc_pct": _pct(acc),
+                              "best": best, "probe": describe_probe(curve.settings), "file": f"{run.path}/log.csv"})
+        notes.append(f"{curve.label}: {describe_probe(curve.settings)}; best step {curve.best_step} "
+                     f"({curve.best_accuracy * 100:.1f}%), kept as {run.path}/best_probe.pt.")
+    if not display_rows:
+        return None
+    display, data = _frames(display_rows, data_rows, PROBE_CURVE_COLUMNS, PROBE_CURVE_DATA)
+    data["step"] = data["step"].astype("Int64")
+    notes.insert(0, "Validation accuracy of a linear L2-SVM on D's pooled features (fit and validation images "
+                    "drawn from the probe dataset's training split), measured during training; * marks the best "
+                    "step (the earliest of equals).")
+    return Table("probe_curve", "Online linear probe during training", display, data, notes,
+                 ("l", "r", "r", "r", "c"))
+
 
 def build_tables(probes: Sequence[ProbeResult], samples: Sequence[SampleQualityResult],
-                 published: bool = True) -> list[Table]:
+                 published: bool = True, runs: Sequence[RunDir] = ()) -> list[Table]:
     """All tables that have at least one measured row, in report order. The results of a per-layer profile
     (:mod:`gan_probe.report.layers`) get their own table instead of rows in the paper-style ones."""
     from .layers import layer_profile_table, layer_profiles, profile_members
@@ -453,7 +486,7 @@ def build_tables(probes: Sequence[ProbeResult], samples: Sequence[SampleQualityR
     paper = [r for r in probes if id(r) not in members]
     candidates = [cifar10_table(paper, published), svhn_table(paper, published),
                   layer_profile_table(profiles),
-                  sample_quality_table(samples, published), probe_table(probes)]
+                  sample_quality_table(samples, published), probe_table(probes), probe_curve_table(runs)]
     return [t for t in candidates if t is not None]
 
 
