@@ -6,7 +6,7 @@ each name is imported from its subpackage on first use, so ``import gan_probe`` 
 ==================  ==============================================================================================
 ``data``            dataset readers (cifar10, svhn, imagenet, image folders, digits): ``load_split``, ``ImageSplit``
 ``models``          DCGAN generator / discriminator and presets; ``checkpoint``: ``load_models`` and saving
-``train``           GAN training: ``train(TrainConfig(...), out_dir)`` (the module is callable as the function)
+``train``           GAN training: ``from gan_probe.train import train``; ``train(TrainConfig(...), out_dir)``
 ``features``        pooled discriminator features -> feature stores: ``extract_features``, ``load_store``
 ``probe``           linear L2-SVM probes with the paper's protocols: ``probe_store``, ``ProbeConfig``, ``fit_svm``
 ``baselines``       the k-means (Coates & Ng) and raw-pixel baselines: ``KMeansDictionary``, ``kmeans_features``
@@ -25,8 +25,6 @@ each name is imported from its subpackage on first use, so ``import gan_probe`` 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -48,30 +46,10 @@ _LAZY = {
     "save_converted": "gan_probe.convert",
 }
 
-__all__ = ["__version__", "GanProbeError", "train", *_LAZY]
-
-
-class _CallableTrainModule(types.ModuleType):
-    """``gan_probe.train`` is both the training module and, called, its :func:`~gan_probe.train.train`."""
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        return self.train(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        # the import system binds each imported submodule here; the training module becomes callable
-        if name == "train" and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.train":
-            value.__class__ = _CallableTrainModule
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__all__ = ["__version__", "GanProbeError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train":
-        return importlib.import_module(f"{__name__}.train")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,18 +11,9 @@ def test_every_public_name_imports():
         exec(f"from gan_probe import {name}", namespace)
         assert namespace[name] is getattr(gan_probe, name), name
     for name in ("extract_features", "load_store", "fit_svm", "probe_store", "ProbeConfig", "KMeansDictionary",
-                 "frechet_distance", "inception_score", "load_models", "train", "TrainConfig", "build_report",
+                 "frechet_distance", "inception_score", "load_models", "TrainConfig", "build_report",
                  "save_converted", "load_split", "GanProbeError"):
         assert name in gan_probe.__all__, name
-
-
-def test_train_is_the_training_module_and_calls_its_train_function(monkeypatch):
-    import gan_probe.train as module
-    from gan_probe import train
-
-    assert train is module and train.TrainConfig is gan_probe.TrainConfig
-    monkeypatch.setattr(module, "train", lambda *args, **kwargs: ("trained", args, kwargs))
-    assert train("config", "out", resume=True) == ("trained", ("config", "out"), {"resume": True})
 
 
 def test_importing_the_package_imports_neither_torch_nor_numpy():
