@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, GanProbeError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -193,9 +193,13 @@ def default_config() -> PipelineConfig:
 
 
 def validate(config: PipelineConfig, source: str) -> None:
+    """Every value of ``config``, before anything runs; errors name the file, section and key."""
     from ..data import DATASETS
-    from ..models import PRESETS
+    from ..models import LATENTS, PRESETS
     from ..models.losses import LOSSES
+
+    _check_name_and_device(config, source)
+    _check_numbers(config, source)
 
     for section in ("train", "probe"):
         sec = getattr(config, section)
@@ -214,8 +218,8 @@ def validate(config: PipelineConfig, source: str) -> None:
         raise ConfigError(f"{source}: [train].preset {config.train.preset!r}: expected one of {', '.join(PRESETS)}")
     if config.train.loss not in LOSSES:
         raise ConfigError(f"{source}: [train].loss {config.train.loss!r}: expected one of {', '.join(LOSSES)}")
-    if not 0 <= config.train.beta1 < 1:  # Adam's decay rate (NaN fails the comparison too)
-        raise ConfigError(f"{source}: [train].beta1 must be in [0, 1), got {config.train.beta1}")
+    if config.train.latent and config.train.latent not in LATENTS:
+        raise ConfigError(f"{source}: [train].latent {config.train.latent!r}: expected one of {', '.join(LATENTS)}")
     allowed = ("full", "few-labels", "svhn")
     for p in config.probe.protocols:
         if p not in allowed:
@@ -225,7 +229,7 @@ def validate(config: PipelineConfig, source: str) -> None:
             c = float(config.probe.C)
         except ValueError:
             raise ConfigError(f"{source}: [probe].C must be \"auto\" or a positive number, got {config.probe.C!r}") from None
-        if c <= 0:
+        if not (c > 0 and c != float("inf")):
             raise ConfigError(f"{source}: [probe].C must be positive, got {c}")
     if config.probe.C_patience < 0:
         raise ConfigError(f"{source}: [probe].C_patience must be 0 (fit the whole grid) or positive, got "
@@ -233,3 +237,117 @@ def validate(config: PipelineConfig, source: str) -> None:
     for fmt in config.report.formats:
         if fmt not in ("md", "tex", "csv"):
             raise ConfigError(f"{source}: [report].formats: {fmt!r} is not one of md, tex, csv")
+    _check_with_the_stages_own_rules(config, source)
+
+
+# (section, key, smallest allowed value): counts and sizes; 0 means "unset" where the smallest is 0
+MINIMA = (("train", "image_size", 0), ("train", "nz", 0), ("train", "ngf", 0), ("train", "ndf", 0),
+          ("train", "batch_size", 1), ("train", "epochs", 0), ("train", "max_steps", 0), ("train", "sample_every", 1),
+          ("train", "checkpoint_every", 1), ("probe", "holdout", 0), ("probe", "grid", 1), ("probe", "draws", 1),
+          ("probe", "svhn_labels", 1), ("probe", "svhn_val_size", 1), ("kmeans", "patches", 1),
+          ("kmeans", "patch", 1), ("kmeans", "stride", 1), ("metrics", "samples", 2), ("metrics", "splits", 1))
+CHOICES = (("probe", "bn", ("recompute", "checkpoint")), ("probe", "solver", ("torch", "liblinear")),
+           ("kmeans", "encoder", ("triangle", "hard")))
+
+
+def _check_name_and_device(config: PipelineConfig, source: str) -> None:
+    name = config.name
+    if not name or name in (".", "..") or "/" in name or os.sep in name or (os.altsep and os.altsep in name) \
+            or "\0" in name:
+        raise ConfigError(f"{source}: name {name!r}: expected a single path component (the default output directory "
+                          f"is runs/<name>), e.g. \"cifar10-paper\"")
+    from ..devices import resolve_device
+
+    try:
+        resolve_device(config.device)
+    except (ConfigError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"{source}: device {config.device!r}: {_detail(exc)}") from None
+
+
+def _check_numbers(config: PipelineConfig, source: str) -> None:
+    import math
+
+    for section, key, least in MINIMA:
+        value = getattr(getattr(config, section), key)
+        if value < least:
+            raise ConfigError(f"{source}: [{section}].{key} must be at least {least}, got {value}")
+    for section, key, allowed in CHOICES:
+        value = getattr(getattr(config, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{source}: [{section}].{key} {value!r}: expected one of {', '.join(allowed)}")
+    t, p, k = config.train, config.probe, config.kmeans
+    if not (math.isfinite(t.lr) and t.lr > 0):
+        raise ConfigError(f"{source}: [train].lr must be a positive number, got {t.lr}")
+    if not 0 <= t.beta1 < 1:  # Adam's decay rate (NaN fails the comparison too)
+        raise ConfigError(f"{source}: [train].beta1 must be in [0, 1), got {t.beta1}")
+    for key, values, least in (("layers", p.layers, 0), ("labels_per_class", p.labels_per_class, 1)):
+        bad = [v for v in values if v < least]
+        if bad:
+            raise ConfigError(f"{source}: [probe].{key}: {bad[0]} is below {least}")
+    if "few-labels" in p.protocols and not p.labels_per_class:
+        raise ConfigError(f"{source}: [probe].labels_per_class is empty, but protocols lists \"few-labels\"")
+    from ..probe.svm import check_C
+
+    for c in p.C_grid:
+        check_C(c, f"{source}: [probe].C_grid value")
+    if k.enabled and not k.centroids:
+        raise ConfigError(f"{source}: [kmeans].centroids is empty; give at least one count or set enabled = false")
+    bad = [c for c in k.centroids if c < 1]
+    if bad:
+        raise ConfigError(f"{source}: [kmeans].centroids: {bad[0]} is below 1")
+
+
+def _check_with_the_stages_own_rules(config: PipelineConfig, source: str) -> None:
+    """Build what each stage will build (training options, model, extraction options, k-means settings) and check
+    the feature grid against the discriminator's maps, so that no stage fails on a value after earlier ones ran.
+    Their messages name command-line flags (--batch-size); here the TOML key ([train].batch_size)."""
+    from ..features import ExtractOptions
+    from ..features.extract import check_grid
+    from ..features.pooling import select_layers
+    from ..models import Discriminator
+
+    t, p = config.train, config.probe
+    if t.checkpoint:
+        from ..checkpoint import load_checkpoint, model_config
+
+        try:
+            model = model_config(load_checkpoint(t.checkpoint))
+        except GanProbeError as exc:
+            raise _keyed(exc, source, "train") from None
+    else:
+        from .run import train_config
+
+        try:
+            model = train_config(config).model_config()
+        except ConfigError as exc:
+            raise _keyed(exc, source, "train") from None
+    try:
+        ExtractOptions(grid=p.grid, layers=tuple(p.layers) or None, bn=p.bn, holdout=p.holdout or None)
+        disc = Discriminator(model)
+        layers = select_layers(disc, tuple(p.layers) or None)
+        check_grid(disc, model.image_size, p.grid, layers)
+    except ConfigError as exc:
+        raise _keyed(exc, source, "probe") from None
+    if config.kmeans.enabled:
+        from ..baselines import KMeansConfig
+
+        try:
+            for k in config.kmeans.centroids:
+                KMeansConfig(centroids=k, patch=config.kmeans.patch, stride=config.kmeans.stride,
+                             patches=config.kmeans.patches, whiten=config.kmeans.whiten,
+                             encoder=config.kmeans.encoder, seed=config.seed)
+        except ConfigError as exc:
+            raise _keyed(exc, source, "kmeans") from None
+
+
+def _keyed(exc: Exception, source: str, section: str) -> ConfigError:
+    """A stage's message with its command-line flags (``--max-steps``) named as this section's TOML keys."""
+    import re
+
+    text = re.sub(r"--([a-z][a-z0-9-]*)", lambda m: f"[{section}].{m.group(1).replace('-', '_')}", str(exc))
+    return ConfigError(f"{source}: {text}")
+
+
+def _detail(exc: Exception) -> str:
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith("--device") and ": " in text else text

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import GanProbeError
-from .config import PipelineConfig, load_config
+from .config import PipelineConfig, load_config, validate
 from .stages import StageResult, StageRunner
 
 
@@ -26,7 +26,8 @@ class PipelineSummary:
     stages: list[StageResult]
 
 
-def _train_config(config: PipelineConfig):
+def train_config(config: PipelineConfig):
+    """The :class:`~gan_probe.train.TrainConfig` of the [train] section."""
     from ..train import TrainConfig
 
     t = config.train
@@ -39,11 +40,19 @@ def _train_config(config: PipelineConfig):
 
 def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                  progress: bool = False, log: Callable[[str], None] = print) -> PipelineSummary:
-    """Run (or resume) every stage; finished stages whose inputs did not change are skipped."""
+    """Run (or resume) every stage; finished stages whose inputs did not change are skipped.
+
+    Every value of ``config`` is validated before anything is written (``pipeline.json`` included). A stage's
+    inputs include the content of what it reads: the checkpoint's sha256, the data's checksums, the key of the
+    feature store it probes; so a checkpoint changed under the pipeline (``gan-probe train --resume`` of its
+    own run directory) has its features extracted, probed and scored again on the next run.
+    """
     from ..locks import output_lock
 
     if not isinstance(config, PipelineConfig):
         config = load_config(config)
+    else:
+        validate(config, "config")
     root = Path(out or Path("runs") / config.name)
     with output_lock(root, "--out"):  # one pipeline per directory
         return _run_stages(config, root, progress, log)
@@ -51,6 +60,7 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
 
 def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callable[[str], None]) -> PipelineSummary:
     from ..atomic import write_json
+    from ..provenance import sha256_file
 
     write_json(root / "pipeline.json", config.to_dict())
     runner = StageRunner(root, log)
@@ -59,13 +69,11 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
 
     # 1. the GAN
     if config.train.checkpoint:
-        from ..provenance import sha256_file
-
         ckpt = Path(config.train.checkpoint)
         train = runner.run("train", {"checkpoint_sha256": sha256_file(ckpt)},
                            lambda: {"checkpoint_path": str(ckpt), "run_dir": None})
     else:
-        tc = _train_config(config)
+        tc = train_config(config)
 
         def do_train() -> dict[str, Any]:
             from ..train import train as train_gan
@@ -77,31 +85,13 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
 
         train = runner.run("train", {"train": tc.to_dict()}, do_train)
     ckpt_path = train.outputs["checkpoint_path"]
+    ckpt_sha256 = sha256_file(ckpt_path)  # what the stages below read, however the file came to be
 
     # 2. feature stores: DCGAN, random D, pixels, k-means
     from ..features import ExtractOptions
 
     options = ExtractOptions(grid=probe.grid, layers=tuple(probe.layers) or None, bn=probe.bn,
                              holdout=probe.holdout or None, holdout_seed=seed)
-    data_inputs = {"dataset": probe.dataset, "data_root": probe.data_root, "options": dataclasses.asdict(options)}
-    stores: dict[str, StageResult] = {}
-
-    def extract(label: str, **source) -> Callable[[], dict[str, Any]]:
-        def fn() -> dict[str, Any]:
-            from ..features import extract_features
-
-            path = extract_features(dataset=probe.dataset, data_root=probe.data_root or None,
-                                    out=root / "features" / label, options=options, device=device,
-                                    progress=progress, **source)
-            return {"features_dir": str(path)}
-        return fn
-
-    stores["dcgan"] = runner.run("extract-dcgan", {**data_inputs, "train": train.key},
-                                 extract("dcgan", checkpoint=ckpt_path))
-    if config.baselines.random_d:  # the same architecture as the trained checkpoint, random weights
-        stores["random-d"] = runner.run("extract-random-d", {**data_inputs, "model": _checkpoint_model(ckpt_path),
-                                                             "seed": seed},
-                                        extract("random-d", random_init=ckpt_path, seed=seed))
     splits_cache: dict[str, Any] = {}
 
     def splits():
@@ -112,13 +102,34 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
                                                   progress=progress)
         return splits_cache["v"]
 
+    data_inputs = {"dataset": probe.dataset, "data_root": probe.data_root, "options": dataclasses.asdict(options),
+                   "data_sha256": [split.checksum for split in splits()]}
+    stores: dict[str, StageResult] = {}
+
+    def extract(label: str, **source) -> Callable[[], dict[str, Any]]:
+        def fn() -> dict[str, Any]:
+            from ..features import extract_features
+
+            path = _into_own_store(root / "features" / label, lambda: extract_features(
+                dataset=probe.dataset, data_root=probe.data_root or None, out=root / "features" / label,
+                options=options, device=device, progress=progress, **source))
+            return {"features_dir": str(path)}
+        return fn
+
+    stores["dcgan"] = runner.run("extract-dcgan", {**data_inputs, "checkpoint_sha256": ckpt_sha256},
+                                 extract("dcgan", checkpoint=ckpt_path))
+    if config.baselines.random_d:  # the same architecture as the trained checkpoint, random weights
+        stores["random-d"] = runner.run("extract-random-d", {**data_inputs, "model": _checkpoint_model(ckpt_path),
+                                                             "seed": seed},
+                                        extract("random-d", random_init=ckpt_path, seed=seed))
     if config.baselines.pixels:
         def do_pixels() -> dict[str, Any]:
             from ..baselines import pixel_features
 
             train_split, test_split = splits()
-            return {"features_dir": str(pixel_features(train_split, test_split, root / "features" / "pixels",
-                                                       progress=progress))}
+            out = root / "features" / "pixels"
+            return {"features_dir": str(_into_own_store(out, lambda: pixel_features(train_split, test_split, out,
+                                                                                    progress=progress)))}
 
         stores["pixels"] = runner.run("pixels", data_inputs, do_pixels)
     if config.kmeans.enabled:
@@ -133,8 +144,9 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
                 from ..baselines import kmeans_features
 
                 train_split, test_split = splits()
-                return {"features_dir": str(kmeans_features(train_split, test_split, root / "features" / f"kmeans-{k}",
-                                                            kcfg, device=device, progress=progress))}
+                out = root / "features" / f"kmeans-{k}"
+                return {"features_dir": str(_into_own_store(out, lambda: kmeans_features(
+                    train_split, test_split, out, kcfg, device=device, progress=progress)))}
 
             stores[f"kmeans-{k}"] = runner.run(f"kmeans-{k}", {**data_inputs, "kmeans": kcfg.to_dict()}, do_kmeans)
 
@@ -146,7 +158,8 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
             for per_class in variants:
                 name = f"svm-{label}-{protocol}" + (f"-{per_class}" if per_class else "")
                 out_json = root / "results" / f"{name}.json"
-                inputs = {"store": store.key, "protocol": protocol, "labels_per_class": per_class,
+                inputs = {"store": _store_key(store.outputs["features_dir"]), "protocol": protocol,
+                          "labels_per_class": per_class,
                           "probe": _probe_inputs(probe), "seed": seed}
                 res = runner.run(name, inputs, _svm_stage(store.outputs["features_dir"], protocol, per_class,
                                                           probe, seed, device, out_json, progress,
@@ -154,7 +167,7 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
                 result_files.append(res.outputs["result_path"])
 
     # 4. sample quality
-    metrics_inputs = {"train": train.key, **dataclasses.asdict(config.metrics), **data_inputs}
+    metrics_inputs = {"checkpoint_sha256": ckpt_sha256, **dataclasses.asdict(config.metrics), **data_inputs}
     if config.metrics.fid:
         res = runner.run("fid", metrics_inputs, _fid_stage(ckpt_path, config, root / "results" / "fid.json", splits,
                                                            progress))
@@ -182,6 +195,42 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
 
     rep = runner.run("report", report_inputs, do_report)
     return PipelineSummary(root, Path(rep.outputs["report_path"]), runner.results)
+
+
+STORE_FILES = {"train_features.npy", "train_labels.npy", "test_features.npy", "test_labels.npy", "meta.json",
+               "dictionary.npz", ".partial"}
+
+
+def _into_own_store(path: Path, make: Callable[[], Path]) -> Path:
+    """``make()`` the feature store at ``path``, a directory of the pipeline's own. When it holds a finished store
+    of other inputs (the stage's inputs changed since) and nothing else, that store is replaced."""
+    from ..errors import FeatureStoreError
+
+    try:
+        return make()
+    except FeatureStoreError as exc:
+        if "holds features of other inputs" not in str(exc) or not path.is_dir() \
+                or not {p.name for p in path.iterdir()} <= STORE_FILES:
+            raise
+    import shutil
+
+    for p in path.iterdir():
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return make()
+
+
+def _store_key(features_dir: str) -> str:
+    """The content key of a feature store (``meta.json``'s ``key``, else the file's sha256)."""
+    import json
+
+    from ..provenance import sha256_file
+
+    meta = Path(features_dir) / "meta.json"
+    try:
+        key = json.loads(meta.read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        key = None
+    return str(key) if key else sha256_file(meta)
 
 
 def _checkpoint_model(path: str) -> dict[str, Any]:
