@@ -151,7 +151,8 @@ def _describe_fit(C: float, res, seconds: float | None = None) -> dict[str, Any]
             **({"preconditioner": res.preconditioner, "hessian_precision": res.hessian_precision,
                 "bfloat16_passes": int(res.bfloat16_passes)} if res.preconditioner else {}),
             **({"hessian_layout": res.hessian_layout} if res.hessian_layout else {}),
-            **({"max_cg": int(res.max_cg)} if res.max_cg else {})}
+            **({"max_cg": int(res.max_cg)} if res.max_cg else {}),
+            **({"plan": res.plan.to_dict()} if getattr(res, "plan", None) is not None else {})}
 
 
 def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
