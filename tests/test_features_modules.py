@@ -57,3 +57,44 @@ def test_normalisation_of_uint8_images():
     imagenet = InputNormalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     np.testing.assert_allclose(imagenet.apply(batch).flatten().numpy(),
                                [(0 - 0.485) / 0.229, (1 - 0.456) / 0.224, (0.2 - 0.406) / 0.225], rtol=1e-5)
+
+
+def test_extract_model_writes_a_store_the_probes_read(tmp_path, capsys):
+    import json
+
+    from gan_probe.cli import main
+    from gan_probe.features import load_store
+    from gan_probe.features.extract_module import extract_module_features
+
+    out = tmp_path / "r18"
+    argv = ["extract", "--model", "torchvision:resnet18", "--layers", "layer1,layer2", "--dataset", "digits",
+            "--out", str(out), "--no-progress", "--batch-size", "512"]
+    assert main(argv) == 0
+    assert "3072 dims: layer1 1024, layer2 2048" in capsys.readouterr().out
+    store = load_store(out)
+    assert store.train_features.shape == (1347, 3072) and np.isfinite(store.train_features).all()
+    meta = store.meta
+    assert meta["source"] == "torchvision" and meta["model"] == "resnet18" and meta["weights"] is None
+    assert meta["layer_names"] == ["layer1", "layer2"] and meta["layers"] == [0, 1]
+    assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    # the features are the hooks' pooled outputs of the normalised images, whatever the batch size
+    model, norm, _ = torchvision_model("resnet18", seed=0)
+    from gan_probe.data import load_split
+
+    images = torch.from_numpy(np.ascontiguousarray(load_split("digits", None, "test").images[:5]))
+    expected = LayerTap(model, ["layer1", "layer2"]).features(norm.apply(images))
+    np.testing.assert_allclose(store.test_features[:5], expected.numpy(), rtol=1e-4, atol=1e-5)
+    # the same inputs reuse the store; layers by name through svm --layers by index
+    before = (out / "meta.json").read_text()
+    from gan_probe.features import ExtractOptions
+
+    extract_module_features("torchvision:resnet18", ["layer1", "layer2"], dataset="digits", out=out,
+                            options=ExtractOptions(batch_size=512))
+    assert (out / "meta.json").read_text() == before
+    assert main(["svm", "--features", str(out), "--layers", "1", "--C", "0.01", "--no-progress",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["n_features"] == 2048
+    capsys.readouterr()
+    assert main(["extract", "--model", "torchvision:resnet18", "--dataset", "digits", "--out",
+                 str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "name the layers to pool with --layers" in capsys.readouterr().err

@@ -47,6 +47,12 @@ def add_common_arguments(p: argparse.ArgumentParser, out_required: bool) -> None
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, out_required=True)
     p.add_argument("--out", required=True, metavar="FEATS", help="feature store directory")
+    m = p.add_argument_group("another model instead of a discriminator")
+    m.add_argument("--model", metavar="torchvision:NAME",
+                   help="a torchvision model's named layers (--layers layer1,layer2: submodule names), pooled to the "
+                        "grid like D's; random weights unless --weights")
+    m.add_argument("--weights", metavar="FILE", help="--model: a state-dict file of the model's weights")
+    m.add_argument("--image-size", type=int, default=32, help="--model: images are resized to this size")
 
 
 def options_from_args(args: argparse.Namespace):
@@ -69,6 +75,8 @@ def extract_from_args(args: argparse.Namespace, out):
     from ..features import extract_features
     from ..progress import progress_enabled
 
+    if getattr(args, "model", None):
+        return _extract_model(args, out)
     with suggest_holdout(args.train_split):
         return extract_features(checkpoint=args.checkpoint, dataset=args.dataset, data_root=args.data_root,
                                 out=out, options=options_from_args(args), device=args.device,
@@ -98,3 +106,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     return run_command(args.device, body)
+
+
+def _extract_model(args: argparse.Namespace, out):
+    """``--model torchvision:NAME``: the named layers of another model (gan_probe.features.extract_module)."""
+    from ..data.holdout import suggest_holdout
+    from ..errors import ConfigError
+    from ..features import ExtractOptions
+    from ..features.extract_module import extract_module_features
+    from ..progress import progress_enabled
+
+    if args.checkpoint or args.random_init:
+        raise ConfigError("--model replaces --checkpoint / --random-init; give one of them")
+    if not args.layers:
+        raise ConfigError(f"--model {args.model}: name the layers to pool with --layers (e.g. layer1,layer2)")
+    options = ExtractOptions(grid=args.grid, batch_size=args.batch_size, train_split=args.train_split,
+                             test_split=args.test_split, holdout=args.holdout, holdout_seed=args.holdout_seed)
+    with suggest_holdout(args.train_split):
+        return extract_module_features(args.model, [x for x in args.layers.split(",") if x], dataset=args.dataset,
+                                       data_root=args.data_root, out=out, options=options, device=args.device,
+                                       progress=progress_enabled(args.no_progress), weights=args.weights,
+                                       seed=args.init_seed, image_size=args.image_size, download=args.download)

@@ -329,13 +329,17 @@ def _read_key(root: Path) -> str | None:
 
 
 @torch.no_grad()
-def _write_split(disc: Discriminator, split: ImageSplit, root: Path, name: str, options: ExtractOptions,
+def _write_split(disc: Discriminator | None, split: ImageSplit, root: Path, name: str, options: ExtractOptions,
                  layers: Sequence[int], dim: int, device: torch.device, progress: bool,
-                 ctx: DistContext | None = None) -> int:
+                 ctx: DistContext | None = None, featurize=None) -> int:
     """Features of one split into ``root``; under torchrun rank 0 writes the gathered batches in order. Returns
-    how many leading rows an interrupted run had written (kept, not recomputed)."""
+    how many leading rows an interrupted run had written (kept, not recomputed). ``featurize(uint8 NHWC batch on
+    the device) -> (B, dim)`` replaces D's pooled features (another model's layers, :mod:`.modules`)."""
     from ..train import to_model_range
 
+    if featurize is None:
+        def featurize(block: torch.Tensor) -> torch.Tensor:
+            return pooled_features(disc, to_model_range(block), options.grid, layers)
     ctx = ctx or DistContext(device=device)
     size = options.batch_size
     starts = list(range(0, len(split), size))
@@ -355,7 +359,7 @@ def _write_split(disc: Discriminator, split: ImageSplit, root: Path, name: str, 
             index = first + ctx.rank
             if index < len(starts):
                 block = torch.from_numpy(np.ascontiguousarray(split.images[starts[index]:starts[index] + size]))
-                feats = pooled_features(disc, to_model_range(block).to(device), options.grid, layers)
+                feats = featurize(block.to(device))
             else:  # this rank has no batch in the last round
                 feats = torch.zeros(0, dim, device=device)
             for part in gather_batches(feats, len(feats), size, ctx) or []:
