@@ -317,6 +317,8 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
         gen.load_state_dict(state["generator"])
         disc.load_state_dict(state["discriminator"])
         start = int(state["step"])
+    # log.csv's seconds count the whole run: a resumed run continues from the checkpoint's training time
+    seconds_before = float(state.get("seconds") or 0.0) if state is not None else 0.0
     gen, disc = gen.to(device), disc.to(device)
     # channels-last for the eager CUDA loop; not under torch.compile, whose generated convolution backward
     # asserted contiguous strides for channels-last tensors (torch 2.11, H200) and stopped the run
@@ -407,6 +409,7 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
             "generator": gen.state_dict(), "discriminator": disc.state_dict(),
             "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(),
             "step": step, "epoch": step // steps_per_epoch,
+            "seconds": round(seconds_before + time.perf_counter() - t0, 3),  # training time up to this step
             "config": {"model": model_cfg.to_dict(), "train": config.to_dict()},
             "data": data_info, "distributed": dist_info,
             "provenance": provenance(device=str(device), seeds={"seed": config.seed}),
@@ -466,7 +469,8 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
         if probe_info is not None and state is None:  # step 0: the untrained D, the random-weights reference
             accuracy, seconds, new_best = main_only(lambda: run_probe(0), ctx)
             if ctx.is_main:
-                row = {"step": 0, "epoch": 0.0, "seconds": round(time.perf_counter() - t0, 3), "probe_acc": accuracy,
+                row = {"step": 0, "epoch": 0.0, "seconds": round(seconds_before + time.perf_counter() - t0, 3),
+                       "probe_acc": accuracy,
                        "probe_seconds": round(seconds, 3)}
                 log.write(row)
                 if callback is not None:
@@ -520,7 +524,7 @@ def _train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool, progre
                 last = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss_d": ld, "loss_g": lg,
                         "d_real": d_real, "d_fake": d_fake,
                         "images_per_s": round(window_images / max(now - window_t, 1e-9), 1),
-                        "seconds": round(now - t0, 3)}
+                        "seconds": round(seconds_before + now - t0, 3)}
                 window_t, window_images = now, 0
                 if probing:  # rank 0 probes, the other ranks wait for its answer
                     accuracy, seconds, new_best = main_only(lambda: run_probe(step), ctx)

@@ -38,6 +38,10 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert [r["step"] for r in read_log(resumed.out_dir)] == list(range(1, 11))
     assert [r["loss_g"] for r in read_log(resumed.out_dir)] == [r["loss_g"] for r in read_log(straight.out_dir)]
+    # the log's seconds count the whole run: they go on from the checkpoint's time instead of restarting at zero
+    seconds = [r["seconds"] for r in read_log(resumed.out_dir)]
+    assert seconds == sorted(seconds) and seconds[5] >= seconds[4] > 0
+    assert torch.load(resumed.out_dir / "checkpoint.pt", weights_only=True)["seconds"] >= seconds[-1]
 
 
 def test_run_directory_contents(tmp_path):
