@@ -279,9 +279,8 @@ def knn_store(features, config: KnnConfig, dataset_name: str | None = None,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """:func:`run_knn_protocol` on a feature store (a directory or a loaded store); the result file's object,
     in the SVM result's format (``gan-probe-svm`` with ``classifier: "knn"``) so reports read both alike."""
-    from ..features.store import FeatureStore, check_finite, labels_path, load_store
-    from ..provenance import provenance
-    from .results import FORMAT, FORMAT_VERSION, HEADLINE
+    from ..features.store import FeatureStore, check_finite, load_store
+    from .results import result_object
 
     store = features if isinstance(features, FeatureStore) else load_store(features)
     standardizer = fit_standardizer(store.train_features, split="train") if config.standardize else None
@@ -289,14 +288,4 @@ def knn_store(features, config: KnnConfig, dataset_name: str | None = None,
     out = run_knn_protocol(store.train_features, store.train_labels, store.test_features, store.test_labels, config,
                            standardizer=standardizer, log=log)
     out["dataset"] = dataset_name or store.meta.get("dataset") or store.root.name
-    result: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
-    result.update({k: out.pop(k) for k in HEADLINE if k in out})
-    result["units"] = "accuracy and error are fractions in [0, 1]"
-    result.update(out)
-    result["config"] = config.to_dict()
-    result["features"] = str(store.root)
-    result["features_meta"] = store.meta
-    files = [store.root / "meta.json", labels_path(store.root, "train"), labels_path(store.root, "test")]
-    result["provenance"] = provenance(device=result["solver_info"].get("device"), seeds={"seed": config.seed},
-                                      files=files, features_dir=str(store.root))
-    return result
+    return result_object(out, store, config.to_dict(), config.seed)

@@ -51,18 +51,24 @@ def probe_store(features: str | os.PathLike | FeatureStore, config: ProbeConfig,
     out = run_protocol(store.train_features, store.train_labels, store.test_features, store.test_labels, config,
                        standardizer=standardizer, progress=progress, log=log, resume_dir=resume_dir)
     out["dataset"] = dataset
-    notes += out.pop("notes", [])
+    return result_object(out, store, config.to_dict(), config.seed, notes + out.pop("notes", []))
+
+
+def result_object(out: dict[str, Any], store: FeatureStore, config: dict[str, Any], seed: int,
+                  notes: list[str] | None = None) -> dict[str, Any]:
+    """A protocol's output as a result file's object: the format header, the headline fields first, then the
+    rest, the config, the store's meta and the provenance (every classifier's results share it)."""
     result: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
     result.update({k: out.pop(k) for k in HEADLINE if k in out})
     result["units"] = "accuracy and error are fractions in [0, 1]"
     result.update(out)
-    result["config"] = config.to_dict()
+    result["config"] = config
     result["features"] = str(store.root)
     result["features_meta"] = store.meta
     if notes:
         result["notes"] = notes
     files = [store.root / "meta.json", labels_path(store.root, "train"), labels_path(store.root, "test")]
-    result["provenance"] = provenance(device=result["solver_info"].get("device"), seeds={"seed": config.seed},
+    result["provenance"] = provenance(device=result["solver_info"].get("device"), seeds={"seed": seed},
                                       files=files, features_dir=str(store.root))
     return result
 
