@@ -131,7 +131,7 @@ def top_activations(disc: Discriminator, images: np.ndarray, layer: int, channel
     if progress:
         from ..progress import bar
 
-        starts = bar(starts, desc=f"activations (layer {layer})", unit="batch", dynamic_ncols=True)
+        starts = bar(starts, desc=f"activations (conv{layer + 1})", unit="batch", dynamic_ncols=True)
     for start in starts:
         x = to_model_input(images[start:start + batch_size]).to(device)
         act = _run_blocks(disc, x, layer)[layer][:, chans.to(device)].float().cpu()  # (B, maps, h, w)
