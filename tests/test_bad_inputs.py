@@ -17,12 +17,7 @@ TINY = ["--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32", "--no-pr
 EARLIER_SVM = json.dumps({"format": "gan-probe-svm", "previous": True})  # an earlier result, replaceable
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("GAN_PROBE_PROGRESS", "0")
-    monkeypatch.setenv("GAN_PROBE_OFFLINE", "1")
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def _snapshot(*roots):

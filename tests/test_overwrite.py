@@ -19,12 +19,7 @@ from report_synthetic import probe, write
 NOTES = "my notes, not a result\n"
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("GAN_PROBE_PROGRESS", "0")
-    monkeypatch.setenv("GAN_PROBE_OFFLINE", "1")
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def _refused(capsys, argv, *names):

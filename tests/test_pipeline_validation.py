@@ -12,12 +12,7 @@ from gan_probe.pipeline import run_pipeline
 from gan_probe.pipeline.config import PipelineConfig, config_from_dict
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("GAN_PROBE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("GAN_PROBE_PROGRESS", "0")
-    monkeypatch.setenv("GAN_PROBE_OFFLINE", "1")
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 @pytest.mark.parametrize("text, message", [
