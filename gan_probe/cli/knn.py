@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..features.store import load_store, select_store_layers
     from ..probe.knn import KnnConfig, knn_store
-    from ..probe.results import summary_lines, write_result
+    from .svm import _parse_layers, print_and_write
 
     config = KnnConfig(vote=args.vote, k_grid=_numbers(args.k_grid, "--k-grid", int),
                        T_grid=_numbers(args.T_grid, "--T-grid", float), k=args.k, T=args.T,
@@ -60,14 +60,7 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     store = load_store(args.features)
     if args.layers:
-        from .svm import _parse_layers
-
         store = select_store_layers(store, _parse_layers(args.layers))
     result = knn_store(store, config, dataset_name=args.dataset_name,
                        log=lambda message: print(message, file=sys.stderr, flush=True))
-    for line in summary_lines(result):
-        print(line)
-    if args.json:
-        write_result(args.json, result)
-        print(f"wrote {args.json}")
-    return 0
+    return print_and_write(result, args.json)

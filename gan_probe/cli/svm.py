@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..probe import ProbeConfig, SolverOptions, probe_store, summary_lines, write_result
+    from ..probe import ProbeConfig, SolverOptions, probe_store
     from ..progress import progress_enabled
     from ..probe.resume import fits_dir
 
@@ -161,9 +161,16 @@ def _run(args: argparse.Namespace) -> int:
             print(f"gan-probe svm: the C values fitted so far are kept in {resume_dir}; the same command resumes "
                   "after them", file=sys.stderr)
         raise
+    return print_and_write(result, args.json)
+
+
+def print_and_write(result: dict, json_path: str | None) -> int:
+    """Print a probe result's summary and write it to ``json_path`` (if given); the classifier commands' end."""
+    from ..probe import summary_lines, write_result
+
     for line in summary_lines(result):
         print(line)
-    if args.json:
-        write_result(args.json, result)
-        print(f"wrote {args.json}")
+    if json_path:
+        write_result(json_path, result)
+        print(f"wrote {json_path}")
     return 0
