@@ -190,10 +190,9 @@ def run_knn_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     ``classifier: "knn"`` and the chosen ``k``/``T`` and ``knn_selection`` in place of ``C``)."""
     config.validate()
     start = time.perf_counter()
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    classes = np.unique(y_train)
-    if len(classes) < 2:
-        raise ConfigError(f"the training split has {len(classes)} class(es); a classifier needs at least two")
+    from .protocols import checked_labels
+
+    y_train, y_test, classes = checked_labels(y_train, y_test, "the kNN classifier")
     if config.standardize and standardizer is None:
         standardizer = fit_standardizer(x_train, split="train")
     if not config.standardize:

@@ -172,13 +172,7 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     """
     config.validate()
     start = time.perf_counter()
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    classes = np.unique(y_train)
-    if len(classes) < 2:
-        raise ConfigError(f"the training split has {len(classes)} class(es); the SVM needs at least two")
-    unknown = np.setdiff1d(np.unique(y_test), classes)
-    if len(unknown):
-        raise ConfigError(f"the test split has labels {unknown.tolist()[:5]} that never occur in the training split")
+    y_train, y_test, classes = checked_labels(y_train, y_test, "the SVM")
     if standardizer is None:
         standardizer = fit_standardizer(x_train, split="train", progress=progress)
     val_size, note = _val_size(config, len(y_train))
@@ -207,6 +201,19 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     if note:
         out["notes"] = [note]
     return out
+
+
+def checked_labels(y_train, y_test, classifier: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The label vectors and the training classes; a one-line error for fewer than two classes or test labels
+    the training split never has."""
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise ConfigError(f"the training split has {len(classes)} class(es); {classifier} needs at least two")
+    unknown = np.setdiff1d(np.unique(y_test), classes)
+    if len(unknown):
+        raise ConfigError(f"the test split has labels {unknown.tolist()[:5]} that never occur in the training split")
+    return y_train, y_test, classes
 
 
 def _selection(grid: list[float], val_acc: np.ndarray, test_acc: np.ndarray | None, fixed: bool, n_val: int,
