@@ -52,9 +52,9 @@ def test_end_to_end_report(tmp_path, capsys):
     assert md.startswith("# Test report\n")
     for link in re.findall(r"\]\(([^)]+)\)", md):  # every relative link resolves
         assert (out / link).is_file(), link
-    assert "| DCGAN + L2-SVM | 82.8% | 73.8% (±0.4%) | 512 | published |" in md
-    assert "| DCGAN (paper32) + L2-SVM | 82.8% | 73.8% (±0.4%) | 512 | measured | [a] |" in md
-    assert "| Random-weight D (paper32) + L2-SVM | - | 51.0% (±0.9%) | 512 | measured |" in md
+    assert "| DCGAN + L2-SVM | 82.8% | 73.8% (±0.4%) | - | 512 | published |" in md
+    assert "| DCGAN (paper32) + L2-SVM | 82.8% | 73.8% (±0.4%) | - | 512 | measured | [a] |" in md
+    assert "| Random-weight D (paper32) + L2-SVM | - | 51.0% (±0.9%) | - | 512 | measured |" in md
     # provenance: commands of every result, data checksums, wall time per stage, seeds
     prov = md.split("## Provenance", 1)[1]
     for text in ("gan-probe svm feats/dcgan --protocol full", "gan-probe extract --checkpoint runs/a/checkpoint.pt",

@@ -146,9 +146,37 @@ def test_interpolation_of_a_corrupt_checkpoint_is_a_note(tmp_path):
     assert "corrupt or truncated checkpoint" in notes[1]
 
 
-def test_close_label_ticks_share_one_label():
-    from gan_probe.report.figures import log_tick_labels
+def test_all_label_points_share_one_position_and_one_tick(tmp_path):
+    import matplotlib
 
-    assert log_tick_labels([5, 20, 50], full=[]) == ["5", "20", "50"]
-    assert log_tick_labels([400, 4000, 5000], full=[4000, 5000]) == ["400", "all\n(~4000, ~5000)", ""]
-    assert log_tick_labels([400, 450, 5000], full=[5000]) == ["400", "", "all\n(~5000)"]
+    from gan_probe.report.figures import all_labels_position, describe_all_labels, label_ticks, nested_stars
+
+    assert all_labels_position([5, 20, 50], []) is None and label_ticks([5, 20, 50], None) == (
+        [5.0, 20.0, 50.0], ["5", "20", "50"])
+    assert all_labels_position([400], [4000.0, 5000.0]) == 5000.0
+    assert all_labels_position([100], [90.0]) == 150.0  # never left of a few-label point
+    assert label_ticks([400], 5000.0) == ([400.0, 5000.0], ["400", "all"])
+    # the figure puts the measured "all" (~4,000 per class) and the paper's (5,000) at one x, labelled "all"
+    res = load_results([write(tmp_path / "a.json", probe("dcgan", "full", 0.8, None, n_train=40000)),
+                        write(tmp_path / "b.json", probe("dcgan", "few-labels", 0.7, 0.01))])
+    df = label_efficiency_data(res.probes)
+    pub = published_label_efficiency("cifar10")
+    captured = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        ax = fig.axes[0]
+        captured["x"] = sorted({round(float(x)) for line in ax.get_lines() for x in line.get_xdata()})
+        captured["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+        return real_savefig(fig, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = spy
+    try:
+        figs.label_efficiency_figure(df, tmp_path / "le.png", "cifar10", pub)
+    finally:
+        matplotlib.figure.Figure.savefig = real_savefig
+    assert captured["x"] == [400, 5000] and captured["ticks"] == ["400", "all"]
+    assert describe_all_labels(df, pub) == ('"all": every labelled training image, drawn at one position '
+                                            '(measured: ~4,000 per class; paper: 5,000 per class).')
+    sizes = [size for *_, size, _ in nested_stars([(0.01, 90.0, "r"), (0.01, 90.001, "b"), (0.01, 90.0, "g")])]
+    assert sizes == [15.0, 11.0, 7.0]

@@ -8,7 +8,7 @@ from gan_probe.report import (ResultError, cifar10_table, format_pm, latex_escap
                               published_rows, sample_quality_table, svhn_table, to_latex, to_markdown, write_csv)
 from gan_probe.report.results import parse_probe
 from gan_probe.report.tables import CIFAR_COLUMNS, build_tables
-from report_synthetic import METAS, fid, inception, probe, write
+from report_synthetic import GRID, METAS, fid, inception, probe, write
 
 
 def _load(tmp_path, objs):
@@ -74,17 +74,18 @@ def test_cifar10_table_layout_published_then_measured(tmp_path):
     table = cifar10_table(res.probes)
     d = table.display
     assert list(d.columns) == CIFAR_COLUMNS == ["Model", "Accuracy (all labels)", "Accuracy (400 per class)",
-                                                "Max # of feature units", "Source", "Reference"]
+                                                "Labels choosing C", "Max # of feature units", "Source", "Reference"]
     assert d["Model"].tolist() == ["1 Layer K-means", "3 Layer K-means Learned RF", "View Invariant K-means",
                                    "Exemplar CNN", "DCGAN + L2-SVM", "DCGAN (paper32) + L2-SVM",
                                    "k-means (1600 centroids) + L2-SVM", "Raw pixels + L2-SVM"]
     assert d["Source"].tolist() == ["published"] * 5 + ["measured"] * 3
-    assert d.iloc[4].tolist() == ["DCGAN + L2-SVM", "82.8%", "73.8% (±0.4%)", "512", "published",
+    assert d.iloc[4].tolist() == ["DCGAN + L2-SVM", "82.8%", "73.8% (±0.4%)", "-", "512", "published",
                                   "Radford, Metz & Chintala, ICLR 2016, Table 1"]
     assert d.iloc[0]["Reference"] == "Radford, Metz & Chintala, ICLR 2016, Table 1; Coates & Ng 2011"
-    assert d.iloc[5].tolist() == ["DCGAN (paper32) + L2-SVM", "82.8%", "73.8% (±0.4%)", "512", "measured", "[a]"]
-    assert d.iloc[6].tolist()[1:4] == ["-", "66.1% (±0.7%)", "1600"]
-    assert d.iloc[7].tolist()[1:4] == ["41.0%", "-", "-"]
+    assert d.iloc[5].tolist() == ["DCGAN (paper32) + L2-SVM", "82.8%", "73.8% (±0.4%)", "-", "512", "measured",
+                                  "[a]"]
+    assert d.iloc[6].tolist()[1:5] == ["-", "66.1% (±0.7%)", "-", "1600"]
+    assert d.iloc[7].tolist()[1:5] == ["41.0%", "-", "-", "-"]
     assert table.rule_before == [5]
     # measured rows name their data, checkpoint and protocol in the notes
     note_a = table.notes[0]
@@ -120,10 +121,10 @@ def test_svhn_table_error_and_order(tmp_path):
     assert res.probes[0].accuracy == pytest.approx(0.769) and res.probes[0].labels_per_class == 100
     table = svhn_table(res.probes)
     d = table.display
-    assert list(d.columns) == ["Model", "Test error (1,000 labels)", "Source", "Reference"]
+    assert list(d.columns) == ["Model", "Test error (1,000 labels)", "Labels choosing C", "Source", "Reference"]
     assert d["Model"].tolist()[:9] == [r.model for r in published_rows("svhn")]
     assert d.iloc[7, 1] == "22.48%"
-    assert d.iloc[9].tolist() == ["DCGAN (paper32) + L2-SVM", "23.10% (±0.71%)", "measured", "[a]"]
+    assert d.iloc[9].tolist() == ["DCGAN (paper32) + L2-SVM", "23.10% (±0.71%)", "-", "measured", "[a]"]
     assert table.rule_before == [9]
 
 
@@ -156,18 +157,18 @@ def test_markdown_rendering(tmp_path):
     md = to_markdown(cifar10_table(res.probes))
     lines = md.splitlines()
     assert lines[0] == "| " + " | ".join(CIFAR_COLUMNS) + " |"
-    assert lines[1] == "|---|---:|---:|---:|---|---|"
-    assert "| A \\| B | - | 70.0% (±1.0%) | 512 | measured | [a] |" in lines
-    assert len(lines[2].split(" | ")) == 6
+    assert lines[1] == "|---|---:|---:|---:|---:|---|---|"
+    assert "| A \\| B | - | 70.0% (±1.0%) | - | 512 | measured | [a] |" in lines
+    assert len(lines[2].split(" | ")) == 7
 
 
 def test_latex_table_is_booktabs_and_escaped(tmp_path):
     res = _load(tmp_path, {"d": probe("dcgan", "few-labels", 0.7, 0.01, label="run_2 & #1 100%")})
     tex = to_latex(cifar10_table(res.probes))
-    assert "\\begin{tabular}{lrrrlp{5cm}}" in tex
+    assert "\\begin{tabular}{lrrrrlp{5cm}}" in tex
     for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
         assert rule in tex
-    assert "run\\_2 \\& \\#1 100\\% & - & 70.0\\% ($\\pm$1.0\\%) & 512 & measured & [a] \\\\" in tex
+    assert "run\\_2 \\& \\#1 100\\% & - & 70.0\\% ($\\pm$1.0\\%) & - & 512 & measured & [a] \\\\" in tex
     assert "Max \\# of feature units" in tex
     body = tex.split("\\midrule", 1)[1]
     stripped = re.sub(r"\\[a-zA-Z]+(\{[^}]*\})*|\\[&%#_${}]|\$\\pm\$", "", body)
@@ -226,7 +227,7 @@ def test_missing_optional_keys_show_dash(tmp_path):
     p = res.probes[0]
     assert (p.C, p.draws, p.accuracy_std, p.n_features, p.c_curve) == (None, None, None, None, [])
     d = cifar10_table(res.probes).display.iloc[-1].tolist()
-    assert d == ["min", "50.0%", "-", "-", "measured", "[a]"]
+    assert d == ["min", "50.0%", "-", "-", "-", "measured", "[a]"]
     row = probe_table(res.probes).display.iloc[0].tolist()
     assert row[4:10] == ["50.00%", "50.00%", "-", "-", "-", "-"]
 
@@ -297,7 +298,9 @@ def test_latex_guards_a_leading_bracket_and_wide_tables(tmp_path):
     res = _load(tmp_path, {"d": probe("dcgan", label="[ablation] no BN")})
     tex = to_latex(cifar10_table(res.probes, published=False))
     assert "\\midrule\n{}[ablation] no BN & " in tex
-    assert tex.count("\\begin{table}[t]") == 1 and tex.rstrip().endswith("\\end{table}")
+    svhn = _load(tmp_path, {"s": probe("dcgan", "svhn", dataset="svhn", labels_per_class=None, n_train=1000)})
+    narrow = to_latex(svhn_table(svhn.probes, published=False))
+    assert narrow.count("\\begin{table}[t]") == 1 and narrow.rstrip().endswith("\\end{table}")
     wide = to_latex(probe_table(res.probes))
     assert "\\begin{table*}[t]\n\\centering\n\\small\n" in wide and wide.rstrip().endswith("\\end{table*}")
 
@@ -333,3 +336,43 @@ def test_dcgan_row_labels_name_widths_and_training_data_so_two_models_never_shar
     assert probe_label({}, {"preset": "paper32", "trained_on": "svhn"}, "dcgan", "x") == \
         "DCGAN (paper32; trained on svhn) + L2-SVM"
     assert probe_label({}, base, "random-d", "x") == "Random-weight D (paper32, ndf 32, ngf 32) + L2-SVM"
+
+
+# ----------------------------------------------------------------------------------------------- what a row says
+
+
+def test_rows_say_which_images_scored_them_and_how_many_labels_chose_C(tmp_path):
+    held = {**METAS["dcgan"], "holdout": 10000,
+            "data": {"train": {"dataset": "cifar10", "split": "train", "n": 40000},
+                     "test": {"dataset": "cifar10", "split": "train (held out)", "n": 10000}}}
+    res = _load(tmp_path, {
+        "full": probe("dcgan", "full", 0.7, 0.0, features_meta=held,
+                      C_selection={"mode": "auto", "grid": GRID, "chosen": 1e-3, "val_size": 4000, "curve": []}),
+        "few": probe("dcgan", "few-labels", 0.6, 0.01, features_meta=held,
+                     C_selection={"mode": "auto", "grid": GRID, "chosen": 1e-3, "val_size": 1000, "curve": []}),
+        "fixed": probe("kmeans", "few-labels", 0.5, 0.02, C=0.01,
+                       C_selection={"mode": "fixed", "grid": [0.01], "chosen": 0.01, "curve": [], "val_size": None}),
+    })
+    by_path = {p.path.rsplit("/", 1)[-1]: p for p in res.probes}
+    assert (by_path["full.json"].evaluated_on, by_path["full.json"].selection_labels) == ("held out of train", 4000)
+    assert by_path["fixed.json"].hyperparameters_fixed and by_path["fixed.json"].evaluated_on == "test split"
+
+    table = cifar10_table(res.probes)
+    rows = {r["Model"]: r for r in table.display.to_dict(orient="records")}
+    dcgan, kmeans = rows["DCGAN (paper32) + L2-SVM"], rows["k-means (1600 centroids) + L2-SVM"]
+    assert dcgan["Accuracy (all labels)"] == "70.0%"              # one draw: no ±
+    assert dcgan["Labels choosing C"] == "4,000 val. / 1,000 val." and kmeans["Labels choosing C"] == "fixed"
+    assert rows["DCGAN + L2-SVM"]["Labels choosing C"] == "-"     # the paper does not say
+    scored = next(n for n in table.notes if n.startswith("Measured rows"))
+    assert "10,000 images held out of the CIFAR-10 training images (not the official test set)" in scored
+    assert "the CIFAR-10 test split" in scored                     # the k-means row's store has no holdout
+    assert not any("Accuracies on the CIFAR-10 test set" in n for n in table.notes)
+
+    probes = probe_table(res.probes).display
+    by_file = {r["File"].rsplit("/", 1)[-1]: r for r in probes.to_dict(orient="records")}
+    assert by_file["full.json"]["Accuracy"] == "70.00%" and by_file["few.json"]["Accuracy"] == "60.00% (±1.00%)"
+    assert by_file["full.json"]["Test images"] == "10000 (held out of train)"
+    assert by_file["fixed.json"]["C"] == "0.01 (fixed)" and by_file["full.json"]["C"] == "0.001"
+    assert by_file["few.json"]["Labels choosing C"] == "1,000 val."
+    data = probe_table(res.probes).data
+    assert data["C_fixed"].tolist().count(True) == 1 and sorted(data["selection_labels"].dropna()) == [1000, 4000]

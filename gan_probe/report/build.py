@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..atomic import _umask, write_json, write_text
 from ..errors import ConfigError, GanProbeError
@@ -148,6 +148,9 @@ def build_figures(results: Results, fig_dir: Path, published: bool = True,
                    f"{dataset} (log axis); error bars: ± standard deviation over label draws.")
         if pub is not None and not pub.empty:
             caption += " Open markers: the paper's numbers (Radford, Metz & Chintala, ICLR 2016)."
+        all_note = figs.describe_all_labels(sub, pub)
+        if all_note:
+            caption += " " + all_note
         refs.append(FigureRef(f"{rel}/{name}", f"Label efficiency ({dataset})", caption))
 
     by_dataset: dict[str, list[tuple[str, list]]] = {}
@@ -159,7 +162,8 @@ def build_figures(results: Results, fig_dir: Path, published: bool = True,
         figs.c_selection_figure(panels, fig_dir / name, title)
         refs.append(FigureRef(f"{rel}/{name}", title,
                               "Validation accuracy against the SVM's C (log axis) for each protocol; the star marks "
-                              "the C each result chose."))
+                              "the C each result chose (stars at the same point are drawn smaller on top of "
+                              "each other)."))
 
     from .layers import layer_profile_figure, layer_profiles
 
@@ -206,8 +210,10 @@ def build_figures(results: Results, fig_dir: Path, published: bool = True,
             if note is None:
                 refs.append(FigureRef(f"{rel}/{name}", f"Latent interpolation: {run.label}",
                                       f"Generator outputs along {INTERPOLATION_ROWS} paths between random latent codes "
-                                      f"(seed 0; {run.checkpoint}); smooth transitions suggest the model has not "
-                                      f"memorised training images."))
+                                      f"(seed 0; {run.checkpoint}). The paper reads gradual, plausible transitions "
+                                      f"as a sign against memorisation and abrupt jumps as a sign of it; the strip "
+                                      f"is shown for that judgement, which the report does not make (`gan-probe viz "
+                                      f"neighbours` shows the nearest training images of samples)."))
             else:
                 names.used.discard(name)
                 notes.append(note)
@@ -309,13 +315,15 @@ def _swap_into_place(staging: Path, out: Path) -> None:
 
 def build_report(results: Results | Iterable[str | os.PathLike], out: str | os.PathLike,
                  formats: str | Iterable[str] = FORMATS, title: str | None = None, published: bool = True,
-                 interpolation: bool = True, command: str | None = None) -> Report:
+                 interpolation: bool = True, command: str | None = None,
+                 skipped: Mapping[str, str] | None = None) -> Report:
     """Build the report directory ``out`` from result files / run directories (or loaded :class:`Results`).
 
     ``formats``: any of "md" (report.md), "tex" (tables/*.tex), "csv" (tables/*.csv); figures and report.json
     are always written. ``published=False`` leaves the paper's rows out. ``interpolation=False`` skips the latent
     interpolation strips (they need ``gan_probe.viz`` and a run checkpoint). ``command`` is recorded in the
-    provenance section (default: this process's command line).
+    provenance section (default: this process's command line). ``skipped``: why a sample-quality metric was not
+    computed (``{"inception_score": reason}``), said under its "-" in the table.
     """
     formats = parse_formats(formats)
     if not isinstance(results, Results):
@@ -329,7 +337,7 @@ def build_report(results: Results | Iterable[str | os.PathLike], out: str | os.P
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would become the report's; give it the usual mode
     try:
-        report = _write(results, staging, formats, title, published, interpolation, command)
+        report = _write(results, staging, formats, title, published, interpolation, command, skipped)
         _swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -339,10 +347,10 @@ def build_report(results: Results | Iterable[str | os.PathLike], out: str | os.P
 
 
 def _write(results: Results, root: Path, formats: Sequence[str], title: str | None, published: bool,
-           interpolation: bool, command: str | None) -> Report:
+           interpolation: bool, command: str | None, skipped: Mapping[str, str] | None = None) -> Report:
     title = title or "gan-probe report"
     files: list[str] = []
-    tables = build_tables(results.probes, results.samples, published, results.runs)
+    tables = build_tables(results.probes, results.samples, published, results.runs, skipped)
     for table in tables:
         for fmt in formats:
             if fmt in RENDERERS:

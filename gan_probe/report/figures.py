@@ -47,34 +47,50 @@ def _style(family: str, index_in_family: int) -> dict:
             "linestyle": LINESTYLES[index_in_family % len(LINESTYLES)]}
 
 
-def log_tick_labels(ticks: Sequence[float], full: Sequence[float] = (), min_ratio: float = 1.5) -> list[str]:
-    r"""Labels of the label-count ticks on a log axis; a tick closer than ``min_ratio`` to the last labelled one
-    gives its label to that one instead (two "all" points, measured and published, would overlap).
+def all_labels_position(few: Sequence[float], full: Sequence[float]) -> float | None:
+    """Where the "all labels" points of a label-efficiency plot sit: one shared x for every full-protocol point
+    (measured ones use about 4,000 images per class after a validation split, the paper's 5,000), at the largest
+    of their counts and at least 1.5x past the largest few-label count. None without full-protocol points.
 
-    >>> log_tick_labels([400, 4000, 5000], full=[4000, 5000])
-    ['400', 'all\n(~4000, ~5000)', '']
+    >>> all_labels_position([25, 400], [4000.0, 5000.0]), all_labels_position([1000], [900.0])
+    (5000.0, 1500.0)
     """
-    full_set = {float(v) for v in full}
-    labels: list[str] = []
-    last = None  # index of the last labelled tick
-    for i, v in enumerate(float(t) for t in ticks):
-        # "all labels" sits at the mean number of training images per class, which is rarely a whole number
-        text = f"all\n(~{v:.0f})" if v in full_set else f"{v:g}"
-        if last is not None and v < float(ticks[last]) * min_ratio:
-            if v in full_set and labels[last].startswith("all\n("):
-                labels[last] = f"{labels[last][:-1]}, ~{v:.0f})"
-            labels.append("")
+    if not len(full):
+        return None
+    return max(max(full), 1.5 * max(few, default=0.0))
+
+
+def label_ticks(few: Sequence[float], x_all: float | None) -> tuple[list[float], list[str]]:
+    """The ticks of a label-efficiency axis: each few-label count, then "all" at ``x_all``.
+
+    >>> label_ticks([400, 50, 400], 5000.0)
+    ([50.0, 400.0, 5000.0], ['50', '400', 'all'])
+    """
+    ticks = sorted({float(v) for v in few})
+    labels = [f"{v:g}" for v in ticks]
+    if x_all is not None:
+        ticks.append(float(x_all))
+        labels.append("all")
+    return ticks, labels
+
+
+def describe_all_labels(points: pd.DataFrame, published: pd.DataFrame | None = None) -> str | None:
+    """The caption's sentence on the "all" position: how many labels per class each source's full protocol used.
+
+    >>> df = pd.DataFrame({"protocol": ["full", "few-labels"], "labels_per_class": [4000.0, 400.0]})
+    >>> describe_all_labels(df, pd.DataFrame({"protocol": ["full"], "labels_per_class": [5000.0]}))
+    '"all": every labelled training image, drawn at one position (measured: ~4,000 per class; paper: 5,000 per class).'
+    """
+    parts = []
+    for name, df, approx in (("measured", points, "~"), ("paper", published, "")):
+        if df is None or df.empty:
             continue
-        labels.append(text)
-        last = i
-    return labels
-
-
-def _log_ticks(ax, values: Sequence[float], full: Sequence[float] = ()) -> None:
-    ticks = sorted({float(v) for v in values})
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(log_tick_labels(ticks, full))
-    ax.minorticks_off()
+        counts = sorted({round(float(v)) for v in df.loc[df["protocol"] == "full", "labels_per_class"]})
+        if counts:
+            parts.append(f"{name}: " + ", ".join(f"{approx}{c:,}" for c in counts) + " per class")
+    if not parts:
+        return None
+    return f'"all": every labelled training image, drawn at one position ({"; ".join(parts)}).'
 
 
 def label_efficiency_figure(points: pd.DataFrame, path: str | Path, dataset: str,
@@ -85,34 +101,42 @@ def label_efficiency_figure(points: pd.DataFrame, path: str | Path, dataset: str
     ``published`` (optional) adds the paper's points as open markers joined by dotted lines.
     """
     df = points[points["dataset"] == dataset]
+    has_published = published is not None and not published.empty
+    frames = [df, published] if has_published else [df]
+    few = [v for f in frames for v in f.loc[f["protocol"] != "full", "labels_per_class"].astype(float)]
+    x_all = all_labels_position(few, [v for f in frames
+                                      for v in f.loc[f["protocol"] == "full", "labels_per_class"].astype(float)])
+
+    def placed(group: pd.DataFrame) -> pd.DataFrame:  # every "all labels" point at the one shared position
+        group = group.copy()
+        group.loc[group["protocol"] == "full", "labels_per_class"] = x_all
+        return group.sort_values("labels_per_class")
+
     fig = new_figure(6.4, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     seen: dict[str, int] = {}
-    xs: list[float] = []
     for model, group in df.groupby("model", sort=False):
         family = str(group["family"].iloc[0])
         idx = seen.get(family, 0)
         seen[family] = idx + 1
         style = _style(family, idx)
-        group = group.sort_values("labels_per_class")
+        group = placed(group)
         yerr = group["std_pct"].astype(float).fillna(0.0).to_numpy()
         ax.errorbar(group["labels_per_class"], group["accuracy_pct"], yerr=yerr if yerr.any() else None,
                     label=model, capsize=3, linewidth=1.6, markersize=5, **style)
-        xs += group["labels_per_class"].tolist()
-    if published is not None and not published.empty:
+    if has_published:
         for i, (model, group) in enumerate(published.groupby("model", sort=False)):
-            group = group.sort_values("labels_per_class")
+            group = placed(group)
             yerr = group["std_pct"].astype(float).fillna(0.0).to_numpy()
             ax.errorbar(group["labels_per_class"], group["accuracy_pct"], yerr=yerr if yerr.any() else None,
                         label=f"{model} (paper)", color=FAMILY_COLORS["published"], marker=MARKERS[i % len(MARKERS)],
                         markerfacecolor="white", linestyle=":", linewidth=1.0, capsize=3, markersize=6)
-            xs += group["labels_per_class"].tolist()
     ax.set_xscale("log")
-    if xs:
-        full = df.loc[df["protocol"] == "full", "labels_per_class"].tolist()
-        if published is not None and not published.empty:
-            full += published.loc[published["protocol"] == "full", "labels_per_class"].tolist()
-        _log_ticks(ax, xs, full)
+    ticks, labels = label_ticks(few, x_all)
+    if ticks:
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels)
+        ax.minorticks_off()
     ax.set_xlabel("labelled training images per class (log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"Label efficiency on {dataset}")
@@ -133,6 +157,7 @@ def c_selection_figure(panels: Sequence[tuple[str, Sequence[CCurve]]], path: str
     handles: dict[str, object] = {}
     for ax, (panel_title, curves) in zip(axes, panels):
         seen: dict[str, int] = {}
+        stars: list[tuple[float, float, str]] = []
         for curve in curves:
             idx = seen.get(curve.family, 0)
             seen[curve.family] = idx + 1
@@ -144,8 +169,10 @@ def c_selection_figure(panels: Sequence[tuple[str, Sequence[CCurve]]], path: str
             if curve.chosen is not None and len(c):
                 hit = np.isclose(c, curve.chosen, rtol=1e-6, atol=0)
                 y = acc[hit][0] if hit.any() else np.interp(np.log(curve.chosen), np.log(c), acc)
-                ax.plot([curve.chosen], [y], marker="*", markersize=13, color=style["color"],
-                        markeredgecolor="black", linestyle="none", zorder=5)
+                stars.append((curve.chosen, float(y), style["color"]))
+        for x, y, color, size, z in nested_stars(stars):
+            ax.plot([x], [y], marker="*", markersize=size, color=color, markeredgecolor="black",
+                    linestyle="none", zorder=z)
         ax.set_xscale("log")
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("C (log scale)")
@@ -161,6 +188,24 @@ def c_selection_figure(panels: Sequence[tuple[str, Sequence[CCurve]]], path: str
                fontsize=8, frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def nested_stars(stars: Sequence[tuple[float, float, str]], largest: float = 15.0, step: float = 4.0,
+                 smallest: float = 6.0) -> list[tuple[float, float, str, float, int]]:
+    """``(x, y, color, size, zorder)`` for chosen-C stars: stars at the same point (same C, same accuracy to 0.01
+    points) are drawn smaller and smaller on top of each other, so that each one's colour stays visible.
+
+    >>> [(size, z) for *_, size, z in nested_stars([(1e-3, 80.0, "r"), (1e-3, 80.0, "b"), (1e-2, 70.0, "g")])]
+    [(15.0, 5), (11.0, 6), (15.0, 5)]
+    """
+    seen: dict[tuple[float, float], int] = {}
+    out = []
+    for x, y, color in stars:
+        key = (round(float(np.log10(x)), 6), round(float(y), 2))
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        out.append((x, y, color, max(smallest, largest - step * k), 5 + k))
+    return out
 
 
 def sample_grid_figure(png: str | Path, path: str | Path, title: str, min_inches: float = 4.0,

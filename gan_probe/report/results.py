@@ -93,6 +93,9 @@ class ProbeResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     layers: list[int] | None = None  # the conv layers probed, when a subset of the model's (see layer_subset)
     model_label: str | None = None  # the label without the layer subset: one model's rows of a layer profile
+    evaluated_on: str | None = None  # "test split" or "held out of train" (see evaluation_images)
+    selection_labels: int | None = None  # labelled validation rows that chose C (k, T for kNN); None: unknown
+    hyperparameters_fixed: bool = False  # C (k, T) given by the user, not chosen on a validation split
     kind: str = "probe"
 
     @property
@@ -126,6 +129,7 @@ class SampleQualityResult:
     warnings: list[str] = field(default_factory=list)
     source: Any = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None  # the real images' dataset (FID's reference), when the result names it
     kind: str = "sample_quality"
 
     def to_dict(self) -> dict[str, Any]:
@@ -426,6 +430,43 @@ def _store_meta(obj: dict, base: Path) -> dict:
     return {}
 
 
+HELD_OUT = "held out of train"
+TEST_SPLIT = "test split"
+
+
+def evaluation_images(meta: dict) -> str | None:
+    """On which images a probe's accuracy was measured: :data:`HELD_OUT` when the feature store's test rows were
+    held out of the dataset's training images (``meta["holdout"]``, as ``extract --holdout`` and ``kmeans
+    --holdout`` record it), :data:`TEST_SPLIT` when they are the dataset's own test split, None when the store
+    does not say.
+
+    >>> evaluation_images({"holdout": 10000}), evaluation_images({"holdout": None, "data": {"test": {"split": "test"}}})
+    ('held out of train', 'test split')
+    """
+    holdout = meta.get("holdout")
+    if isinstance(holdout, dict) or (isinstance(holdout, (int, float)) and not isinstance(holdout, bool) and holdout):
+        return HELD_OUT
+    test = _mapping(_mapping(meta, "data"), "test")
+    if "holdout" in meta or test.get("split") == "test":
+        return TEST_SPLIT
+    return None
+
+
+def model_selection(obj: dict) -> tuple[int | None, bool]:
+    """``(labelled validation rows that chose the hyperparameters, whether they were fixed by the user)`` from
+    the result's ``C_selection`` (``knn_selection`` for kNN results).
+
+    >>> model_selection({"C_selection": {"mode": "auto", "val_size": 4000}}), model_selection({"C": 0.1})
+    ((4000, False), (None, True))
+    """
+    selection = _mapping(obj, "C_selection") or _mapping(obj, "knn_selection")
+    if selection.get("mode") == "fixed" or (not selection and obj.get("C") is not None):
+        return None, True
+    size = selection.get("val_size", obj.get("n_val"))
+    valid = isinstance(size, int) and not isinstance(size, bool) and size > 0
+    return (size if valid else None), False
+
+
 def _curve(selection: dict, where: str) -> list[tuple[float, float]]:
     curve = selection.get("curve")
     if curve is None:
@@ -512,6 +553,7 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
     n_train = _integer(obj, "n_train", where)
     if labels_per_class is None and protocol == "svhn" and n_train and n_classes:
         labels_per_class = n_train // n_classes if n_train % n_classes == 0 else None
+    selection_labels, fixed = model_selection(obj)
     fallback = Path(path).stem
     label = probe_label(obj, meta, family, fallback)
     layers = layer_subset(meta)
@@ -534,7 +576,8 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
         per_draw=_floats(_draw_accuracies(obj.get("per_draw")), where, "per_draw"),
         max_feature_units=max_feature_units(meta, family), checkpoint=_string(meta, "checkpoint"),
         checkpoint_sha256=_string(meta, "checkpoint_sha256"), preset=_string(meta, "preset"),
-        data=_data_checksums(obj, meta), features_meta=meta, provenance=_mapping(obj, "provenance"))
+        data=_data_checksums(obj, meta), features_meta=meta, provenance=_mapping(obj, "provenance"),
+        evaluated_on=evaluation_images(meta), selection_labels=selection_labels, hyperparameters_fixed=fixed)
 
 
 def describe_source(value: Any) -> str | None:
@@ -603,7 +646,9 @@ def parse_sample_quality(obj: dict, path: str) -> SampleQualityResult:
         reference=describe_source(reference), n_samples=n_samples, splits=splits,
         seconds=_number(obj, "seconds", where), conventions=conventions,
         extractor=extractor if isinstance(extractor, str) else None, warnings=[str(w) for w in warnings],
-        source=generated, provenance=_mapping(obj, "provenance"))
+        source=generated, provenance=_mapping(obj, "provenance"),
+        dataset=normalise_dataset(reference.get("dataset")) if isinstance(reference, dict)
+        and isinstance(reference.get("dataset"), str) else None)
 
 
 def _first(*values: Any) -> Any:

@@ -16,13 +16,13 @@ import string
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from ..atomic import write_text
 from .published import PublishedRow, published_rows
-from .results import FAMILIES, ProbeResult, RunDir, SampleQualityResult
+from .results import FAMILIES, HELD_OUT, TEST_SPLIT, ProbeResult, RunDir, SampleQualityResult
 from .series import describe_probe, probe_curve
 
 MISSING = "-"
@@ -96,6 +96,45 @@ def _pct(x: float | None) -> float | None:
     return None if x is None else round(x * 100.0, 6)
 
 
+def spread(r: ProbeResult) -> float | None:
+    """The ± of a row: the standard deviation over label draws, none for a single draw (nothing varied)."""
+    return r.accuracy_std if (r.draws or 1) > 1 else None
+
+
+def format_C(r: ProbeResult) -> str:
+    """The C of a row, marked "(fixed)" when the user gave it rather than a validation split choosing it."""
+    if r.C is None:
+        return MISSING
+    return f"{r.C:g} (fixed)" if r.hyperparameters_fixed else f"{r.C:g}"
+
+
+def selection_budget(r: ProbeResult) -> str:
+    """How many labelled images chose the row's hyperparameters: "4,000 val.", "fixed", or "-" when unknown.
+
+    These labels come on top of the ones the classifier is trained on (a few-label protocol's validation split
+    is separate from its labelled draws)."""
+    if r.hyperparameters_fixed:
+        return "fixed"
+    return MISSING if r.selection_labels is None else f"{r.selection_labels:,} val."
+
+
+def describe_test_images(results: Sequence[ProbeResult], dataset: str) -> str:
+    """One sentence on which images the measured rows were scored on, from their feature stores' records."""
+    held = sorted({r.n_test for r in results if r.evaluated_on == HELD_OUT and r.n_test})
+    official = [r for r in results if r.evaluated_on == TEST_SPLIT]
+    unknown = [r for r in results if r.evaluated_on is None]
+    parts = []
+    if held:
+        sizes = " or ".join(f"{n:,}" for n in held)
+        parts.append(f"on {sizes} images held out of the {dataset} training images (not the official test set)")
+    if official:
+        parts.append(f"on the {dataset} test split")
+    if unknown:
+        parts.append("on test images their feature stores do not describe")
+    which = "Measured rows are scored " if len(parts) == 1 else "Measured rows are scored, row by row (see notes), "
+    return which + "; ".join(parts) + "."
+
+
 # ----------------------------------------------------------------------------------------------- details
 
 
@@ -111,9 +150,15 @@ def describe_protocol(r: ProbeResult) -> str:
     if r.draws is not None:
         bits.append(f"{r.draws} draw{'s' if r.draws != 1 else ''}")
     if r.C is not None:
-        bits.append(f"C = {r.C:g}")
+        if r.hyperparameters_fixed:
+            bits.append(f"C = {r.C:g} fixed by the user")
+        elif r.selection_labels is not None:
+            bits.append(f"C = {r.C:g} chosen on {r.selection_labels:,} labelled validation images")
+        else:
+            bits.append(f"C = {r.C:g}")
     if r.n_train is not None and r.n_test is not None:
-        bits.append(f"{r.n_train} train / {r.n_test} test")
+        where = {HELD_OUT: " held out of the training images", TEST_SPLIT: " (test split)"}.get(r.evaluated_on, "")
+        bits.append(f"{r.n_train} train / {r.n_test} test{where}")
     if r.solver:
         bits.append(r.solver)
     return text + (f" ({', '.join(bits)})" if bits else "")
@@ -197,10 +242,24 @@ def _frames(display_rows: list[dict], data_rows: list[dict], display_cols: list[
     return display, data
 
 
-CIFAR_COLUMNS = ["Model", "Accuracy (all labels)", "Accuracy (400 per class)", "Max # of feature units", "Source",
-                 "Reference"]
+SELECTION_COLUMN = "Labels choosing C"
+CIFAR_COLUMNS = ["Model", "Accuracy (all labels)", "Accuracy (400 per class)", SELECTION_COLUMN,
+                 "Max # of feature units", "Source", "Reference"]
 CIFAR_DATA = ["model", "source", "accuracy_all_pct", "accuracy_all_std_pct", "accuracy_400_pct",
-              "accuracy_400_std_pct", "max_feature_units", "reference", "details", "files"]
+              "accuracy_400_std_pct", "selection_labels", "evaluated_on", "max_feature_units", "reference",
+              "details", "files"]
+SELECTION_NOTE = ("Labels choosing C: the labelled validation images whose accuracy chose the SVM's C (\"fixed\": "
+                  "C given by the user), on top of the labelled images the SVM is trained on.")
+
+
+def _selection_cell(rows: Sequence[ProbeResult]) -> str:
+    cells = list(dict.fromkeys(selection_budget(r) for r in rows))
+    return " / ".join(cells) if cells else MISSING
+
+
+def _selection_data(rows: Sequence[ProbeResult]) -> int | None:
+    sizes = {r.selection_labels for r in rows if r.selection_labels is not None}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def cifar10_table(probes: Sequence[ProbeResult], published: bool = True,
@@ -237,13 +296,14 @@ def cifar10_table(probes: Sequence[ProbeResult], published: bool = True,
                 "Accuracy (all labels)": format_pm(full.value, full.std, full.decimals, full.std_decimals)
                 if full else MISSING,
                 "Accuracy (400 per class)": format_pm(few.value, few.std, few.decimals, few.std_decimals)
-                if few else MISSING,
+                if few else MISSING, SELECTION_COLUMN: MISSING,
                 "Max # of feature units": format_int(ref.max_feature_units),
                 "Source": "published", "Reference": ref.reference})
             data_rows.append({
                 "model": model, "source": "published", "accuracy_all_pct": full.value if full else None,
                 "accuracy_all_std_pct": full.std if full else None, "accuracy_400_pct": few.value if few else None,
-                "accuracy_400_std_pct": few.std if few else None, "max_feature_units": ref.max_feature_units,
+                "accuracy_400_std_pct": few.std if few else None, "selection_labels": None,
+                "evaluated_on": "official test set", "max_feature_units": ref.max_feature_units,
                 "reference": ref.reference, "details": ref.note, "files": None})
             if ref.note:
                 pub_notes.append(f"{model} (published): {ref.note}.")
@@ -256,32 +316,40 @@ def cifar10_table(probes: Sequence[ProbeResult], published: bool = True,
         note = describe_probe_row(label, [r for r in (full, few) if r is not None])
         notes.append(f"[{mark}] {note}")
         units = next((r.max_feature_units for r in group if r.max_feature_units is not None), None)
+        present = [r for r in (full, few) if r is not None]
         display_rows.append({
             "Model": label,
-            "Accuracy (all labels)": format_pm(full.accuracy, full.accuracy_std if (full.draws or 1) > 1 else None,
-                                               decimals["all"], scale=100) if full else MISSING,
-            "Accuracy (400 per class)": format_pm(few.accuracy, few.accuracy_std, decimals["few"], scale=100)
-            if few else MISSING,
+            "Accuracy (all labels)": format_pm(full.accuracy, spread(full), decimals["all"], scale=100)
+            if full else MISSING,
+            "Accuracy (400 per class)": format_pm(few.accuracy, spread(few), decimals["few"], scale=100)
+            if few else MISSING, SELECTION_COLUMN: _selection_cell(present),
             "Max # of feature units": format_int(units), "Source": "measured", "Reference": f"[{mark}]"})
         data_rows.append({
             "model": label, "source": "measured", "accuracy_all_pct": _pct(full.accuracy) if full else None,
-            "accuracy_all_std_pct": _pct(full.accuracy_std) if full else None,
+            "accuracy_all_std_pct": _pct(spread(full)) if full else None,
             "accuracy_400_pct": _pct(few.accuracy) if few else None,
-            "accuracy_400_std_pct": _pct(few.accuracy_std) if few else None, "max_feature_units": units,
-            "reference": "measured", "details": note,
-            "files": "; ".join(r.path for r in (full, few) if r is not None)})
+            "accuracy_400_std_pct": _pct(spread(few)) if few else None,
+            "selection_labels": _selection_data(present),
+            "evaluated_on": "; ".join(dict.fromkeys(str(r.evaluated_on) for r in present)),
+            "max_feature_units": units, "reference": "measured", "details": note,
+            "files": "; ".join(r.path for r in present)})
     notes += pub_notes
-    notes.append("Accuracies on the CIFAR-10 test set; ± is the standard deviation over the label draws "
-                 "(accuracy_std of the result file). Max # of feature units: the widest layer (k-means: centroids).")
+    notes.append(describe_test_images(measured, "CIFAR-10") + (" Published rows: the official CIFAR-10 test set."
+                                                              if published else ""))
+    notes.append("± is the standard deviation over the label draws (accuracy_std of the result file; none for a "
+                 "single draw). " + SELECTION_NOTE + " \"a / b\": the two accuracy columns' values when they "
+                 "differ. Max # of feature units: the widest layer (k-means: "
+                 "centroids).")
     display, data = _frames(display_rows, data_rows, CIFAR_COLUMNS, CIFAR_DATA)
     data["max_feature_units"] = data["max_feature_units"].astype("Int64")
     return Table("cifar10", "CIFAR-10 classification with linear L2-SVMs on frozen features "
                             "(cf. Radford, Metz & Chintala, ICLR 2016, Table 1)",
-                 display, data, notes, ("l", "r", "r", "r", "l", REF_COLUMN), rules if published else [])
+                 display, data, notes, ("l", "r", "r", "r", "r", "l", REF_COLUMN), rules if published else [])
 
 
-SVHN_COLUMNS = ["Model", "Test error (1,000 labels)", "Source", "Reference"]
-SVHN_DATA = ["model", "source", "test_error_pct", "test_error_std_pct", "n_labels", "reference", "details", "files"]
+SVHN_COLUMNS = ["Model", "Test error (1,000 labels)", SELECTION_COLUMN, "Source", "Reference"]
+SVHN_DATA = ["model", "source", "test_error_pct", "test_error_std_pct", "n_labels", "selection_labels",
+             "evaluated_on", "reference", "details", "files"]
 
 
 def svhn_table(probes: Sequence[ProbeResult], published: bool = True) -> Table | None:
@@ -296,9 +364,10 @@ def svhn_table(probes: Sequence[ProbeResult], published: bool = True) -> Table |
             display_rows.append({"Model": model,
                                  "Test error (1,000 labels)": format_pm(row.value, row.std, row.decimals,
                                                                         row.std_decimals),
-                                 "Source": "published", "Reference": row.reference})
+                                 SELECTION_COLUMN: MISSING, "Source": "published", "Reference": row.reference})
             data_rows.append({"model": model, "source": "published", "test_error_pct": row.value,
-                              "test_error_std_pct": row.std, "n_labels": 1000, "reference": row.reference,
+                              "test_error_std_pct": row.std, "n_labels": 1000, "selection_labels": None,
+                              "evaluated_on": "official test set", "reference": row.reference,
                               "details": row.note, "files": None})
             if row.note:
                 pub_notes.append(f"{model} (published): {row.note}.")
@@ -310,18 +379,21 @@ def svhn_table(probes: Sequence[ProbeResult], published: bool = True) -> Table |
         note = describe_probe_row(label, [r])
         notes.append(f"[{mark}] {note}")
         display_rows.append({"Model": label,
-                             "Test error (1,000 labels)": format_pm(r.error, r.accuracy_std, 2, scale=100),
-                             "Source": "measured", "Reference": f"[{mark}]"})
+                             "Test error (1,000 labels)": format_pm(r.error, spread(r), 2, scale=100),
+                             SELECTION_COLUMN: selection_budget(r), "Source": "measured", "Reference": f"[{mark}]"})
         data_rows.append({"model": label, "source": "measured", "test_error_pct": _pct(r.error),
-                          "test_error_std_pct": _pct(r.accuracy_std), "n_labels": r.n_train, "reference": "measured",
-                          "details": note, "files": r.path})
+                          "test_error_std_pct": _pct(spread(r)), "n_labels": r.n_train,
+                          "selection_labels": r.selection_labels, "evaluated_on": r.evaluated_on,
+                          "reference": "measured", "details": note, "files": r.path})
     notes += pub_notes
-    notes.append("Test error on the SVHN test set with 1,000 labelled training images; ± is the standard deviation "
-                 "over the label draws (accuracy_std of the result file).")
+    notes.append(describe_test_images(measured, "SVHN") + (" Published rows: the official SVHN test set."
+                                                          if published else ""))
+    notes.append("Test error with 1,000 labelled training images; ± is the standard deviation over the label draws "
+                 "(accuracy_std of the result file; none for a single draw). " + SELECTION_NOTE)
     display, data = _frames(display_rows, data_rows, SVHN_COLUMNS, SVHN_DATA)
     data["n_labels"] = data["n_labels"].astype("Int64")
     return Table("svhn", "SVHN classification with 1,000 labels (cf. Radford, Metz & Chintala, ICLR 2016, Table 2)",
-                 display, data, notes, ("l", "r", "l", REF_COLUMN), rules if published else [])
+                 display, data, notes, ("l", "r", "r", "l", REF_COLUMN), rules if published else [])
 
 
 SQ_COLUMNS = ["Model", "Inception Score", "FID", "Source", "Reference"]
@@ -353,13 +425,24 @@ def describe_sample_row(label: str, results: Sequence[SampleQualityResult]) -> s
     return f"{label}: " + "; ".join(parts) + "."
 
 
-def sample_quality_table(samples: Sequence[SampleQualityResult], published: bool = True) -> Table | None:
-    """Inception Score (± std over splits) and FID, one row per sample source (IS and FID results merged)."""
+def sample_quality_table(samples: Sequence[SampleQualityResult], published: bool = True,
+                         datasets: Iterable[str] | None = None, skipped: Mapping[str, str] | None = None
+                         ) -> Table | None:
+    """Inception Score (± std over splits) and FID, one row per sample source (IS and FID results merged).
+
+    ``datasets``: the datasets the report is about; published rows of other datasets are left out (None: all
+    published rows). ``skipped``: why a metric was not computed (``{"inception_score": reason}``), said in the
+    note under a "-" in its column.
+    """
     if not samples:
         return None
     display_rows, data_rows, notes, rules, pub_notes = [], [], [], [], []
-    if published:
-        for model, rows in _published_by_model("sample_quality").items():
+    wanted = None if datasets is None else set(datasets)
+    published_groups = OrderedDict(
+        (model, rows) for model, rows in _published_by_model("sample_quality").items()
+        if wanted is None or rows[0].dataset in wanted) if published else OrderedDict()
+    if published_groups:
+        for model, rows in published_groups.items():
             isr = next((r for r in rows if r.metric == "inception_score"), None)
             fid = next((r for r in rows if r.metric == "fid"), None)
             ref = rows[0]
@@ -398,17 +481,43 @@ def sample_quality_table(samples: Sequence[SampleQualityResult], published: bool
                           "fid": fid.fid if fid else None, "fid_reference": fid.reference if fid else None,
                           "reference": "measured", "details": note, "files": "; ".join(s.path for s in group)})
     notes += pub_notes
+    notes += _missing_metric_notes(samples, skipped or {})
     notes.append("Inception Score: mean ± standard deviation over splits; FID: lower is better. Scores are only "
                  "comparable when computed with the same network, resizing and sample count (see each note).")
     display, data = _frames(display_rows, data_rows, SQ_COLUMNS, SQ_DATA)
     return Table("sample_quality", "Sample quality: Inception Score and FID", display, data, notes,
-                 ("l", "r", "r", "l", REF_COLUMN), rules if published else [])
+                 ("l", "r", "r", "l", REF_COLUMN), rules if published_groups else [])
 
 
-PROBE_COLUMNS = ["Model", "Dataset", "Protocol", "Labels / class", "Accuracy", "Test error", "C", "Features",
-                 "Draws", "Seconds", "File"]
-PROBE_DATA = ["model", "family", "dataset", "protocol", "labels_per_class", "n_train", "n_test", "accuracy_pct",
-              "accuracy_std_pct", "error_pct", "C", "n_features", "draws", "solver", "seconds", "file"]
+METRIC_NAMES = {"inception_score": ("Inception Score", "gan-probe inception-score"), "fid": ("FID", "gan-probe fid")}
+
+
+def _missing_metric_notes(samples: Sequence[SampleQualityResult], skipped: Mapping[str, str]) -> list[str]:
+    """Why a measured row shows "-": the reason the metric was skipped, or that no result of it was given."""
+    values = {"inception_score": [s.inception_score for s in samples], "fid": [s.fid for s in samples]}
+    notes = []
+    for metric, (name, command) in METRIC_NAMES.items():
+        if all(v is not None for v in values[metric]) and metric not in skipped:
+            continue
+        if metric in skipped:
+            notes.append(f"{name} \"-\": not computed ({skipped[metric]}).")
+        elif all(v is None for v in values[metric]):
+            notes.append(f"{name} \"-\": not measured (no `{command} --json` result among the report's inputs).")
+    return notes
+
+
+PROBE_COLUMNS = ["Model", "Dataset", "Protocol", "Labels / class", "Accuracy", "Test error", "Test images", "C",
+                 SELECTION_COLUMN, "Features", "Draws", "Seconds", "File"]
+PROBE_DATA = ["model", "family", "dataset", "protocol", "labels_per_class", "n_train", "n_test", "evaluated_on",
+              "accuracy_pct", "accuracy_std_pct", "error_pct", "C", "C_fixed", "selection_labels", "n_features",
+              "draws", "solver", "seconds", "file"]
+TEST_IMAGES = {HELD_OUT: "held out of train", TEST_SPLIT: "test split"}
+
+
+def _test_images_cell(r: ProbeResult) -> str:
+    n = format_int(r.n_test)
+    where = TEST_IMAGES.get(r.evaluated_on)
+    return n if where is None else f"{n} ({where})"
 
 
 def probe_table(probes: Sequence[ProbeResult]) -> Table | None:
@@ -422,22 +531,27 @@ def probe_table(probes: Sequence[ProbeResult]) -> Table | None:
         lpc = "all" if r.protocol == "full" and r.labels_per_class is None else format_int(r.labels_per_class)
         display_rows.append({
             "Model": r.label, "Dataset": r.dataset or MISSING, "Protocol": r.protocol, "Labels / class": lpc,
-            "Accuracy": format_pm(r.accuracy, r.accuracy_std, 2, scale=100),
-            "Test error": format_value(r.error, 2, scale=100), "C": MISSING if r.C is None else f"{r.C:g}",
+            "Accuracy": format_pm(r.accuracy, spread(r), 2, scale=100),
+            "Test error": format_value(r.error, 2, scale=100), "Test images": _test_images_cell(r),
+            "C": format_C(r), SELECTION_COLUMN: selection_budget(r),
             "Features": format_int(r.n_features), "Draws": format_int(r.draws),
             "Seconds": MISSING if r.seconds is None else f"{r.seconds:.1f}", "File": r.path})
         data_rows.append({
             "model": r.label, "family": r.family, "dataset": r.dataset, "protocol": r.protocol,
             "labels_per_class": r.labels_per_class, "n_train": r.n_train, "n_test": r.n_test,
-            "accuracy_pct": _pct(r.accuracy), "accuracy_std_pct": _pct(r.accuracy_std), "error_pct": _pct(r.error),
-            "C": r.C, "n_features": r.n_features, "draws": r.draws, "solver": r.solver, "seconds": r.seconds,
-            "file": r.path})
+            "evaluated_on": r.evaluated_on, "accuracy_pct": _pct(r.accuracy), "accuracy_std_pct": _pct(spread(r)),
+            "error_pct": _pct(r.error), "C": r.C, "C_fixed": r.hyperparameters_fixed,
+            "selection_labels": r.selection_labels, "n_features": r.n_features, "draws": r.draws,
+            "solver": r.solver, "seconds": r.seconds, "file": r.path})
     display, data = _frames(display_rows, data_rows, PROBE_COLUMNS, PROBE_DATA)
-    for col in ("labels_per_class", "n_train", "n_test", "n_features", "draws"):
+    for col in ("labels_per_class", "n_train", "n_test", "selection_labels", "n_features", "draws"):
         data[col] = data[col].astype("Int64")
     return Table("probes", "All linear-probe results", display, data,
-                 ["Accuracy ± standard deviation over label draws; C is the chosen SVM regularisation constant."],
-                 ("l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "l"))
+                 ["Accuracy ± standard deviation over label draws (none for a single draw). Test images: how many "
+                  "images scored the row, and whether they are the dataset's test split or images held out of its "
+                  "training split. C: the SVM regularisation constant, chosen on a validation split unless marked "
+                  "(fixed). " + SELECTION_NOTE],
+                 ("l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"))
 
 
 PROTOCOLS_ORDER = {"full": 0, "few-labels": 1, "svhn": 2}
@@ -476,17 +590,22 @@ def probe_curve_table(runs: Sequence[RunDir]) -> Table | None:
 
 
 def build_tables(probes: Sequence[ProbeResult], samples: Sequence[SampleQualityResult],
-                 published: bool = True, runs: Sequence[RunDir] = ()) -> list[Table]:
+                 published: bool = True, runs: Sequence[RunDir] = (),
+                 skipped: Mapping[str, str] | None = None) -> list[Table]:
     """All tables that have at least one measured row, in report order. The results of a per-layer profile
-    (:mod:`gan_probe.report.layers`) get their own table instead of rows in the paper-style ones."""
+    (:mod:`gan_probe.report.layers`) get their own table instead of rows in the paper-style ones. Published
+    sample-quality rows appear only for the datasets the results are about; ``skipped``: see
+    :func:`sample_quality_table`."""
     from .layers import layer_profile_table, layer_profiles, profile_members
 
     profiles = layer_profiles(probes)
     members = profile_members(profiles)
     paper = [r for r in probes if id(r) not in members]
+    datasets = {r.dataset for r in probes if r.dataset} | {s.dataset for s in samples if s.dataset}
     candidates = [cifar10_table(paper, published), svhn_table(paper, published),
                   layer_profile_table(profiles),
-                  sample_quality_table(samples, published), probe_table(probes), probe_curve_table(runs)]
+                  sample_quality_table(samples, published, datasets or None, skipped), probe_table(probes),
+                  probe_curve_table(runs)]
     return [t for t in candidates if t is not None]
 
 
