@@ -58,3 +58,27 @@ def test_missing_checkpoint(tmp_path, capsys):
 def test_subcommand_is_required(capsys):
     with pytest.raises(SystemExit):
         main(["viz"])
+
+
+def test_the_checkpoints_data_root_is_a_default_only_for_a_training_checkpoint(tmp_path, capsys, isolated_env):
+    import torch
+
+    from gan_probe.checkpoint import save_checkpoint
+
+    state = torch.load(tiny_checkpoint(tmp_path / "c.pt"), weights_only=True)
+    state["config"]["train"].update(dataset="svhn", data_root=str(tmp_path / "gone"))
+    save_checkpoint(tmp_path / "moved.pt", state)
+    args = ["viz", "neighbours", "--checkpoint", str(tmp_path / "moved.pt"), "--n", "2", "--k", "2",
+            "--out", str(tmp_path / "n.png")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{tmp_path / 'gone'}: not found" in err
+    assert f"come from the training config stored in {tmp_path / 'moved.pt'}" in err and "--data-root DIR" in err
+    # an exported (shipped) checkpoint's recorded root is provenance, not a default: the dataset's own default
+    # location is tried instead, and the message says the dataset came from the checkpoint
+    save_checkpoint(tmp_path / "shipped.pt", {**state, "export": {"dtype": "float16"}})
+    assert main([*args[:3], str(tmp_path / "shipped.pt"), *args[4:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(tmp_path / "gone") not in err and "default data location" in err
+    # the flags replace the defaults
+    assert main([*args, "--dataset", "digits", "--limit", "20"]) == 0

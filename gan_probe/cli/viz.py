@@ -30,7 +30,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _data(p: argparse.ArgumentParser, limit: int | None) -> None:
     p.add_argument("--dataset", choices=DATASETS, help="images to search (default: the checkpoint's training data)")
-    p.add_argument("--data-root", help="dataset directory (default: the checkpoint's)")
+    p.add_argument("--data-root", help="dataset directory (default: the one recorded in a training checkpoint; for an "
+                   "exported or shipped checkpoint, the dataset's default location)")
     p.add_argument("--split", help="split to search (default: the checkpoint's training split)")
     p.add_argument("--limit", type=int, default=limit,
                    help="use a seeded random subset of this many images" + ("" if limit else " (default: all)"))
@@ -116,14 +117,10 @@ def _arithmetic(models, args):
 
 
 def _images(models, args):
-    from ..viz.common import dataset_images, default_data
+    from ..viz.common import images_for_checkpoint
 
-    dataset, root, split = default_data(models)
-    if args.dataset and args.dataset != dataset:
-        root = None
-    images, _ = dataset_images(args.dataset or dataset, args.data_root or root, args.split or split,
-                               models.config.image_size, args.limit, args.seed)
-    return images
+    return images_for_checkpoint(models, args.dataset, args.data_root, args.split, args.limit, args.seed,
+                                 args.checkpoint)
 
 
 def _filters(models, args):

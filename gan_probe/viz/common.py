@@ -169,9 +169,38 @@ def dataset_images(dataset: str, data_root: str | os.PathLike | None, split: str
 
 
 def default_data(models) -> tuple[str, str | None, str]:
-    """(dataset, data_root, split) the checkpoint was trained on, from its stored training config."""
+    """(dataset, data_root, split) the checkpoint was trained on, from its stored training config.
+
+    The data root is reused only from a training checkpoint (a run of this machine, most likely). An exported or
+    shipped checkpoint (one with an ``export`` record) keeps the root of the machine that trained it only as
+    provenance: it is not a default here, so the dataset's own default location applies (see
+    :func:`gan_probe.data.load_split`) unless ``--data-root`` is given.
+    """
     train = (models.state.get("config") or {}).get("train") or {}
-    return train.get("dataset", "digits"), train.get("data_root"), train.get("split", "train")
+    root = None if "export" in models.state else train.get("data_root")
+    return train.get("dataset", "digits"), root, train.get("split", "train")
+
+
+def images_for_checkpoint(models, dataset: str | None, data_root: str | None, split: str | None, limit: int | None,
+                          seed: int, checkpoint: str | os.PathLike) -> np.ndarray:
+    """The images a ``viz`` command compares with: the given dataset / root / split, each defaulting to the
+    checkpoint's training data (:func:`default_data`). When a default taken from the checkpoint cannot be read,
+    the error says it came from the checkpoint and which flags replace it."""
+    from ..errors import DataError
+
+    default_set, default_root, default_split = default_data(models)
+    root = data_root or (default_root if not dataset or dataset == default_set else None)
+    name = dataset or default_set
+    try:
+        images, _ = dataset_images(name, root, split or default_split, models.config.image_size, limit, seed)
+    except DataError as exc:
+        if data_root or dataset:
+            raise
+        where = f"data root {root}" if root else "default data location"
+        raise DataError(f"{exc} (dataset {name} and its {where} come from the training config stored in "
+                        f"{checkpoint}; pass --data-root DIR for its images on this machine, or --dataset NAME "
+                        f"for other images)") from None
+    return images
 
 
 def to_model_input(images_uint8: np.ndarray) -> torch.Tensor:
