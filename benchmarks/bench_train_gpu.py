@@ -4,7 +4,7 @@ measured in the same run, and how closely the two loss curves agree over the fir
 Anchor ("PyTorch examples" style): a DataLoader (workers, pinned memory) over the decoded images, each item
 converted to a float CHW tensor in [-1, 1]; fp32; ``torch.optim.Adam`` with its defaults; no channels-last, no
 compile; D's real and fake halves backpropagated separately as in the examples.
-Ours: :func:`gan_probe.train.train` -- uint8 images resident on the GPU, bf16 autocast, channels-last, fused
+Ours: :func:`gan_probe.training.train` -- uint8 images resident on the GPU, bf16 autocast, channels-last, fused
 Adam, and the whole step replayed from a CUDA graph (the default; "eager" is the same loop with
 ``cuda_graphs=False``); with ``--compile`` also ``torch.compile`` of G and D (in the default memory format, no
 graph).
@@ -36,8 +36,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_probe.data import load_split
 from gan_probe.models import Discriminator, Generator, preset_config
-from gan_probe.train import TrainConfig, _rng, epoch_order, read_log, train
-from gan_probe.train_step import GanStep, GraphedStep
+from gan_probe.training import TrainConfig, read_log, train
+from gan_probe.training.schedule import epoch_order, stream_rng
+from gan_probe.training.step import GanStep, GraphedStep
 
 
 class DecodedImages(Dataset):
@@ -94,7 +95,7 @@ def reference_loop(images: np.ndarray, preset: str, batch_size: int, steps: int,
             sync(device)
             t_start = time.perf_counter()
         real = real.to(device, non_blocking=True)
-        z = gen.prior.sample(batch_size, generator=_rng(seed, 2, step, "cpu"), device="cpu").to(device)
+        z = gen.prior.sample(batch_size, generator=stream_rng(seed, 2, step, "cpu"), device="cpu").to(device)
         disc.zero_grad(set_to_none=True)
         out_real = disc(real)
         err_real = F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real))
@@ -118,7 +119,7 @@ def reference_loop(images: np.ndarray, preset: str, batch_size: int, steps: int,
 def our_loop(dataset: str, data_root: str | None, preset: str, batch_size: int, steps: int, warmup: int,
              seed: int, device: torch.device, amp: bool, compile: bool, curve: bool,
              cuda_graphs: bool = True) -> tuple[float, np.ndarray]:
-    """gan_probe.train.train: (images/s from step ``warmup`` to the end, per-step losses if ``curve``)."""
+    """gan_probe.training.train: (images/s from step ``warmup`` to the end, per-step losses if ``curve``)."""
     with tempfile.TemporaryDirectory() as tmp:
         every = 1 if curve else warmup
         config = TrainConfig(dataset=dataset, data_root=data_root, preset=preset, batch_size=batch_size,

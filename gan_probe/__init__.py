@@ -6,7 +6,7 @@ each name is imported from its subpackage on first use, so ``import gan_probe`` 
 ==================  ==============================================================================================
 ``data``            dataset readers (cifar10, svhn, imagenet, image folders, digits): ``load_split``, ``ImageSplit``
 ``models``          DCGAN generator / discriminator and presets; ``checkpoint``: ``load_models`` and saving
-``train``           GAN training: ``from gan_probe.train import train``; ``train(TrainConfig(...), out_dir)``
+``training``        model training: ``from gan_probe.training import train``; ``train(TrainConfig(...), out)``
 ``features``        pooled discriminator features -> feature stores: ``extract_features``, ``load_store``
 ``probe``           linear L2-SVM probes with the paper's protocols: ``probe_store``, ``ProbeConfig``, ``fit_svm``
 ``baselines``       the k-means (Coates & Ng) and raw-pixel baselines: ``KMeansDictionary``, ``kmeans_features``
@@ -35,7 +35,7 @@ from .errors import GanProbeError  # noqa: E402
 _LAZY = {
     "load_split": "gan_probe.data", "ImageSplit": "gan_probe.data", "DATASETS": "gan_probe.data",
     "load_models": "gan_probe.checkpoint",
-    "TrainConfig": "gan_probe.train",
+    "TrainConfig": "gan_probe.training",
     "ExtractOptions": "gan_probe.features", "extract_features": "gan_probe.features",
     "load_store": "gan_probe.features",
     "ProbeConfig": "gan_probe.probe", "probe_store": "gan_probe.probe", "fit_svm": "gan_probe.probe",

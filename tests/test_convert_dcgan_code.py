@@ -240,7 +240,7 @@ def test_download_offline_names_the_files_and_where_to_put_them(tmp_path, monkey
 
 
 def test_a_converted_checkpoint_is_not_a_training_run(partial_imagenet, tmp_path):
-    from gan_probe.train import TrainConfig, train
+    from gan_probe.training import TrainConfig, train
 
     run = tmp_path / "run"
     run.mkdir()

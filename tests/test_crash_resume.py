@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gan_probe.checkpoint import load_checkpoint
-from gan_probe.train import TrainConfig, train
+from gan_probe.training import TrainConfig, train
 
 ARGS = ["--dataset", "digits", "--preset", "small32", "--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32",
         "--log-every", "1", "--sample-every", "3", "--checkpoint-every", "1", "--no-progress", "--seed", "5",
@@ -94,7 +94,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_
     import math
     import re
 
-    import gan_probe.train_step as training
+    import gan_probe.training.step as training
     from gan_probe.cli import main
 
     real_g_loss, calls = training.g_loss, []

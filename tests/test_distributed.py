@@ -16,8 +16,8 @@ from gan_probe.distributed import gather_batches, init_distributed, shard_batche
 from gan_probe.cli import main
 from gan_probe.features import extract_features, load_store
 from gan_probe.metrics.weights import random_reference_state_dict
-from gan_probe.syncbn import GlobalBatchNorm2d, convert_sync_batchnorm
-from gan_probe.train import TrainConfig, read_log, train
+from gan_probe.training.syncbn import GlobalBatchNorm2d, convert_sync_batchnorm
+from gan_probe.training import TrainConfig, read_log, train
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
 
@@ -46,7 +46,7 @@ WORKER = textwrap.dedent("""
                                    "--probe-images", "100", "--out", str(tmp / "probe")])  # rank 0 probes
     # SIGTERM reaches rank 1 alone during its third step: both ranks stop at the same step with a checkpoint
     import signal
-    import gan_probe.train as training
+    import gan_probe.training.gan as training
     draw, drawn = training.draw_step_noise, []
 
     def draw_and_signal(*args, **kwargs):

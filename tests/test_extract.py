@@ -11,7 +11,7 @@ from gan_probe.features import MatrixWriter, extract_features, load_store, poole
 from gan_probe.features.batchnorm import recompute_batchnorm
 from gan_probe.features.extract import _write_split as ORIGINAL_WRITE_SPLIT
 from gan_probe.models import Discriminator, Generator, preset_config
-from gan_probe.train import to_model_range
+from gan_probe.models import to_model_range
 
 
 def _checkpoint(path, **overrides):

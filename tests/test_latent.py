@@ -7,7 +7,7 @@ from gan_probe.checkpoint import load_checkpoint, load_models, save_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import ConfigError
 from gan_probe.models import Generator, LatentPrior, preset_config
-from gan_probe.train import TrainConfig, read_log, train
+from gan_probe.training import TrainConfig, read_log, train
 
 
 def mog_prior(n=4, nz=3):

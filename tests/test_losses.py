@@ -7,7 +7,7 @@ from gan_probe.checkpoint import load_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import ConfigError
 from gan_probe.models.losses import LOSSES, d_loss, g_loss
-from gan_probe.train import TrainConfig, read_log, train
+from gan_probe.training import TrainConfig, read_log, train
 
 
 def softplus(x):

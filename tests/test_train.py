@@ -6,7 +6,7 @@ import torch
 from gan_probe.checkpoint import load_checkpoint, load_models
 from gan_probe.cli import main
 from gan_probe.errors import CheckpointError, GanProbeError
-from gan_probe.train import TrainConfig, read_log, train
+from gan_probe.training import TrainConfig, read_log, train
 
 TINY = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16}, batch_size=32,
             log_every=1, sample_every=5, checkpoint_every=5, device="cpu")  # exact resume: a CPU guarantee
@@ -124,7 +124,7 @@ def test_a_stop_request_checkpoints_the_step_it_is_in_and_resumes_exactly(tmp_pa
     import os
     import signal
 
-    from gan_probe.train import TrainingStopped
+    from gan_probe.training import TrainingStopped
 
     straight = train(TrainConfig(**TINY, max_steps=8), tmp_path / "straight")
 
@@ -148,7 +148,7 @@ def test_cli_ctrl_c_while_training_names_the_checkpoint_and_the_resume_command(t
     import os
     import signal
 
-    import gan_probe.train as training
+    import gan_probe.training as training
 
     real = training.train
 

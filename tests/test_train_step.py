@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from gan_probe.models import Discriminator, Generator, preset_config
-from gan_probe.train import TrainConfig, _rng, read_log, train
-from gan_probe.train_step import GanStep, GraphedStep, draw_step_noise, latent_from_noise
+from gan_probe.training import TrainConfig, read_log, train
+from gan_probe.training.schedule import stream_rng
+from gan_probe.training.step import GanStep, GraphedStep, draw_step_noise, latent_from_noise
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -25,21 +26,21 @@ def _step(gen, disc, amp, capturable=False, latent_reg=0.0):
 
 
 def _inputs(gen, step, device, batch=16):
-    real = torch.rand(batch, 3, 32, 32, generator=_rng(9, 4, step)).mul_(2).sub_(1).to(device)
-    return real, draw_step_noise(gen.prior, batch, _rng(9, 2, step), slice(0, batch), torch.device(device))
+    real = torch.rand(batch, 3, 32, 32, generator=stream_rng(9, 4, step)).mul_(2).sub_(1).to(device)
+    return real, draw_step_noise(gen.prior, batch, stream_rng(9, 2, step), slice(0, batch), torch.device(device))
 
 
 @pytest.mark.parametrize("latent", ["normal", "uniform", "mog"])
 def test_rank_slices_of_the_noise_make_up_the_global_draw(latent):
     gen, _ = _models(latent)
-    whole = draw_step_noise(gen.prior, 8, _rng(1, 2, 7), slice(0, 8), torch.device("cpu"))
-    parts = [draw_step_noise(gen.prior, 8, _rng(1, 2, 7), slice(r * 4, r * 4 + 4), torch.device("cpu"))
+    whole = draw_step_noise(gen.prior, 8, stream_rng(1, 2, 7), slice(0, 8), torch.device("cpu"))
+    parts = [draw_step_noise(gen.prior, 8, stream_rng(1, 2, 7), slice(r * 4, r * 4 + 4), torch.device("cpu"))
              for r in range(2)]
     for i, tensor in enumerate(whole):
         assert torch.equal(torch.cat([p[i] for p in parts]), tensor)
     assert latent_from_noise(gen.prior, whole).shape == (8, 16)
     assert torch.equal(latent_from_noise(gen.prior, whole),
-                       gen.prior.sample(8, generator=_rng(1, 2, 7), device="cpu"))
+                       gen.prior.sample(8, generator=stream_rng(1, 2, 7), device="cpu"))
 
 
 def test_eager_step_updates_d_from_its_loss_and_g_through_the_updated_d():

@@ -1,4 +1,4 @@
-"""The online linear probe of `gan-probe train --probe-every N` (gan_probe.training_probe)."""
+"""The online linear probe of `gan-probe train --probe-every N` (gan_probe.training.probe)."""
 import json
 
 import numpy as np
@@ -11,8 +11,9 @@ from gan_probe.models import Discriminator, preset_config
 from gan_probe.report import build_figures, load_results
 from gan_probe.report import figures as figs
 from gan_probe.report.series import probe_curve
-from gan_probe.train import TrainConfig, _best_probe_so_far, read_log, train
-from gan_probe.training_probe import OnlineProbe, ProbeSettings
+from gan_probe.training import TrainConfig, read_log, train
+from gan_probe.training.probe import best_probe_so_far
+from gan_probe.training.probe import OnlineProbe, ProbeSettings
 from report_synthetic import run_dir
 
 # a high learning rate, so that D's features (and the probe's accuracy) move within a few steps
@@ -92,9 +93,9 @@ def test_resume_behind_the_best_probe_file_repeats_the_steps_and_rewrites_it(tmp
     (tmp_path / "ahead" / "best_probe.json").write_text(json.dumps(ahead))
     logged = [(s, a) for s, a in _probes(cut) if s <= 6]
     top = max(a for _, a in logged)
-    assert _best_probe_so_far(tmp_path / "ahead", 6, probe_info) == {
+    assert best_probe_so_far(tmp_path / "ahead", 6, probe_info) == {
         "step": next(s for s, a in logged if a == top), "probe_acc": top}
-    assert _best_probe_so_far(tmp_path / "ahead", 6, {**probe_info, "C": 1.0}) is None  # another probe: afresh
+    assert best_probe_so_far(tmp_path / "ahead", 6, {**probe_info, "C": 1.0}) is None  # another probe: afresh
     # resume from checkpoint.prev.pt (as if checkpoint.pt were lost): steps are repeated, the result is the same
     (cut / "checkpoint.pt").unlink()
     resumed = train(TrainConfig(**TINY, max_steps=12), cut, resume=True)

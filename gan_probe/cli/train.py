@@ -7,7 +7,7 @@ from typing import Any
 from ..data import DATASETS
 from ..models import LATENTS, PRESETS
 from ..models.losses import LOSSES
-from ..training_probe import DEFAULT_C as PROBE_C
+from ..training.probe import DEFAULT_C as PROBE_C
 
 HELP = "train a DCGAN (paper hyperparameters by default)"
 DESCRIPTION = ("Train a DCGAN generator/discriminator pair. RUN_DIR receives checkpoint.pt (atomic, resumable), "
@@ -105,8 +105,8 @@ def interrupted(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..distributed import run_command
-    from ..train import TrainConfig, train
-    from ..training_probe import parse_layers
+    from ..training import TrainConfig, train
+    from ..training.probe import parse_layers
 
     def value(name: str) -> Any:
         return getattr(args, name, DEFAULTS[name])

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import Discriminator
+from ..models import Discriminator, to_model_range
 
 
 @torch.no_grad()
@@ -17,8 +17,6 @@ def recompute_batchnorm(disc: Discriminator, images: np.ndarray, batch_size: int
     only the first ``depth`` conv blocks are run (the layers a probe reads); the later blocks' statistics are
     left reset. Returns the number of batches used; the module is left in eval mode.
     """
-    from ..train import to_model_range
-
     norms = [m for m in disc.modules() if isinstance(m, nn.BatchNorm2d)]
     if not norms:
         return 0

@@ -38,7 +38,7 @@ from ..data import ImageSplit, load_split
 from ..distributed import DistContext, agree, gather_batches, init_distributed, main_first, main_only, shard_batches
 from ..errors import ConfigError, FeatureStoreError
 from ..locks import output_lock
-from ..models import PRESETS, Discriminator, preset_config
+from ..models import PRESETS, Discriminator, preset_config, to_model_range
 from ..provenance import provenance, sha256_file, sha256_json
 from .batchnorm import recompute_batchnorm
 from .pooling import layer_dims, pooled_features, select_layers
@@ -335,8 +335,6 @@ def _write_split(disc: Discriminator | None, split: ImageSplit, root: Path, name
     """Features of one split into ``root``; under torchrun rank 0 writes the gathered batches in order. Returns
     how many leading rows an interrupted run had written (kept, not recomputed). ``featurize(uint8 NHWC batch on
     the device) -> (B, dim)`` replaces D's pooled features (another model's layers, :mod:`.modules`)."""
-    from ..train import to_model_range
-
     if featurize is None:
         def featurize(block: torch.Tensor) -> torch.Tensor:
             return pooled_features(disc, to_model_range(block), options.grid, layers)

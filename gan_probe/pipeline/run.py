@@ -27,8 +27,8 @@ class PipelineSummary:
 
 
 def train_config(config: PipelineConfig):
-    """The :class:`~gan_probe.train.TrainConfig` of the [train] section."""
-    from ..train import TrainConfig
+    """The :class:`~gan_probe.training.TrainConfig` of the [train] section."""
+    from ..training import TrainConfig
 
     t = config.train
     model = {k: getattr(t, k) for k in ("image_size", "nz", "ngf", "ndf", "latent") if getattr(t, k)}
@@ -76,7 +76,7 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
         tc = train_config(config)
 
         def do_train() -> dict[str, Any]:
-            from ..train import train as train_gan
+            from ..training import train as train_gan
 
             run_dir = root / "train"
             result = train_gan(tc, run_dir, resume=True, progress=progress)  # an empty run dir starts fresh

@@ -19,7 +19,7 @@ import torch
 
 from ..atomic import FIGURE_MARK, atomic_path
 from ..errors import ConfigError
-from ..models import Generator, LatentPrior
+from ..models import Generator, LatentPrior, to_model_range
 
 FORMATS = {".png": "png", ".pdf": "pdf"}
 DPI = 150
@@ -205,6 +205,4 @@ def images_for_checkpoint(models, dataset: str | None, data_root: str | None, sp
 
 def to_model_input(images_uint8: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1], the models' input range."""
-    from ..train import to_model_range
-
     return to_model_range(torch.from_numpy(np.ascontiguousarray(images_uint8)))

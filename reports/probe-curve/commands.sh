@@ -28,7 +28,7 @@ import torch
 
 from gan_probe.checkpoint import load_models
 from gan_probe.models import Discriminator, Generator
-from gan_probe.training_probe import OnlineProbe, ProbeSettings
+from gan_probe.training.probe import OnlineProbe, ProbeSettings
 
 run, cifar = sys.argv[1:]
 best, last = load_models(f"{run}/best_probe.pt"), load_models(f"{run}/checkpoint.pt")

@@ -7,7 +7,7 @@ CUDA graph after a few eager steps, and then only copies each step's inputs (the
 noise) into the graph's fixed buffers and replays it. The arithmetic is the eager step's: same kernels, same
 order, same random numbers (the noise is drawn outside the graph from the step's seed).
 
->>> from gan_probe.train_step import GanStep, GraphedStep   # doctest: +SKIP
+>>> from gan_probe.training.step import GanStep, GraphedStep   # doctest: +SKIP
 >>> step = GraphedStep(GanStep(gen, disc, opt_g, opt_d, loss="bce", amp=True))   # doctest: +SKIP
 >>> out = step(real, noise)   # StepOutputs: loss_d, loss_g, real_logits, fake_logits  # doctest: +SKIP
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import Discriminator
-from .models.losses import d_loss, g_loss
+from ..models import Discriminator
+from ..models.losses import d_loss, g_loss
 
 
 @dataclass

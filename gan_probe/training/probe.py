@@ -17,21 +17,24 @@ settings, so a resumed run logs exactly the numbers of an uninterrupted one (on 
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .data import load_split
-from .data.holdout import holdout_indices
-from .errors import ConfigError
-from .features.batchnorm import recompute_batchnorm
-from .features.pooling import pooled_features
-from .models import Discriminator, ModelConfig
-from .probe import fit_svm, stratified_holdout
-from .provenance import sha256_array
+from ..data import load_split
+from ..data.holdout import holdout_indices
+from ..errors import ConfigError
+from ..features.batchnorm import recompute_batchnorm
+from ..features.pooling import pooled_features
+from ..models import Discriminator, ModelConfig, to_model_range
+from ..probe import fit_svm, stratified_holdout
+from ..provenance import sha256_array
+from .log import read_log
 
 #: the SVM's fixed C (features standardised; measured in reports/probe-curve)
 DEFAULT_C = 3e-4
@@ -40,6 +43,9 @@ VAL_FRACTION = 0.25
 #: D's conv layers are max-pooled to GRID x GRID, as in the paper
 GRID = 4
 BATCH = 256
+#: the run directory's best checkpoint by probe accuracy, and its description
+BEST_PROBE = "best_probe.pt"
+BEST_PROBE_JSON = "best_probe.json"
 
 
 @dataclass(frozen=True)
@@ -104,8 +110,6 @@ class OnlineProbe:
 
     def features(self, disc: Discriminator, rows: np.ndarray | None = None) -> np.ndarray:
         """Pooled features (float32, one row per probe image, or per ``rows``) of an eval-mode ``disc``."""
-        from .train import to_model_range
-
         images = self.images if rows is None else self.images[rows]
         blocks = []
         for start in range(0, len(images), BATCH):
@@ -125,6 +129,64 @@ class OnlineProbe:
         svm = fit_svm(x[self.fit_rows], self.labels[self.fit_rows], C=self.settings.C, device=str(self.device))
         accuracy = svm.score(x[self.val_rows], self.labels[self.val_rows])
         return ProbeScore(accuracy, time.perf_counter() - start)
+
+class BestProbe:
+    """Rank 0 of a run with ``--probe-every``: scores the discriminator and keeps the best checkpoint.
+
+    A new best (strictly higher accuracy: the earliest step wins ties) is saved as best_probe.pt and described in
+    best_probe.json. The loop then writes checkpoint.pt at this step too, so a resumed run never repeats a step whose
+    best checkpoint is already on disk.
+    """
+
+    def __init__(self, probe: OnlineProbe, out: Path, steps_per_epoch: int):
+        self.probe, self.out, self.steps_per_epoch = probe, out, steps_per_epoch
+        self.info = probe.describe()
+        self.best: dict[str, Any] | None = None
+
+    def resume_at(self, step: int) -> None:
+        """The best probe accuracy so far, as an uninterrupted run would have it at ``step`` (log.csv written)."""
+        self.best = best_probe_so_far(self.out, step, self.info)
+
+    def __call__(self, step: int, disc: torch.nn.Module, payload) -> tuple[float, float, bool]:
+        """Score ``disc`` at ``step``; ``payload()`` is the checkpoint to keep if it is a new best."""
+        from ..atomic import write_json
+        from ..checkpoint import save_checkpoint
+
+        score = self.probe(disc)
+        new_best = self.best is None or score.accuracy > self.best["probe_acc"]
+        if new_best:
+            self.best = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), "probe_acc": score.accuracy,
+                         "probe_seconds": round(score.seconds, 3), "checkpoint": BEST_PROBE, "probe": self.info}
+            save_checkpoint(self.out / BEST_PROBE, {**payload(), "probe": self.best})
+            write_json(self.out / BEST_PROBE_JSON, self.best)
+        return score.accuracy, score.seconds, new_best
+
+
+def best_probe_so_far(out: Path, step: int, probe_info: dict[str, Any]) -> dict[str, Any] | None:
+    """On resume at ``step``: the best probe result of the steps up to it (None: none yet).
+
+    best_probe.json holds it when it was written at or before ``step`` with the same probe (settings and images);
+    when it was written after ``step`` (the run stopped between a probe and the checkpoint written with it, or
+    resumes from checkpoint.prev.pt), the best is the highest ``probe_acc`` in the log up to ``step``, and the
+    files are rewritten at the next improvement, as the steps are repeated. A probe with other settings starts
+    afresh.
+    """
+    path = out / BEST_PROBE_JSON
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("probe") != probe_info:
+        return None
+    if isinstance(saved.get("step"), int) and saved["step"] <= step and isinstance(saved.get("probe_acc"), float):
+        return saved
+    best = None
+    for row in read_log(out):
+        if "probe_acc" in row and row["step"] <= step and (best is None or row["probe_acc"] > best["probe_acc"]):
+            best = {"step": int(row["step"]), "probe_acc": row["probe_acc"]}
+    return best
 
 
 def parse_layers(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
