@@ -80,7 +80,7 @@ ERROR_MODULES = {
     "inception-score": ["metrics/evaluate.py", "metrics/sources.py"],
     "fid": ["metrics/sources.py", "metrics/fid.py"],
     "kmeans": ["baselines/config.py", "baselines/kmeans.py", "baselines/patches.py", "baselines/pixels.py"],
-    "svm": ["probe/labels.py", "probe/protocols.py", "probe/svm.py", "features/pooling.py"],
+    "svm": ["probe/config.py", "probe/labels.py", "probe/protocols.py", "probe/svm.py", "features/pooling.py"],
     "extract": ["features/extract.py", "features/pooling.py", "data/holdout.py"],
     "viz": ["viz/arithmetic.py", "viz/common.py", "viz/filters.py", "viz/interpolate.py", "viz/neighbours.py",
             "viz/samples.py"],

@@ -27,7 +27,8 @@ def test_default_config_is_digits():
     ("[probe]\ndataset = 'cifar10'\n", "[probe].data_root is missing (needed for dataset cifar10)"),
     ("[probe]\ndataset = 'cifar10'\ndata_root = '/no/such/dir'\n", "/no/such/dir: no such file or directory"),
     ("[probe]\ndataset = 'mnist'\n", "[probe].dataset 'mnist': expected one of"),
-    ("[probe]\nC = '-1'\n", "[probe].C must be positive"),
+    ("[probe]\nC = '-1'\n", "[probe].C -1: C must be a positive number"),
+    ("[probe]\nC = 'abc'\n", "[probe].C 'abc': expected a positive number or 'auto'"),
     ("[probe]\nprotocols = ['all']\n", "'all' is not one of full, few-labels, svhn"),
     ("[probe]\nC_patience = -1\n", "[probe].C_patience must be 0 (fit the whole grid) or positive"),
     ("[train]\ncheckpoint = 'missing.pt'\n", "[train].checkpoint missing.pt: file not found"),
@@ -101,14 +102,33 @@ def test_C_patience_enters_the_svm_stage_key_only_when_set():
 
 
 @pytest.mark.parametrize("protocol,expected", [("full", 2), ("few-labels", None), ("svhn", None)])
-def test_svm_stage_passes_C_patience_to_the_full_label_protocol_only(tmp_path, monkeypatch, protocol, expected):
+def test_svm_stage_passes_C_patience_to_the_full_label_protocol_only(protocol, expected):
+    from gan_probe.pipeline.config import PipelineConfig, ProbeSection, probe_run_config
+
+    config = PipelineConfig(probe=ProbeSection(C_patience=2))
+    assert probe_run_config(config, protocol, 5 if protocol == "few-labels" else None).C_patience == expected
+
+
+def test_svm_stage_runs_the_probe_config_it_is_given_and_writes_its_result(tmp_path, monkeypatch):
     import gan_probe.probe as probe_api
-    from gan_probe.pipeline.config import ProbeSection
+    from gan_probe.pipeline.config import PipelineConfig, probe_run_config
     from gan_probe.pipeline.run import _svm_stage
 
     seen = {}
-    monkeypatch.setattr(probe_api, "probe_store", lambda root, config, **kwargs: seen.setdefault("c", config))
-    monkeypatch.setattr(probe_api, "write_result", lambda path, result: None)
-    _svm_stage("feats", protocol, 5 if protocol == "few-labels" else None, ProbeSection(C_patience=2), 0, "cpu",
-               tmp_path / "r.json", False)()
-    assert seen["c"].C_patience == expected
+    monkeypatch.setattr(probe_api, "run_probe", lambda root, config, path, **kwargs: seen.update(c=config, p=path))
+    config = probe_run_config(PipelineConfig(), "few-labels", 7)
+    assert _svm_stage("feats", config, tmp_path / "r.json", False)() == {"result_path": str(tmp_path / "r.json")}
+    assert seen == {"c": config, "p": tmp_path / "r.json"}
+
+
+def test_the_cli_and_the_pipeline_build_the_same_probe_config():
+    from gan_probe.cli import build_parser
+    from gan_probe.cli.svm import probe_config_from_args
+    from gan_probe.pipeline.config import PipelineConfig, ProbeSection, probe_run_config
+
+    args = build_parser().parse_args(["svm", "--features", "f", "--labels-per-class", "7", "--draws", "3",
+                                      "--C-grid", "0.01,1", "--seed", "4", "--device", "cpu"])
+    config = PipelineConfig(seed=4, device="cpu", probe=ProbeSection(draws=3, C_grid=[0.01, 1.0]))
+    assert probe_config_from_args(args) == probe_run_config(config, "few-labels", 7)
+    args = build_parser().parse_args(["svm", "--features", "f", "--device", "cpu"])
+    assert probe_config_from_args(args) == probe_run_config(PipelineConfig(device="cpu"), "full")

@@ -90,7 +90,7 @@ def test_labels_per_class_and_dataset_name(tmp_path):
     assert main(["svm", "--features", str(store), "--labels-per-class", "4", "--draws", "3", "--C", "0.1",
                  "--seed", "5", "--dataset-name", "named", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert res["dataset"] == "named" and res["protocol"] == "labels-per-class"
+    assert res["dataset"] == "named" and res["protocol"] == "few-labels"
     assert res["draws"] == 3 and len(res["accuracies"]) == 3 and res["n_train"] == 12
     assert res["seeds"]["draws"] == [[5, 0], [5, 1], [5, 2]]
 

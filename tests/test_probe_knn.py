@@ -58,7 +58,7 @@ def test_k_and_T_are_chosen_on_validation_rows_and_draws_are_reproducible():
     cfg = KnnConfig(labels_per_class=20, draws=3, k_grid=(1, 5, 25), T_grid=(0.05, 0.5), device="cpu")
     a = run_knn_protocol(x[:500], y[:500], x[500:], y[500:], cfg)
     b = run_knn_protocol(x[:500], y[:500], x[500:], y[500:], cfg)
-    assert a["per_draw"] == b["per_draw"] and a["protocol"] == "labels-per-class" and a["n_train"] == 80
+    assert a["per_draw"] == b["per_draw"] and a["protocol"] == "few-labels" and a["n_train"] == 80
     curve = a["knn_selection"]["curve"]
     best = max(p["val_accuracy"] for p in curve)
     chosen = next(p for p in curve if (p["k"], p["T"]) == (a["k"], a["T"]))

@@ -1,11 +1,13 @@
 """Label draws, C selection and the three probe protocols on tiny synthetic features."""
+import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
 
 from gan_probe.errors import ConfigError
-from gan_probe.probe import ProbeConfig, per_class_draw, run_protocol, spread_draw, stratified_holdout
+from gan_probe.probe import DEFAULT_C_GRID, ProbeConfig, per_class_draw, run_protocol, spread_draw, stratified_holdout
 from gan_probe.probe.protocols import _selection
 
 
@@ -144,7 +146,7 @@ def test_labels_per_class_protocol_reports_mean_and_std_over_draws():
     xt, yt = blobs(25, seed=9, spread=2.0)
     out = run_protocol(x, y, xt, yt, ProbeConfig(labels_per_class=6, draws=4, C=0.1, seed=1, device="cpu"))
     accs = np.array(out["accuracies"])
-    assert out["protocol"] == "labels-per-class" and out["draws"] == 4 and out["n_train"] == 24
+    assert out["protocol"] == "few-labels" and out["draws"] == 4 and out["n_train"] == 24
     assert out["accuracy"] == pytest.approx(accs.mean())
     assert out["accuracy_std"] == pytest.approx(accs.std(ddof=1))
     again = run_protocol(x, y, xt, yt, ProbeConfig(labels_per_class=6, draws=4, C=0.1, seed=1, device="cpu"))
@@ -221,3 +223,34 @@ def test_selection_flags_a_chosen_C_at_either_end_of_the_grid(best, edge):
 
 def test_a_single_value_grid_is_never_at_an_edge():
     assert "at_grid_edge" not in _selection([1e-3], np.array([[0.7]]), None, False, 10, 1)
+
+
+@pytest.mark.parametrize("names,flag", [(None, "--labels-per-class"), ("pipeline", "[probe].labels_per_class")])
+def test_errors_name_the_setting_as_the_user_set_it(names, flag):
+    from gan_probe.probe import probe_config
+    from gan_probe.probe.config import PIPELINE_NAMES
+
+    spelling = {} if names is None else {"names": PIPELINE_NAMES}
+    grid = "--C-grid" if names is None else "[probe].C_grid"
+    with pytest.raises(ConfigError, match=re.escape(f"{grid} value 0.0: C must be a positive number")):
+        probe_config(C_grid=[0.1, 0.0], **spelling)
+    with pytest.raises(ConfigError, match=re.escape(f"{flag} and ")):
+        probe_config(labels_per_class=3, labels=30, **spelling)
+    x, y = blobs(10)  # a run-time error too: more labels per class than a class has
+    with pytest.raises(ConfigError, match=re.escape(f"{flag} 30: class 0 has only")):
+        run_protocol(x, y, x, y, probe_config(labels_per_class=30, C=1.0, device="cpu", **spelling))
+
+
+def test_probe_config_reads_the_values_as_a_user_gives_them_and_checks_them_once():
+    from gan_probe.probe import probe_config
+
+    assert probe_config(C="auto").C is None and probe_config(C="0.5").C == 0.5
+    assert probe_config(C_grid="1e-3, 0.1").C_grid == (0.001, 0.1) == probe_config(C_grid=[1e-3, 0.1]).C_grid
+    assert probe_config().C_grid == DEFAULT_C_GRID
+    config = probe_config(labels_per_class=4, draws=2)
+    assert config.protocol == "few-labels" and config.to_dict()["protocol"] == "few-labels"
+    assert "names" not in config.to_dict()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.C = -1.0  # checked when built; nothing changes it afterwards
+    with pytest.raises(ConfigError, match=re.escape("--tol 0.0: expected a positive finite number")):
+        probe_config(tol=0.0)

@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..features.store import load_store, select_store_layers
     from ..probe.knn import KnnConfig, knn_store
-    from .svm import _parse_layers, print_and_write
+    from ..probe import write_result
+    from .svm import _parse_layers, print_summary
 
     config = KnnConfig(vote=args.vote, k_grid=_numbers(args.k_grid, "--k-grid", int),
                        T_grid=_numbers(args.T_grid, "--T-grid", float), k=args.k, T=args.T,
@@ -63,4 +64,6 @@ def run(args: argparse.Namespace) -> int:
         store = select_store_layers(store, _parse_layers(args.layers))
     result = knn_store(store, config, dataset_name=args.dataset_name,
                        log=lambda message: print(message, file=sys.stderr, flush=True))
-    return print_and_write(result, args.json)
+    if args.json:
+        write_result(args.json, result)
+    return print_summary(result, args.json)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from ..errors import ConfigError
@@ -36,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--C", default="auto", help="regularisation constant, or 'auto' to choose it on a "
                                                    "validation split")
-    proto.add_argument("--C-grid", default="1e-6,1e-5,1e-4,1e-3,1e-2,0.1,1", metavar="LIST",
-                       help="comma-separated C values tried by --C auto")
+    proto.add_argument("--C-grid", metavar="LIST",
+                       help="comma-separated C values tried by --C auto; unset: 1e-6,1e-5,1e-4,1e-3,0.01,0.1,1")
     proto.add_argument("--C-patience", type=int, metavar="N",
                        help="full labels, --C auto: stop going up the grid after N values in a row scored below "
                             "the best validation accuracy (the rest of the grid is recorded as skipped); unset: "
@@ -69,23 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fitted C and draw is written either way)")
 
 
-def _parse_C(value: str) -> float | None:
-    if str(value).strip().lower() == "auto":
-        return None
-    from ..probe.svm import check_C
+def probe_config_from_args(args: argparse.Namespace):
+    """The run's :class:`~gan_probe.probe.ProbeConfig`, built by :func:`gan_probe.probe.probe_config` (as the
+    pipeline builds its own) from the flags as given; errors name the flags."""
+    from ..probe import probe_config
 
-    return check_C(value)
-
-
-def _parse_grid(value: str | None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    from ..probe.svm import check_C
-
-    parts = [p for p in value.replace(" ", "").split(",") if p]
-    if not parts:
-        raise ConfigError("--C-grid: expected comma-separated positive numbers, e.g. 1e-4,1e-3,1e-2")
-    return tuple(check_C(p, "--C-grid value") for p in parts)
+    return probe_config(C=args.C, C_grid=args.C_grid, labels_per_class=args.labels_per_class, labels=args.labels,
+                        val_size=args.val_size, draws=args.draws, selection_draws=args.selection_draws,
+                        C_patience=args.C_patience, seed=args.seed, solver=args.solver, device=args.device,
+                        method=args.method, tol=args.tol)
 
 
 def _parse_layers(value: str) -> list[int]:
@@ -129,48 +120,38 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..probe import ProbeConfig, SolverOptions, probe_store
-    from ..progress import progress_enabled
+def interrupted(args: argparse.Namespace) -> str | None:
+    """What a rerun of an interrupted command reuses (printed after "interrupted")."""
     from ..probe.resume import fits_dir
 
+    kept = fits_dir(args.json) if args.json else None
+    if kept is None or not any(kept.glob("C=*.pt")):
+        return None
+    return f"the C values fitted so far are kept in {kept}; the same command resumes after them"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..probe import run_probe
+    from ..progress import progress_enabled
+
     progress = progress_enabled(args.no_progress)
-    if args.tol is not None and not (math.isfinite(args.tol) and args.tol > 0):
-        raise ConfigError(f"--tol {args.tol}: expected a positive finite number (a fraction of the objective)")
-    options = SolverOptions() if args.tol is None else SolverOptions(tol=args.tol)
-    config = ProbeConfig(C=_parse_C(args.C), labels_per_class=args.labels_per_class, labels=args.labels,
-                         val_size=args.val_size, draws=args.draws, selection_draws=args.selection_draws,
-                         C_patience=args.C_patience,
-                         seed=args.seed, solver=args.solver, device=args.device, method=args.method,
-                         options=options)
-    grid = _parse_grid(args.C_grid)
-    if grid is not None:
-        config.C_grid = grid
-    config.validate()
+    config = probe_config_from_args(args)  # checked before any extraction or fit
     features = _features_dir(args, progress)
     if args.layers:
         from ..features.store import load_store, select_store_layers
 
         features = select_store_layers(load_store(features), _parse_layers(args.layers))
-    resume_dir = fits_dir(args.json) if args.json else None
-    try:
-        result = probe_store(features, config, dataset_name=args.dataset_name, progress=progress,
-                             log=lambda message: print(message, file=sys.stderr, flush=True), resume_dir=resume_dir)
-    except KeyboardInterrupt:
-        if resume_dir is not None and any(resume_dir.glob("C=*.pt")):
-            print(f"gan-probe svm: the C values fitted so far are kept in {resume_dir}; the same command resumes "
-                  "after them", file=sys.stderr)
-        raise
-    return print_and_write(result, args.json)
+    result = run_probe(features, config, args.json, dataset_name=args.dataset_name, progress=progress,
+                       log=lambda message: print(message, file=sys.stderr, flush=True))
+    return print_summary(result, args.json)
 
 
-def print_and_write(result: dict, json_path: str | None) -> int:
-    """Print a probe result's summary and write it to ``json_path`` (if given); the classifier commands' end."""
-    from ..probe import summary_lines, write_result
+def print_summary(result: dict, json_path: str | None) -> int:
+    """Print a probe result's summary, and where it was written; the classifier commands' end."""
+    from ..probe import summary_lines
 
     for line in summary_lines(result):
         print(line)
     if json_path:
-        write_result(json_path, result)
         print(f"wrote {json_path}")
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, GanProbeError
+from ..protocol_names import FEW_LABELS, FULL, PROTOCOLS, SVHN
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,7 +57,7 @@ class ProbeSection:
     grid: int = 4
     layers: list[int] = field(default_factory=list)
     bn: str = "recompute"
-    protocols: list[str] = field(default_factory=lambda: ["full", "few-labels"])
+    protocols: list[str] = field(default_factory=lambda: [FULL, FEW_LABELS])
     labels_per_class: list[int] = field(default_factory=lambda: [400])
     draws: int = 10
     C: str = "auto"
@@ -220,24 +221,50 @@ def validate(config: PipelineConfig, source: str) -> None:
         raise ConfigError(f"{source}: [train].loss {config.train.loss!r}: expected one of {', '.join(LOSSES)}")
     if config.train.latent and config.train.latent not in LATENTS:
         raise ConfigError(f"{source}: [train].latent {config.train.latent!r}: expected one of {', '.join(LATENTS)}")
-    allowed = ("full", "few-labels", "svhn")
     for p in config.probe.protocols:
-        if p not in allowed:
-            raise ConfigError(f"{source}: [probe].protocols: {p!r} is not one of {', '.join(allowed)}")
-    if config.probe.C != "auto":
-        try:
-            c = float(config.probe.C)
-        except ValueError:
-            raise ConfigError(f"{source}: [probe].C must be \"auto\" or a positive number, got {config.probe.C!r}") from None
-        if not (c > 0 and c != float("inf")):
-            raise ConfigError(f"{source}: [probe].C must be positive, got {c}")
+        if p not in PROTOCOLS:
+            raise ConfigError(f"{source}: [probe].protocols: {p!r} is not one of {', '.join(PROTOCOLS)}")
     if config.probe.C_patience < 0:
         raise ConfigError(f"{source}: [probe].C_patience must be 0 (fit the whole grid) or positive, got "
                           f"{config.probe.C_patience}")
+    for protocol, per_class in probe_runs(config):  # the SVM stages' settings, checked as they will be built
+        try:
+            probe_run_config(config, protocol, per_class)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     for fmt in config.report.formats:
         if fmt not in ("md", "tex", "csv"):
             raise ConfigError(f"{source}: [report].formats: {fmt!r} is not one of md, tex, csv")
     _check_with_the_stages_own_rules(config, source)
+
+
+def probe_runs(config: PipelineConfig) -> list[tuple[str, int | None]]:
+    """``(protocol, labels per class)`` of each SVM run on a feature store, in order: one per protocol, and for
+    the few-labels protocol one per ``[probe].labels_per_class`` value."""
+    return [(protocol, per_class) for protocol in config.probe.protocols
+            for per_class in (config.probe.labels_per_class if protocol == FEW_LABELS else [None])]
+
+
+def probe_run_config(config: PipelineConfig, protocol: str, per_class: int | None = None):
+    """The :class:`~gan_probe.probe.ProbeConfig` of one SVM run, built by :func:`gan_probe.probe.probe_config` as
+    ``gan-probe svm`` builds its own; errors name the settings as this file spells them (``[probe].C_grid``).
+
+    The [probe] section's "unset" values (an empty ``C_grid``, ``C_patience = 0``) become the probe's defaults here;
+    ``draws`` applies to the label-draw protocols, ``C_patience`` to the full-label one.
+    """
+    from ..probe import probe_config
+    from ..probe.config import PIPELINE_NAMES
+
+    p = config.probe
+    settings: dict[str, Any] = {}
+    if protocol == FEW_LABELS:
+        settings = {"labels_per_class": per_class, "draws": p.draws}
+    elif protocol == SVHN:
+        settings = {"labels": p.svhn_labels, "val_size": p.svhn_val_size, "draws": p.draws}
+    elif p.C_patience:
+        settings = {"C_patience": p.C_patience}
+    return probe_config(C=p.C, C_grid=p.C_grid or None, seed=config.seed, solver=p.solver, device=config.device,
+                        names=PIPELINE_NAMES, **settings)
 
 
 # (section, key, smallest allowed value): counts and sizes; 0 means "unset" where the smallest is 0
@@ -284,12 +311,8 @@ def _check_numbers(config: PipelineConfig, source: str) -> None:
         bad = [v for v in values if v < least]
         if bad:
             raise ConfigError(f"{source}: [probe].{key}: {bad[0]} is below {least}")
-    if "few-labels" in p.protocols and not p.labels_per_class:
-        raise ConfigError(f"{source}: [probe].labels_per_class is empty, but protocols lists \"few-labels\"")
-    from ..probe.svm import check_C
-
-    for c in p.C_grid:
-        check_C(c, f"{source}: [probe].C_grid value")
+    if FEW_LABELS in p.protocols and not p.labels_per_class:
+        raise ConfigError(f"{source}: [probe].labels_per_class is empty, but protocols lists \"{FEW_LABELS}\"")
     if k.enabled and not k.centroids:
         raise ConfigError(f"{source}: [kmeans].centroids is empty; give at least one count or set enabled = false")
     bad = [c for c in k.centroids if c < 1]

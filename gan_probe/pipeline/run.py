@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import GanProbeError
-from .config import PipelineConfig, load_config, validate
+from .config import PipelineConfig, load_config, probe_run_config, probe_runs, validate
 from .stages import StageResult, StageRunner
 
 
@@ -153,18 +153,17 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
     # 3. the SVM protocols on every store
     result_files: list[str] = []
     for label, store in stores.items():
-        for protocol in probe.protocols:
-            variants = [None] if protocol != "few-labels" else list(probe.labels_per_class)
-            for per_class in variants:
-                name = f"svm-{label}-{protocol}" + (f"-{per_class}" if per_class else "")
-                out_json = root / "results" / f"{name}.json"
-                inputs = {"store": _store_key(store.outputs["features_dir"]), "protocol": protocol,
-                          "labels_per_class": per_class,
-                          "probe": _probe_inputs(probe), "seed": seed}
-                res = runner.run(name, inputs, _svm_stage(store.outputs["features_dir"], protocol, per_class,
-                                                          probe, seed, device, out_json, progress,
-                                                          lambda message, name=name: log(f"[{name}] {message}")))
-                result_files.append(res.outputs["result_path"])
+        for protocol, per_class in probe_runs(config):
+            name = f"svm-{label}-{protocol}" + (f"-{per_class}" if per_class else "")
+            out_json = root / "results" / f"{name}.json"
+            inputs = {"store": _store_key(store.outputs["features_dir"]), "protocol": protocol,
+                      "labels_per_class": per_class,
+                      "probe": _probe_inputs(probe), "seed": seed}
+            res = runner.run(name, inputs, _svm_stage(store.outputs["features_dir"],
+                                                      probe_run_config(config, protocol, per_class), out_json,
+                                                      progress,
+                                                      lambda message, name=name: log(f"[{name}] {message}")))
+            result_files.append(res.outputs["result_path"])
 
     # 4. sample quality
     metrics_inputs = {"checkpoint_sha256": ckpt_sha256, **dataclasses.asdict(config.metrics), **data_inputs}
@@ -248,26 +247,12 @@ def _probe_inputs(probe) -> dict[str, Any]:
     return inputs
 
 
-def _svm_stage(features_dir: str, protocol: str, per_class: int | None, probe, seed: int, device: str,
-               out_json: Path, progress: bool, log: Callable[[str], None] | None = None
+def _svm_stage(features_dir: str, config, out_json: Path, progress: bool, log: Callable[[str], None] | None = None
                ) -> Callable[[], dict[str, Any]]:
     def fn() -> dict[str, Any]:
-        from ..probe import DEFAULT_C_GRID, ProbeConfig, probe_store, write_result
-        from ..probe.resume import fits_dir
+        from ..probe import run_probe
 
-        kwargs: dict[str, Any] = {}
-        if protocol == "few-labels":
-            kwargs = {"labels_per_class": per_class, "draws": probe.draws}
-        elif protocol == "svhn":
-            kwargs = {"labels": probe.svhn_labels, "val_size": probe.svhn_val_size, "draws": probe.draws}
-        elif probe.C_patience:
-            kwargs = {"C_patience": probe.C_patience}
-        config = ProbeConfig(C=None if probe.C == "auto" else float(probe.C),
-                             C_grid=tuple(probe.C_grid) or DEFAULT_C_GRID, seed=seed, solver=probe.solver,
-                             device=device, **kwargs)
-        config.validate()
-        write_result(out_json, probe_store(features_dir, config, progress=progress, log=log,
-                                           resume_dir=fits_dir(out_json)))
+        run_probe(features_dir, config, out_json, progress=progress, log=log)
         return {"result_path": str(out_json)}
     return fn
 

@@ -33,6 +33,7 @@ import torch
 
 from ..devices import resolve_device
 from ..errors import ConfigError
+from ..protocol_names import FEW_LABELS, FULL, SVHN
 from .labels import per_class_draw, spread_draw, stratified_holdout
 from .standardize import Standardizer, fit_standardizer
 
@@ -65,8 +66,7 @@ class KnnConfig:
     def protocol(self) -> str:
         if self.labels_per_class is not None and self.labels is not None:
             raise ConfigError("--labels-per-class and --labels select different protocols; give one of them")
-        return "labels-per-class" if self.labels_per_class is not None else "svhn" if self.labels is not None \
-            else "full"
+        return FEW_LABELS if self.labels_per_class is not None else SVHN if self.labels is not None else FULL
 
     @property
     def n_draws(self) -> int:
@@ -206,7 +206,7 @@ def run_knn_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     n_draws, n_sel = config.n_draws, config.selection_draws or config.n_draws
     if protocol == "full":
         draws = [rest]
-    elif protocol == "labels-per-class":
+    elif protocol == FEW_LABELS:
         draws = [per_class_draw(y_train, rest, config.labels_per_class, config.seed, d) for d in range(n_draws)]
     else:
         draws = [spread_draw(y_train, rest, config.labels, config.seed, d) for d in range(n_draws)]

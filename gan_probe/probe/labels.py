@@ -69,25 +69,28 @@ def stratified_holdout(labels: np.ndarray, size: int, seed: int,
     return rest, held_out
 
 
-def per_class_draw(labels: np.ndarray, pool: np.ndarray, per_class: int, seed: int, draw: int = 0) -> np.ndarray:
-    """``per_class`` rows of every class, drawn without replacement from ``pool`` (draw number ``draw``)."""
+def per_class_draw(labels: np.ndarray, pool: np.ndarray, per_class: int, seed: int, draw: int = 0,
+                   setting: str = "--labels-per-class") -> np.ndarray:
+    """``per_class`` rows of every class, drawn without replacement from ``pool`` (draw number ``draw``);
+    errors name ``per_class`` as ``setting``."""
     labels = np.asarray(labels)
     if per_class < 1:
-        raise ConfigError(f"--labels-per-class must be at least 1, got {per_class}")
+        raise ConfigError(f"{setting} must be at least 1, got {per_class}")
     groups = _by_class(labels, pool)
     short = {c: len(g) for c, g in groups.items() if len(g) < per_class}
     if short:
         c, have = min(short.items(), key=lambda kv: kv[1])
-        raise ConfigError(f"--labels-per-class {per_class}: class {c} has only {have} training rows to draw from"
+        raise ConfigError(f"{setting} {per_class}: class {c} has only {have} training rows to draw from"
                           f" (after the validation hold-out); use at most {have}")
     rng = rng_for(seed, 1, draw)
     rows = [rng.choice(g, size=per_class, replace=False) for g in groups.values()]
     return np.sort(np.concatenate(rows))
 
 
-def spread_draw(labels: np.ndarray, pool: np.ndarray, n_labels: int, seed: int, draw: int = 0) -> np.ndarray:
+def spread_draw(labels: np.ndarray, pool: np.ndarray, n_labels: int, seed: int, draw: int = 0,
+                setting: str = "--labels") -> np.ndarray:
     """``n_labels`` rows spread uniformly across classes (``n_labels // K`` each; any remainder goes to
-    randomly chosen classes), drawn without replacement from ``pool``.
+    randomly chosen classes), drawn without replacement from ``pool``; errors name ``n_labels`` as ``setting``.
 
     >>> labels = np.repeat(np.arange(4), 5)
     >>> np.bincount(labels[spread_draw(labels, np.arange(20), 8, seed=3)]).tolist()
@@ -97,14 +100,14 @@ def spread_draw(labels: np.ndarray, pool: np.ndarray, n_labels: int, seed: int, 
     groups = _by_class(labels, pool)
     k = len(groups)
     if n_labels < k:
-        raise ConfigError(f"--labels {n_labels}: fewer labels than the {k} classes")
+        raise ConfigError(f"{setting} {n_labels}: fewer labels than the {k} classes")
     rng = rng_for(seed, 2, draw)
     take = np.full(k, n_labels // k)
     take[rng.choice(k, size=n_labels - take.sum(), replace=False)] += 1
     rows = []
     for (c, g), t in zip(groups.items(), take):
         if len(g) < t:
-            raise ConfigError(f"--labels {n_labels}: class {c} has only {len(g)} training rows to draw {t} from "
+            raise ConfigError(f"{setting} {n_labels}: class {c} has only {len(g)} training rows to draw {t} from "
                               f"(after the validation hold-out)")
         rows.append(rng.choice(g, size=int(t), replace=False))
     return np.sort(np.concatenate(rows))

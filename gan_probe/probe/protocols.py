@@ -1,7 +1,7 @@
 """The paper's probe protocols: all labels, K labels per class over random draws, and the SVHN 1,000-label one.
 
 * ``full`` -- every training row is labelled (CIFAR-10 with 50,000 labels, Table 1 left column).
-* ``labels-per-class`` -- ``K`` labelled rows per class, drawn at random ``draws`` times; test accuracy is
+* ``few-labels`` -- ``K`` labelled rows per class, drawn at random ``draws`` times; test accuracy is
   reported as mean and std over the draws (Table 1 right column: 400 per class, +- over draws).
 * ``svhn`` -- a validation set of ``val_size`` images is held out of the training split first; ``labels``
   labelled rows are drawn uniformly across classes from the rest, ``draws`` times; C is chosen on the validation
@@ -13,7 +13,8 @@ C selection (``C=None``, the default): a stratified, seeded validation split of 
 held out; every C of the grid is fitted (increasing C, warm-started), scored on it, and the C with the best
 mean validation accuracy wins (ties go to the smaller C). ``full`` then refits on all training rows with it.
 For the draw protocols the validation images are labelled images outside the draws (as in the SVHN protocol);
-with a fixed C and no ``val_size`` nothing is held out.
+with a fixed C and no ``val_size`` nothing is held out. The run's settings come checked, as a
+:class:`~gan_probe.probe.config.ProbeConfig` (built by :func:`~gan_probe.probe.config.probe_config`).
 
 Standardisation statistics come from every row of the training split (features only, labels unused) in one
 chunked float64 pass that also rejects NaN/infinity; the test split never contributes.
@@ -25,96 +26,30 @@ chunked float64 pass that also rejects NaN/infinity; the test split never contri
 >>> cfg = ProbeConfig(labels_per_class=5, draws=3, C=0.1, device="cpu")
 >>> out = run_protocol(x, y, x, y, cfg)
 >>> out["protocol"], len(out["per_draw"]), out["accuracy"] > 0.8
-('labels-per-class', 3, True)
+('few-labels', 3, True)
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..protocol_names import FEW_LABELS, FULL, PROTOCOLS, SVHN
 from ..provenance import sha256_array
+from .config import DEFAULT_C_GRID, SVHN_VAL_SIZE, ProbeConfig
 from .labels import per_class_draw, spread_draw, stratified_holdout
-from .plan import SolverOptions
 from .resume import GridFits
 from .standardize import Standardizer, fit_standardizer
-from .svm import TrainingProblem, check_C, predict_from_scores, scores
+from .svm import TrainingProblem, predict_from_scores, scores
 
-PROTOCOLS = ("full", "labels-per-class", "svhn")
-#: the default C grid: decades from 1e-4 to 10
-DEFAULT_C_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-#: the SVHN protocol's validation size (Radford et al. 2016, section 5.2)
-SVHN_VAL_SIZE = 10000
-
-
-@dataclass
-class ProbeConfig:
-    """Everything that defines a probe run (recorded in the result file)."""
-
-    C: float | None = None                  # None: choose on a validation split
-    C_grid: tuple[float, ...] = DEFAULT_C_GRID
-    labels_per_class: int | None = None     # -> protocol "labels-per-class"
-    labels: int | None = None               # -> protocol "svhn"
-    val_size: int | None = None
-    draws: int | None = None                # default 1 (full) or 10
-    selection_draws: int | None = None      # draws scored for C selection (default: all)
-    C_patience: int | None = None           # full labels: stop the grid after this many C values in a row
-    #                                         scored below the best validation accuracy (default: fit all)
-    seed: int = 0
-    solver: str = "torch"
-    device: str = "auto"
-    method: str = "auto"
-    intercept_scaling: float = 1.0
-    options: SolverOptions = field(default_factory=SolverOptions)
-
-    @property
-    def protocol(self) -> str:
-        if self.labels_per_class is not None and self.labels is not None:
-            raise ConfigError("--labels-per-class and --labels select different protocols; give one of them")
-        if self.labels_per_class is not None:
-            return "labels-per-class"
-        if self.labels is not None:
-            return "svhn"
-        return "full"
-
-    def validate(self) -> None:
-        if self.C is not None:
-            check_C(self.C)
-        grid = [check_C(c, "--C-grid value") for c in self.C_grid]
-        if not grid:
-            raise ConfigError("--C-grid: give at least one value")
-        if self.draws is not None and self.draws < 1:
-            raise ConfigError(f"--draws must be at least 1, got {self.draws}")
-        if self.protocol == "full" and self.draws not in (None, 1):
-            raise ConfigError("--draws applies to --labels-per-class and --labels; the full-label protocol uses "
-                              "every training row once")
-        if self.selection_draws is not None and not 1 <= self.selection_draws <= self.n_draws:
-            raise ConfigError(f"--selection-draws must be between 1 and --draws ({self.n_draws})")
-        if self.val_size is not None and self.val_size < 1:
-            raise ConfigError(f"--val-size must be positive, got {self.val_size}")
-        if self.C_patience is not None:
-            if self.C_patience < 1:
-                raise ConfigError(f"--C-patience must be at least 1, got {self.C_patience}")
-            if self.protocol != "full":
-                raise ConfigError("--C-patience applies to the full-label protocol (the label-draw protocols fit "
-                                  "small problems; their grids are always fitted whole)")
-
-    @property
-    def n_draws(self) -> int:
-        return self.draws if self.draws is not None else (1 if self.protocol == "full" else 10)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["C_grid"] = list(self.C_grid)
-        out["protocol"] = self.protocol
-        return out
-
+__all__ = ["ProbeConfig", "DEFAULT_C_GRID", "SVHN_VAL_SIZE", "PROTOCOLS", "run_protocol", "checked_labels",
+           "grid_edge"]
 
 def _val_size(config: ProbeConfig, n_train: int) -> tuple[int | None, str | None]:
     """The validation size to hold out (None: nothing) and a note when a default was adapted."""
@@ -122,12 +57,12 @@ def _val_size(config: ProbeConfig, n_train: int) -> tuple[int | None, str | None
         return config.val_size, None
     if config.C is not None:
         return None, None
-    if config.protocol == "svhn":
+    if config.protocol == SVHN:
         if n_train >= 2 * SVHN_VAL_SIZE:
             return SVHN_VAL_SIZE, None
         size = max(1, n_train // 5)
         return size, (f"the training split has {n_train} rows, too few for the protocol's {SVHN_VAL_SIZE} "
-                      f"validation images; held out {size} (20%) instead -- set --val-size to choose")
+                      f"validation images; held out {size} (20%) instead -- set {config.setting('val_size')} to choose")
     return max(1, int(round(0.1 * n_train))), None
 
 
@@ -170,7 +105,6 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     draw_details, seeds, solver (the name), solver_info, standardization, seconds`` (the file around it:
     :mod:`gan_probe.probe.results`).
     """
-    config.validate()
     start = time.perf_counter()
     y_train, y_test, classes = checked_labels(y_train, y_test, "the SVM")
     if standardizer is None:
@@ -181,7 +115,7 @@ def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
         rest, val = stratified_holdout(y_train, val_size, config.seed)
     grid = sorted(set(config.C_grid)) if config.C is None else [float(config.C)]
     protocol = config.protocol
-    if protocol == "full":
+    if protocol == FULL:
         out = _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, rest, val, grid, progress,
                         log, resume_dir)
     else:
@@ -309,7 +243,8 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
         if len(fitted) < len(grid):
             selection.update({"grid": grid, "skipped": grid[len(fitted):],
                               "stopped": f"validation accuracy fell below its best for {patience} C values in a "
-                                         f"row (--C-patience {patience}); larger C values were not fitted"})
+                                         f"row ({config.setting('C_patience')} {patience}); larger C values were "
+                                         f"not fitted"})
         chosen = selection["chosen"]
         warm = weights[fitted.index(chosen)] if problem.method == "primal" else None
         del problem
@@ -342,10 +277,11 @@ def _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, 
     protocol = config.protocol
     draw_rows = []
     for d in range(n_draws):
-        if protocol == "labels-per-class":
-            draw_rows.append(per_class_draw(y_train, rest, config.labels_per_class, config.seed, d))
+        if protocol == FEW_LABELS:
+            draw_rows.append(per_class_draw(y_train, rest, config.labels_per_class, config.seed, d,
+                                            config.setting("labels_per_class")))
         else:
-            draw_rows.append(spread_draw(y_train, rest, config.labels, config.seed, d))
+            draw_rows.append(spread_draw(y_train, rest, config.labels, config.seed, d, config.setting("labels")))
     val_acc = np.full((n_draws, len(grid)), np.nan)
     test_acc = np.full((n_draws, len(grid)), np.nan)
     per_draw: list[dict[str, Any]] = []

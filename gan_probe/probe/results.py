@@ -25,7 +25,8 @@ from typing import Any, Callable
 from ..atomic import write_json
 from ..features.store import FeatureStore, check_finite, labels_path, load_store
 from ..provenance import provenance
-from .protocols import ProbeConfig, run_protocol
+from .config import ProbeConfig
+from .protocols import run_protocol
 from .resume import fits_dir
 from .standardize import fit_standardizer
 
@@ -35,11 +36,30 @@ HEADLINE = ("dataset", "protocol", "accuracy", "accuracy_std", "error", "error_s
             "n_test", "n_features", "n_classes", "draws", "solver", "seconds")
 
 
+def run_probe(features: str | os.PathLike | FeatureStore, config: ProbeConfig,
+              result_path: str | os.PathLike | None = None, dataset_name: str | None = None, progress: bool = False,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Probe a feature store and, given ``result_path``, write the result there (:func:`write_result`).
+
+    The one owner of a probe run's files, for ``gan-probe svm`` and the pipeline alike: while the full-label
+    protocol fits its C grid, each fit is kept in ``fits_dir(result_path)`` (``RESULT.fits/``), from which a rerun
+    of an interrupted run resumes (:mod:`gan_probe.probe.resume`); the result is written atomically and the
+    directory then goes. Without ``result_path`` nothing is written.
+    """
+    resume_dir = fits_dir(result_path) if result_path is not None else None
+    result = probe_store(features, config, dataset_name=dataset_name, progress=progress, log=log,
+                         resume_dir=resume_dir)
+    if result_path is not None:
+        write_result(result_path, result)
+    return result
+
+
 def probe_store(features: str | os.PathLike | FeatureStore, config: ProbeConfig, dataset_name: str | None = None,
                 progress: bool = False, log: Callable[[str], None] | None = None,
                 resume_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run ``config``'s protocol on a feature store (a directory or a loaded :class:`FeatureStore`);
-    ``resume_dir``: see :func:`gan_probe.probe.protocols.run_protocol`."""
+    ``resume_dir``: see :func:`gan_probe.probe.protocols.run_protocol` (:func:`run_probe` chooses it for a run
+    that writes a result file)."""
     store = features if isinstance(features, FeatureStore) else load_store(features)
     notes = []
     dataset = dataset_name or store.meta.get("dataset")

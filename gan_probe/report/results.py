@@ -36,10 +36,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..errors import GanProbeError
+from ..protocol_names import PROTOCOLS, protocol_name  # result files of earlier versions use older names too
 
-PROTOCOLS = ("full", "few-labels", "svhn")
-# `gan-probe svm` names the few-labels protocol after its flag
-PROTOCOL_ALIASES = {"labels-per-class": "few-labels"}
 SAMPLE_METRICS = ("inception_score", "fid")
 FAMILIES = ("dcgan", "random-d", "kmeans", "pixels", "other")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,6 +94,8 @@ class ProbeResult:
     evaluated_on: str | None = None  # "test split" or "held out of train" (see evaluation_images)
     selection_labels: int | None = None  # labelled validation rows that chose C (k, T for kNN); None: unknown
     hyperparameters_fixed: bool = False  # C (k, T) given by the user, not chosen on a validation split
+    classifier: str = "svm"  # "svm" (gan-probe svm) or "knn" (gan-probe knn)
+    vote: str | None = None  # kNN: "majority" or "weighted"
     kind: str = "probe"
 
     @property
@@ -518,7 +518,7 @@ def _draw_accuracies(value: Any) -> Any:
 def parse_probe(obj: dict, path: str) -> ProbeResult:
     """Normalise a ``gan-probe svm --json`` object (see the module docstring for the keys used)."""
     where = path
-    protocol = PROTOCOL_ALIASES.get(obj.get("protocol"), obj.get("protocol"))
+    protocol = protocol_name(obj.get("protocol"))
     if protocol not in PROTOCOLS:
         raise ResultError(f"{where}: 'protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     accuracy, error = _fraction(obj, "accuracy", where), _fraction(obj, "error", where)
@@ -562,8 +562,10 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
         suffix = " + L2-SVM"
         stem = label[:-len(suffix)] if label.endswith(suffix) else label
         label = f"{stem}, {describe_layers(layers)}" + (suffix if label.endswith(suffix) else "")
+    vote = obj.get("vote") if isinstance(obj.get("vote"), str) else None
     if obj.get("classifier") == "knn":  # the same rows, another classifier on the features
-        label, model_label = (text.replace(" + L2-SVM", " + kNN") for text in (label, model_label))
+        suffix = " + kNN" + (f" ({vote} vote)" if vote else "")
+        label, model_label = (text.replace(" + L2-SVM", suffix) for text in (label, model_label))
     return ProbeResult(
         path=path, label=label, layers=layers, model_label=model_label, family=family, dataset=dataset,
         protocol=protocol, labels_per_class=labels_per_class, n_classes=n_classes, accuracy=accuracy,
@@ -577,7 +579,8 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
         max_feature_units=max_feature_units(meta, family), checkpoint=_string(meta, "checkpoint"),
         checkpoint_sha256=_string(meta, "checkpoint_sha256"), preset=_string(meta, "preset"),
         data=_data_checksums(obj, meta), features_meta=meta, provenance=_mapping(obj, "provenance"),
-        evaluated_on=evaluation_images(meta), selection_labels=selection_labels, hyperparameters_fixed=fixed)
+        evaluated_on=evaluation_images(meta), selection_labels=selection_labels, hyperparameters_fixed=fixed,
+        classifier="knn" if obj.get("classifier") == "knn" else "svm", vote=vote)
 
 
 def describe_source(value: Any) -> str | None:
