@@ -376,3 +376,29 @@ def test_rows_say_which_images_scored_them_and_how_many_labels_chose_C(tmp_path)
     assert by_file["few.json"]["Labels choosing C"] == "1,000 val."
     data = probe_table(res.probes).data
     assert data["C_fixed"].tolist().count(True) == 1 and sorted(data["selection_labels"].dropna()) == [1000, 4000]
+
+
+def test_representation_comparison_puts_svm_and_knn_side_by_side(tmp_path):
+    from gan_probe.report.comparison import comparison_table
+
+    svhn_meta = {**METAS["pixels"], "dataset": "svhn", "holdout": 2000}
+    res = _load(tmp_path, {
+        "d_svm": probe("dcgan", "few-labels", 0.70, 0.01),
+        "d_knn": probe("dcgan", "few-labels", 0.55, 0.02, classifier="knn", vote="weighted", C=None),
+        "p_svm": probe("pixels", "svhn", 0.30, 0.01, dataset="svhn", labels_per_class=None, n_train=1000, n_test=2000,
+                       features_meta=svhn_meta),
+        "p_knn": probe("pixels", "svhn", 0.35, 0.01, dataset="svhn", labels_per_class=None, n_train=1000, n_test=2000,
+                       features_meta=svhn_meta, classifier="knn", vote="majority", C=None),
+    })
+    labels = sorted(p.label for p in res.probes)
+    assert "Raw pixels + kNN (majority vote)" in labels and "DCGAN (paper32) + kNN (weighted vote)" in labels
+    table = comparison_table(res.probes)
+    assert list(table.display.columns) == [
+        "Representation", "CIFAR-10, 400 per class (L2-SVM)", "CIFAR-10, 400 per class (kNN, weighted vote)",
+        "CIFAR-10, 400 per class (kNN, majority vote)", "SVHN, 1,000 labels, error (L2-SVM)",
+        "SVHN, 1,000 labels, error (kNN, weighted vote)", "SVHN, 1,000 labels, error (kNN, majority vote)"]
+    rows = {r["Representation"]: list(r.values())[1:] for r in table.display.to_dict(orient="records")}
+    assert rows == {"DCGAN (paper32)": ["70.0% (±1.0%)", "55.0% (±2.0%)", "-", "-", "-", "-"],
+                    "Raw pixels": ["-", "-", "-", "70.00% (±1.00%)", "-", "65.00% (±1.00%)"]}
+    assert any("2,000 images held out of the SVHN training images" in n for n in table.notes)
+    assert comparison_table([p for p in res.probes if p.classifier == "svm"]) is None

@@ -602,7 +602,9 @@ def build_tables(probes: Sequence[ProbeResult], samples: Sequence[SampleQualityR
     members = profile_members(profiles)
     paper = [r for r in probes if id(r) not in members]
     datasets = {r.dataset for r in probes if r.dataset} | {s.dataset for s in samples if s.dataset}
-    candidates = [cifar10_table(paper, published), svhn_table(paper, published),
+    from .comparison import comparison_table
+
+    candidates = [cifar10_table(paper, published), svhn_table(paper, published), comparison_table(probes),
                   layer_profile_table(profiles),
                   sample_quality_table(samples, published, datasets or None, skipped), probe_table(probes),
                   probe_curve_table(runs)]
