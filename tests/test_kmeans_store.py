@@ -123,3 +123,36 @@ def test_an_interrupted_run_leaves_no_temporaries_after_the_rerun(tmp_path):
                            device="cpu")
     assert not stale.exists()
     assert load_store(root).train_features.shape == (12, 12)
+
+
+@pytest.mark.parametrize("holdout,limit", [(None, None), ("200", None), ("0.2", "300"), (None, "400")])
+def test_kmeans_chooses_the_images_an_extraction_with_the_same_settings_chooses(tmp_path, holdout, limit):
+    """A baseline row and a DCGAN row of one report are scored on the same images: `gan-probe kmeans` takes its
+    splits from load_probe_splits, as `gan-probe extract` (and the pipeline) do."""
+    from gan_probe.cli import build_parser
+    from gan_probe.cli.kmeans import load_splits
+    from gan_probe.data.holdout import holdout_count
+    from gan_probe.features.extract import ExtractOptions, load_probe_splits
+
+    flags = (["--holdout", holdout] if holdout else []) + (["--train-limit", limit] if limit else [])
+    args = build_parser().parse_args(["kmeans", "--dataset", "digits", "--out", str(tmp_path / "k"),
+                                      "--holdout-seed", "3", "--image-size", "12", *flags])
+    train, test, extra = load_splits(args)
+    count = holdout_count(float(holdout), 1347) if holdout else None  # a fraction: the same count of 1,347 to both
+    options = ExtractOptions(holdout=count, holdout_seed=3)
+    ref_train, ref_test = load_probe_splits("digits", None, 12, options, train_limit=int(limit) if limit else None)
+    assert (train.checksum, test.checksum) == (ref_train.checksum, ref_test.checksum)
+    assert np.array_equal(train.images, ref_train.images) and np.array_equal(test.labels, ref_test.labels)
+    assert len(test) == (count or 450) and len(train) == (int(limit) if limit else 1347 - (count or 0))
+    assert extra.get("holdout") == (ref_train.info.get("holdout") if holdout else None)
+
+
+def test_holdout_is_a_count_or_a_fraction():
+    from gan_probe.errors import ConfigError
+    from gan_probe.features.extract import ExtractOptions
+
+    assert ExtractOptions(holdout=0.2).holdout == 0.2 and ExtractOptions(holdout=200.0).holdout == 200
+    with pytest.raises(ConfigError, match="--holdout must be at least 1, got 0"):
+        ExtractOptions(holdout=0)
+    with pytest.raises(ConfigError, match=r"--holdout 1.5: expected a count >= 1 or a fraction in \(0, 1\)"):
+        ExtractOptions(holdout=1.5)

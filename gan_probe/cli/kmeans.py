@@ -63,32 +63,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_splits(args: argparse.Namespace):
-    """(train, test, extra meta) for the data flags: own splits, or --holdout, then --train-limit."""
-    from ..data import load_split
-    from ..data.holdout import holdout_split, suggest_holdout
-    from ..errors import ConfigError
+    """(train, test, extra meta) for the data flags, chosen by :func:`gan_probe.features.extract.load_probe_splits`
+    as every feature store's images are (own splits, or --holdout, then --train-limit)."""
+    from ..data.holdout import suggest_holdout
+    from ..features.extract import ExtractOptions, load_probe_splits
     from ..progress import progress_enabled
 
-    progress = progress_enabled(args.no_progress)
-    train = load_split(args.dataset, args.data_root, args.train_split, image_size=args.image_size,
-                       download=args.download, progress=progress)
-    extra = {}
-    if args.holdout is not None:
-        n_test = int(args.holdout) if args.holdout >= 1 else int(round(args.holdout * len(train)))
-        train, test = holdout_split(train, n_test, args.holdout_seed)
-        extra["holdout"] = train.info["holdout"]
-    else:
-        with suggest_holdout(args.train_split):
-            test = load_split(args.dataset, args.data_root, args.test_split, image_size=args.image_size,
-                              download=args.download, progress=progress)
-    if args.train_limit is not None:
-        if args.train_limit < 1:
-            raise ConfigError(f"--train-limit {args.train_limit}: expected at least 1")
-        if args.train_limit < len(train):
-            train, _ = holdout_split(train, len(train) - args.train_limit, args.holdout_seed)
-            extra["train_limit"] = {**train.info.pop("holdout"), "n_train": args.train_limit}
-            if "holdout" in extra:
-                train.info["holdout"] = extra["holdout"]
+    options = ExtractOptions(train_split=args.train_split, test_split=args.test_split, holdout=args.holdout,
+                             holdout_seed=args.holdout_seed)
+    with suggest_holdout(args.train_split):
+        train, test = load_probe_splits(args.dataset, args.data_root, args.image_size, options,
+                                        download=args.download, progress=progress_enabled(args.no_progress),
+                                        train_limit=args.train_limit)
+    extra = {key: train.info[key] for key in ("holdout", "train_limit") if key in train.info}
     return train, test, extra
 
 

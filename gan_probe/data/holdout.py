@@ -87,3 +87,27 @@ def holdout_split(split: ImageSplit, n_test: int, seed: int) -> tuple[ImageSplit
     train.info["holdout"] = record
     test.info["holdout"] = record
     return train, test
+
+
+def holdout_count(holdout: float, n: int) -> int:
+    """How many images a ``--holdout`` value holds out of a split of ``n``: a count as given, or a fraction of
+    ``n`` (rounded) when it is below 1.
+
+    >>> holdout_count(200, 1347), holdout_count(0.2, 1347)
+    (200, 269)
+    """
+    return int(holdout) if holdout >= 1 else int(round(holdout * n))
+
+
+def limit_split(split: ImageSplit, n_keep: int, seed: int) -> ImageSplit:
+    """A stratified, seeded subset of ``n_keep`` images of ``split`` (``split`` itself when it has no more): the
+    images :func:`holdout_split` would keep when holding out the rest. ``info["train_limit"]`` records the cut;
+    the split's own hold-out record, if any, stays in ``info["holdout"]``."""
+    if n_keep >= len(split):
+        return split
+    kept, _ = holdout_split(split, len(split) - n_keep, seed)
+    record = kept.info.pop("holdout")
+    if "holdout" in split.info:
+        kept.info["holdout"] = split.info["holdout"]
+    kept.info["train_limit"] = {**record, "n_train": int(n_keep)}
+    return kept

@@ -58,7 +58,8 @@ class ExtractOptions:
     batch_size: int = 256
     train_split: str = "train"
     test_split: str = "test"
-    holdout: int | None = None  # hold out this many training images (stratified, seeded) as the test split
+    holdout: int | float | None = None  # hold out this many training images (or this fraction of them, below 1;
+    #                                     stratified, seeded) as the test split
     holdout_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,23 +69,37 @@ class ExtractOptions:
             raise ConfigError(f"--bn {self.bn!r}: expected one of {', '.join(BN_MODES)}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.holdout is not None and self.holdout < 1:
-            raise ConfigError(f"--holdout must be at least 1, got {self.holdout}")
+        if self.holdout is not None:
+            if self.holdout <= 0:
+                raise ConfigError(f"--holdout must be at least 1, got {self.holdout}")
+            if self.holdout > 1 and self.holdout != int(self.holdout):
+                raise ConfigError(f"--holdout {self.holdout}: expected a count >= 1 or a fraction in (0, 1)")
 
 
 def load_probe_splits(dataset: str, data_root: str | os.PathLike | None, image_size: int | None,
-                      options: ExtractOptions, download: bool = False, progress: bool | None = None
-                      ) -> tuple[ImageSplit, ImageSplit]:
-    """The (train, test) splits a probe uses, with ``holdout`` carving the test set out of the train split;
-    ``progress``: decoding bars (None: :func:`gan_probe.data.default_progress`)."""
+                      options: ExtractOptions, download: bool = False, progress: bool | None = None,
+                      train_limit: int | None = None) -> tuple[ImageSplit, ImageSplit]:
+    """The (train, test) splits a probe uses: every feature store (a discriminator's, the k-means and pixel
+    baselines') chooses its images here, so that stores made with the same settings hold the same images.
+
+    ``options.holdout`` carves the test set out of the train split (a count, or a fraction below 1) instead of
+    reading ``options.test_split``; ``train_limit`` then keeps a stratified subset of that many training images
+    (seeded by ``options.holdout_seed`` too). ``progress``: decoding bars (None:
+    :func:`gan_probe.data.default_progress`).
+    """
+    from ..data.holdout import holdout_count, holdout_split, limit_split
+
+    if train_limit is not None and train_limit < 1:
+        raise ConfigError(f"--train-limit {train_limit}: expected at least 1")
     train = load_split(dataset, data_root, options.train_split, image_size=image_size, download=download,
                        progress=progress)
     if options.holdout:
-        from ..data.holdout import holdout_split
-
-        return holdout_split(train, options.holdout, options.holdout_seed)
-    test = load_split(dataset, data_root, options.test_split, image_size=image_size, download=download,
-                      progress=progress)
+        train, test = holdout_split(train, holdout_count(options.holdout, len(train)), options.holdout_seed)
+    else:
+        test = load_split(dataset, data_root, options.test_split, image_size=image_size, download=download,
+                          progress=progress)
+    if train_limit is not None:
+        train = limit_split(train, train_limit, options.holdout_seed)
     return train, test
 
 
