@@ -20,6 +20,10 @@ penalised like any weight -- exactly liblinear's treatment of the intercept. Pro
 precision (float32 for feature stores) and every reduction across chunks, the bias column and all results are
 float64. ``passes`` counts full reads of the data.
 
+Under torchrun a design holds one rank's share of the rows (``n`` of ``n_total``) and its ``reducer``
+(:class:`~gan_probe.probe.rows.RowReducer`) sums every product ``X~^T R`` over the ranks, in the same all-reduce as
+whatever else the pass accumulated (``reduce_with``); the margins ``X~ W`` stay with the rank that owns the rows.
+
 >>> import numpy as np, torch
 >>> from gan_probe.probe.standardize import fit_standardizer
 >>> x = np.arange(12, dtype=np.float32).reshape(4, 3)
@@ -37,6 +41,7 @@ import torch
 
 from . import linalg
 from .packed import PackedBlock, PackedRowsBuilder, PackedWeights, weight_packing_available
+from .rows import LOCAL, RowReducer
 from .standardize import Standardizer
 
 #: default bytes per streamed chunk (large enough for efficient skinny matrix products on a CPU)
@@ -60,8 +65,12 @@ class Design:
     def __init__(self, chunks: Callable[[], Iterator[tuple[int, int, torch.Tensor]]], n: int, n_features: int,
                  device: torch.device, intercept_scaling: float | None = 1.0,
                  resident: list[torch.Tensor] | None = None,
-                 fold: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 fold: tuple[torch.Tensor, torch.Tensor] | None = None, reducer: RowReducer | None = None,
+                 n_total: int | None = None):
         self._chunks = chunks
+        # this rank's rows are n of n_total; the reducer sums row reductions over the ranks (identity: one process)
+        self.reducer = reducer or LOCAL
+        self.n_total = int(n if n_total is None else n_total)
         # fold = (mean, 1/scale) in float64: chunks are raw and the products absorb the standardisation
         self.fold = fold
         self.n = int(n)
@@ -110,13 +119,19 @@ class Design:
         if self.resident is None or len(self.resident) != 1 or self.resident[0].shape[0] != self.n:
             raise ValueError("subset needs a design whose rows are one resident tensor")
         taken = self.resident[0].index_select(0, rows.to(self.device))
-        return dense_design(taken, self.intercept_scaling, SHADOW_CHUNK_ROWS)
+        return self._inherit(dense_design(taken, self.intercept_scaling, SHADOW_CHUNK_ROWS))
+
+    def _inherit(self, other: "Design") -> "Design":
+        """``other`` (a copy of some of these rows) reducing over the same ranks."""
+        other.reducer = self.reducer
+        return other
 
     def _shadow_capture(self) -> "_ShadowCapture":
         return _ShadowCapture(self.n, self.n_features, self.shadow_dtype, self.device, self.shadow_packed)
 
     def _set_shadow(self, capture: "_ShadowCapture") -> None:
-        self.shadow = capture.design(self.intercept_scaling, self.row_sq)
+        self.shadow = self._inherit(capture.design(self.intercept_scaling, self.row_sq))
+        self.shadow.n_total = self.n_total
         self._standardise_buffer = None
 
     @property
@@ -136,9 +151,12 @@ class Design:
         return torch.cat([block for _, _, block in self.chunks()])
 
     # -- passes ---------------------------------------------------------------------------------------------
-    def fused(self, W: torch.Tensor, coef_fn: CoefFn | None):
+    def fused(self, W: torch.Tensor, coef_fn: CoefFn | None, reduce_with: tuple[torch.Tensor, ...] = ()):
         """One read of the data: returns ``(Z, G)`` with ``Z = X~ W`` and ``G = X~^T R``, ``R`` stacked from
         ``coef_fn(start, end, Z[start:end])`` (float64 ``(rows, K)``; ``None`` skips the chunk's product).
+
+        ``reduce_with``: tensors ``coef_fn`` accumulates over rows, summed over the ranks (in place) together with
+        ``G``. Without ``coef_fn`` nothing is reduced (``Z`` belongs to this rank's rows).
         """
         K = W.shape[1]
         W = W.to(self.device, torch.float64)
@@ -183,6 +201,8 @@ class Design:
             self._standardise_buffer = None
         if capture is not None:
             self._set_shadow(capture)
+        if coef_fn is not None:
+            self.reducer.sum(GT, rsum, *reduce_with)
         GT = self._unfold(GT, rsum)
         return Z, self._join(GT.T, rsum)
 
@@ -209,6 +229,7 @@ class Design:
                 GT += self._backward(block, R[start:end].T.to(block.dtype))
         self.passes += 1
         rsum = R.sum(0)
+        self.reducer.sum(GT, rsum)
         return self._join(self._unfold(GT, rsum).T, rsum)
 
     def _numpy_backward(self, columns: int) -> bool:
@@ -290,8 +311,12 @@ def _as_tensor(block: np.ndarray) -> torch.Tensor:
 
 def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: np.ndarray | None = None,
                         intercept_scaling: float | None = 1.0, device: str | torch.device = "cpu",
-                        chunk_rows: int | None = None, cache_bytes: int | None = None) -> Design:
+                        chunk_rows: int | None = None, cache_bytes: int | None = None,
+                        reducer: RowReducer | None = None) -> Design:
     """A :class:`Design` over ``x[rows]`` (float32, possibly memory-mapped) standardised by ``standardizer``.
+
+    With a ``reducer`` of several ranks, ``rows`` are this rank's share and the design's row reductions are summed
+    over the ranks (see :mod:`gan_probe.probe.rows`).
 
     When the standardised rows take at most ``cache_bytes`` (default: 1 GiB on a CPU, 60% of the free memory
     of a GPU) they are computed once and kept on ``device``; otherwise every pass streams the rows from ``x``
@@ -319,14 +344,16 @@ def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: 
             block = _as_tensor(np.asarray(block, dtype=np.float32 if dtype == torch.float32 else np.float64))
             yield start, end, block.to(device, non_blocking=False)
 
+    n_total = (reducer or LOCAL).count(n)
     if cache_bytes is None:
         cache_bytes = _default_cache_bytes(device)
     if n * dim * itemsize <= cache_bytes:
         resident = [(s, e, b if scale is None else torch.addcmul(shift, b, scale)) for s, e, b in raw()]
         return Design(lambda: iter(resident), n, dim, device, intercept_scaling,
-                      resident=[b for _, _, b in resident])
+                      resident=[b for _, _, b in resident], reducer=reducer, n_total=n_total)
     # streamed: raw chunks, standardisation folded into the products (no standardised copy, no extra sweep)
-    return Design(raw, n, dim, device, intercept_scaling, fold=None if mean is None else (mean, inv))
+    return Design(raw, n, dim, device, intercept_scaling, fold=None if mean is None else (mean, inv),
+                  reducer=reducer, n_total=n_total)
 
 
 def dense_design(matrix: torch.Tensor, intercept_scaling: float | None = None,
@@ -368,8 +395,8 @@ class PackedDesign(Design):
             lo, hi = torch.searchsorted(rows, torch.tensor([start, end])).tolist()
             if hi > lo:
                 builder.add(block.dense().index_select(0, rows[lo:hi] - start))
-        return PackedDesign(builder.finish(), len(rows), self.n_features, self.intercept_scaling,
-                            self.row_sq.index_select(0, rows))
+        return self._inherit(PackedDesign(builder.finish(), len(rows), self.n_features, self.intercept_scaling,
+                                          self.row_sq.index_select(0, rows)))
 
     def _forward(self, block: PackedBlock, WT: torch.Tensor) -> torch.Tensor:
         return block.forward(WT).T.to(torch.float64)

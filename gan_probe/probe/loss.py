@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .design import Design
+from .rows import LOCAL, RowReducer
 
 if TYPE_CHECKING:
     from .plan import SolvePlan
@@ -46,11 +47,13 @@ def objective(design: Design, W: torch.Tensor, Y: torch.Tensor, C: float) -> np.
     W = W.to(design.device, torch.float64)
     Z = design.matmul(W)
     xi = (1 - Y * Z).clamp_min_(0)
-    return (0.5 * (W * W).sum(0) + C * (xi * xi).sum(0)).cpu().numpy()
+    loss = (xi * xi).sum(0)
+    design.reducer.sum(loss)
+    return (0.5 * (W * W).sum(0) + C * loss).cpu().numpy()
 
 
 def line_search(a: torch.Tensor, b: torch.Tensor, ww: torch.Tensor, m: torch.Tensor, d: torch.Tensor, C: float,
-                max_iter: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
+                max_iter: int = 60, reducer: RowReducer = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact minimiser ``t >= 0`` of ``phi(t) = 0.5 (ww + 2 t a + t^2 b) + C sum_i max(0, 1 - m_i - t d_i)^2``
     for every column, and ``phi`` there.
 
@@ -58,6 +61,9 @@ def line_search(a: torch.Tensor, b: torch.Tensor, ww: torch.Tensor, m: torch.Ten
     ``m = y * X~W`` and ``d = y * X~P``): a convex piecewise quadratic, whose derivative is piecewise linear.
     A semismooth Newton iteration on ``phi'`` kept inside a bracket (bisection when it leaves it) lands on the
     root once the active pieces stop changing -- usually after two or three vector operations.
+
+    With rows shared among ranks (``m`` and ``d`` hold this rank's rows, ``reducer`` sums over the ranks), each
+    iteration sums its three row sums and whether this rank's pieces changed in one all-reduce.
 
     >>> t, f = line_search(*(torch.tensor([v], dtype=torch.float64) for v in (0.0, 1.0, 0.0)),
     ...                    torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64), C=1.0)
@@ -72,14 +78,25 @@ def line_search(a: torch.Tensor, b: torch.Tensor, ww: torch.Tensor, m: torch.Ten
     for _ in range(max_iter):
         xi = (1 - m - t * d).clamp_min_(0)
         pieces = xi > 0
-        if previous is not None and bool(torch.equal(pieces, previous)):
-            break  # every t came from a Newton step on its current piece of phi': exact minimisers
-        d1 = a + t * b - (2 * C) * (d * xi).sum(0)
-        d2 = b + (2 * C) * (d * d * pieces).sum(0)
+        if reducer.enabled:
+            dxi = d * xi
+            sums = [dxi.sum(0), (d * d * pieces).sum(0), dxi.abs().sum(0),
+                    torch.tensor([float(previous is None or not torch.equal(pieces, previous))], device=t.device,
+                                 dtype=torch.float64)]
+            reducer.sum(*sums)
+            if previous is not None and not bool(sums[3][0] > 0):
+                break  # (every rank's pieces are unchanged)
+            s_dxi, s_ddp, s_abs = sums[:3]
+        else:
+            if previous is not None and bool(torch.equal(pieces, previous)):
+                break  # every t came from a Newton step on its current piece of phi': exact minimisers
+            s_dxi, s_ddp, s_abs = (d * xi).sum(0), (d * d * pieces).sum(0), None
+        d1 = a + t * b - (2 * C) * s_dxi
+        d2 = b + (2 * C) * s_ddp
         hi = torch.where(d1 > 0, t, hi)
         lo = torch.where(d1 <= 0, t, lo)
         t_new = t - d1 / d2
-        scale = a.abs() + (t * b).abs() + (2 * C) * (d * xi).abs().sum(0)
+        scale = a.abs() + (t * b).abs() + (2 * C) * (s_abs if s_abs is not None else (d * xi).abs().sum(0))
         done |= (d1.abs() <= 1e-13 * scale) | ((t_new - t).abs() <= 1e-12 * t.abs())
         bisect = ~done & ((t_new <= lo) | (t_new >= hi) | ~torch.isfinite(t_new))
         fallback = torch.where(torch.isinf(hi), 2 * t, 0.5 * (lo + hi))
@@ -90,7 +107,9 @@ def line_search(a: torch.Tensor, b: torch.Tensor, ww: torch.Tensor, m: torch.Ten
         previous = None if bool(bisect.any()) else pieces
         t = t_new
     xi = (1 - m - t * d).clamp_min_(0)
-    f = 0.5 * (ww + 2 * t * a + t * t * b) + C * (xi * xi).sum(0)
+    loss = (xi * xi).sum(0)
+    reducer.sum(loss)
+    f = 0.5 * (ww + 2 * t * a + t * t * b) + C * loss
     return t, f
 
 

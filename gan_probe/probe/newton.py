@@ -33,6 +33,11 @@ paper's 28,672-dim CIFAR-10 features (2 CPU cores, 50,000 rows) C = 0.01 converg
 C = 0.1 in 266 s warm-started from it and C = 1 in 168 s warm-started from C = 0.1 (float32 products with the
 Krylov-subspace preconditioner had come only within 4% of the C = 0.01 optimum in 938 s at 40,000 rows).
 
+Rows shared among ranks (``svm`` under torchrun, :mod:`gan_probe.probe.rows`): every rank runs this loop on the
+same weights with its own rows' margins; the passes, the line search and the preconditioners sum their row
+reductions over the ranks, the plan is rank 0's, so every decision (CG's stopping, a class's convergence) is taken
+on identical numbers everywhere. The result's ``margins`` are this rank's rows.
+
 >>> import torch
 >>> from gan_probe.probe.design import dense_design
 >>> X = torch.tensor([[1.0], [2.0], [-1.0], [-2.0]], dtype=torch.float64)
@@ -65,7 +70,7 @@ def _loss_grad(design: Design, W: torch.Tensor, Y: torch.Tensor, C: float):
         loss.add_((xi * xi).sum(0))
         return (-2 * C) * y * xi
 
-    Z, G = design.fused(W, coef)
+    Z, G = design.fused(W, coef, reduce_with=(loss,))
     f = 0.5 * (W * W).sum(0) + C * loss
     return f, W + G, Z
 
@@ -120,8 +125,8 @@ def _cg(design: Design, active: torch.Tensor, g: torch.Tensor, C: float, eta: to
     return P, XP, steps
 
 
-def _line_search(W: torch.Tensor, P: torch.Tensor, m: torch.Tensor, d: torch.Tensor, C: float):
-    return line_search((W * P).sum(0), (P * P).sum(0), (W * W).sum(0), m, d, C)
+def _line_search(W: torch.Tensor, P: torch.Tensor, m: torch.Tensor, d: torch.Tensor, C: float, reducer):
+    return line_search((W * P).sum(0), (P * P).sum(0), (W * W).sum(0), m, d, C, reducer=reducer)
 
 
 def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None = None,
@@ -137,7 +142,9 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     opts = options or SolverOptions()
     if not C > 0:
         raise ValueError(f"C must be positive, got {C}")
-    plan = plan or plan_solve(design, opts)
+    # every rank executes rank 0's plan (the machine facts a plan reads may differ between ranks)
+    plan = plan or design.reducer.from_main(plan_solve(design, opts))
+    reducer = design.reducer
     start_time = time.perf_counter()
     start_passes = design.passes
     dev = design.device
@@ -177,13 +184,15 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         eta = torch.minimum(torch.full_like(gnorm, opts.cg_tol), (gnorm / gnorm0[cols]).pow(opts.cg_power))
         active = (Yc * Zc < 1).to(torch.float64)
         any_active = active.sum(1) > 0          # rows active for some running class
+        n_any_active = reducer.count(int(any_active.sum())) if reducer.enabled else None
         precond = pre.operator(active, cols, C, design.row_sq) if pre is not None else None
         collect: list | None = [] if recycle else None
         if low_precision:
             # CG only needs the rows active for some running class
             cg_design, cg_active = hessian, active
             rows = any_active.nonzero().flatten()
-            if not recycle and len(rows) <= plan.compact_fraction * design.n:  # (a subspace needs all rows)
+            count = len(rows) if n_any_active is None else n_any_active  # (over every rank)
+            if not recycle and count <= plan.compact_fraction * design.n_total:  # (a subspace needs all rows)
                 cg_design, cg_active = hessian.subset(rows), active[rows]
             P, _, steps = _cg(cg_design, cg_active, gc, C, eta, plan.max_cg, precond, collect, 2 * rank)
             if cg_design is not hessian:
@@ -195,8 +204,8 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         cg_steps += steps
         if collect:
             pre = Subspace.build(torch.cat([d for d, _ in collect], 1), torch.cat([x for _, x in collect], 1),
-                                 pre, rank)
-        t, f_new = _line_search(W[:, cols], P, Yc * Zc, Yc * XP, C)
+                                 pre, rank, reducer)
+        t, f_new = _line_search(W[:, cols], P, Yc * Zc, Yc * XP, C, reducer)
         W[:, cols] += t * P
         Z[:, cols] = Zc + t * XP
         # a step that lowers f_k by less than tol * f_k ends class k
@@ -204,7 +213,8 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         f[cols] = f_new
         newton_steps += 1
         entry = {"iteration": it + 1, "cg_steps": steps,
-                 "active_rows": float(any_active.to(torch.float64).mean()), "seconds":
+                 "active_rows": (float(any_active.to(torch.float64).mean()) if n_any_active is None
+                                 else n_any_active / max(1, design.n_total)), "seconds":
                  time.perf_counter() - start_time, "sketch_seconds": sketch_seconds,
                  "classes": int(len(cols)), "step_min": float(t.min()), "step_max": float(t.max())}
         # the gradient (one pass) for the classes still running, from their margins

@@ -150,7 +150,8 @@ class Machine:
 
 
 def _large_on_cpu(design: Design) -> bool:
-    return design.device.type == "cpu" and design.n * design.n_features >= LARGE_ELEMENTS
+    # the problem's size over every rank (the memory checks below are per rank: design.n, this rank's rows)
+    return design.device.type == "cpu" and design.n_total * design.n_features >= LARGE_ELEMENTS
 
 
 def _preconditioner(design: Design, opts: SolverOptions, machine: Machine) -> str:
@@ -193,7 +194,7 @@ def plan_solve(design: Design, options: SolverOptions | None = None, machine: Ma
     low = _low_precision(design, opts, machine)
     packed = low and _packed(design, opts, machine)
     max_cg = opts.max_cg if opts.max_cg is not None else (LARGE_MAX_CG if low else DEFAULT_MAX_CG)
-    rank = min(opts.subspace_rank, design.dim, design.n) if kind == "subspace" else 0
+    rank = min(opts.subspace_rank, design.dim, design.n_total) if kind == "subspace" else 0
     return SolvePlan(preconditioner=kind, hessian_precision="bfloat16" if low else "storage",
                      hessian_layout=("packed" if packed else "plain") if low else "", max_cg=max_cg,
                      compact_fraction=(PACKED_COMPACT_FRACTION if packed else COMPACT_FRACTION) if low else 0.0,

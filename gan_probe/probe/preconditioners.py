@@ -20,6 +20,7 @@ from typing import Callable, Protocol
 import torch
 
 from . import linalg
+from .rows import LOCAL, RowReducer
 from .sketch import SketchedSpectrum
 
 Apply = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -34,12 +35,14 @@ class Preconditioner(Protocol):
 
 
 def _projected_hessians(gram: torch.Tensor, active: torch.Tensor, row_sq: torch.Tensor, C: float,
-                        dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+                        dim: int, reducer: RowReducer = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
     """From each class's ``(X~V)^T A_k (X~V)`` (``gram``, ``(K, r, r)``): ``M_k = I + 2C gram_k`` and the scalar
-    ``c_k`` of the Hessian on the complement of ``span(V)``."""
+    ``c_k`` of the Hessian on the complement of ``span(V)``. With rows shared among ranks, ``gram`` (this rank's
+    rows' part) is summed over the ranks here, in place, with the traces."""
     r = gram.shape[1]
-    inside = torch.diagonal(gram, dim1=1, dim2=2).sum(1)
     total = active.T @ row_sq
+    reducer.sum(gram, total)
+    inside = torch.diagonal(gram, dim1=1, dim2=2).sum(1)
     c = 1 + (2 * C) * (total - inside).clamp_min(0) / max(1, dim - r)
     M = gram * (2 * C)
     M += torch.eye(r, dtype=torch.float64, device=gram.device)
@@ -56,8 +59,8 @@ class Subspace:
     scalar on its complement.
     """
 
-    def __init__(self, V: torch.Tensor, XV: torch.Tensor):
-        self.V, self.XV = V, XV
+    def __init__(self, V: torch.Tensor, XV: torch.Tensor, reducer: RowReducer = LOCAL):
+        self.V, self.XV, self.reducer = V, XV, reducer    # XV: this rank's rows
 
     @property
     def rank(self) -> int:
@@ -65,8 +68,9 @@ class Subspace:
 
     @staticmethod
     def build(directions: torch.Tensor, products: torch.Tensor, previous: "Subspace | None",
-              rank: int) -> "Subspace | None":
-        """Rayleigh-Ritz on ``span(previous.V, directions)``; keeps the ``rank`` largest Ritz values."""
+              rank: int, reducer: RowReducer = LOCAL) -> "Subspace | None":
+        """Rayleigh-Ritz on ``span(previous.V, directions)``; keeps the ``rank`` largest Ritz values
+        (``products``: this rank's rows of ``X~ directions``)."""
         if previous is not None:
             directions = torch.cat([previous.V, directions], 1)
             products = torch.cat([previous.XV, products], 1)
@@ -80,10 +84,12 @@ class Subspace:
             keep = evals > 1e-6 * float(evals.max().clamp_min(1e-300))
             T = evecs[:, keep] / evals[keep].sqrt()
             directions, products = directions @ T, products @ T
-        theta, G = torch.linalg.eigh(products.T @ products)
+        ritz = products.T @ products
+        reducer.sum(ritz)
+        theta, G = torch.linalg.eigh(ritz)
         order = torch.argsort(theta, descending=True)[:rank]
         G = G[:, order]
-        return Subspace(directions @ G, products @ G)
+        return Subspace(directions @ G, products @ G, reducer)
 
     def operator(self, active: torch.Tensor, classes: torch.Tensor, C: float, row_sq: torch.Tensor) -> Apply:
         """``M_k^{-1}`` for every column of ``active`` (see :class:`Preconditioner`)."""
@@ -91,7 +97,7 @@ class Subspace:
         gram = torch.empty(K, self.rank, self.rank, dtype=torch.float64, device=self.V.device)
         for k in range(K):
             gram[k] = (self.XV * active[:, k:k + 1]).T @ self.XV
-        M, c = _projected_hessians(gram, active, row_sq, C, self.V.shape[0])
+        M, c = _projected_hessians(gram, active, row_sq, C, self.V.shape[0], self.reducer)
         L = torch.linalg.cholesky(M)
         V = self.V
 
@@ -155,7 +161,7 @@ class SketchPreconditioner:
             weighted = self._weighted_gram(k, mask)
             self._state[k] = (mask, weighted)
             gram[j] = weighted
-        M, c = _projected_hessians(gram, active, row_sq, C, V.shape[0])
+        M, c = _projected_hessians(gram, active, row_sq, C, V.shape[0], self.spectrum.reducer)
         # explicit inverses: a matrix-vector product per class and CG step instead of two triangular solves
         # (float32 halves the memory traffic of what is a memory-bound product)
         Minv = torch.cholesky_inverse(torch.linalg.cholesky(M)).to(torch.float32)

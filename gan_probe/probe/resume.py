@@ -12,6 +12,9 @@ A resumed grid warm-starts its next C from the last saved weights, as the uninte
 previous solution, so both converge to the same optimum to the solver's tolerance (the solver's preconditioner
 is rebuilt rather than carried over, so the iterates, not the optimum, can differ in the last digits).
 
+With the rows shared among the ranks of a torchrun launch (:mod:`gan_probe.probe.rows`) only rank 0 touches the
+directory: it reads each saved fit and hands it to the other ranks, and it alone writes.
+
 >>> import tempfile, torch
 >>> fits = GridFits(tempfile.mkdtemp(), {"rows": "digest"})
 >>> fits.save(0.01, torch.ones(3, 2, dtype=torch.float64), {"C": 0.01, "objective": 1.5}, 0.75)
@@ -30,6 +33,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_write, remove_stale_temporaries, write_json
+from .rows import active
 
 KEY_FILE = "key.json"
 FORMAT = "gan-probe-grid-fits"
@@ -48,6 +52,10 @@ class GridFits:
         self.directory = Path(directory)
         self.key = {"format": FORMAT, **key}
         self.replaced = 0   # files of other inputs removed on opening
+        self.reducer = active()
+        self.reducer.agree(self._open if self.reducer.rank == 0 else lambda: None)
+
+    def _open(self) -> None:
         key_path = self.directory / KEY_FILE
         if self.directory.is_dir():
             remove_stale_temporaries(self.directory)
@@ -67,7 +75,12 @@ class GridFits:
         return self.directory / f"C={float(C)!r}.pt"
 
     def load(self, C: float) -> dict[str, Any] | None:
-        """``{"W", "fit", "val_accuracy"}`` saved for ``C``, or None."""
+        """``{"W", "fit", "val_accuracy"}`` saved for ``C``, or None (rank 0's answer on every rank)."""
+        if self.reducer.enabled:
+            return self.reducer.from_main(self._load(C) if self.reducer.rank == 0 else None)
+        return self._load(C)
+
+    def _load(self, C: float) -> dict[str, Any] | None:
         path = self._path(C)
         if not path.is_file():
             return None
@@ -81,4 +94,6 @@ class GridFits:
     def save(self, C: float, W: torch.Tensor, fit: dict[str, Any], val_accuracy: float) -> None:
         record = {"W": W.detach().to("cpu", torch.float64).contiguous(), "fit": fit,
                   "val_accuracy": float(val_accuracy)}
-        atomic_write(self._path(C), lambda tmp: torch.save(record, tmp))
+        # rank 0 writes; a failure there stops every rank
+        self.reducer.agree(lambda: atomic_write(self._path(C), lambda tmp: torch.save(record, tmp))
+                           if self.reducer.rank == 0 else None)

@@ -20,14 +20,16 @@ import torch
 
 from . import linalg
 from .design import Design
+from .rows import LOCAL, RowReducer
 
 
 class SketchedSpectrum:
     """An orthonormal ``V`` (``(dim, r)``) spanning the approximate top eigenvectors of ``X~^T X~``, with
     ``XV = X~ V`` (``(n, r)``) and the Ritz values ``theta`` (descending); float32 (a preconditioner's basis)."""
 
-    def __init__(self, V: torch.Tensor, XV: torch.Tensor, theta: torch.Tensor):
-        self.V, self.XV, self.theta = V.contiguous(), XV, theta
+    def __init__(self, V: torch.Tensor, XV: torch.Tensor, theta: torch.Tensor, reducer: RowReducer = LOCAL):
+        self.V, self.XV, self.theta = V.contiguous(), XV, theta   # XV: this rank's rows
+        self.reducer = reducer
         self.Vt = V.T.contiguous()
 
     @property
@@ -40,8 +42,8 @@ class SketchedSpectrum:
         """Randomized range finder with ``power_iterations`` passes of ``X~^T X~``: ``Q = orth((X~^T X~)^q
         Omega)``, then ``X~ Q`` (a product without the transpose half) gives the Rayleigh-Ritz matrix
         ``Q^T X~^T X~ Q = (X~Q)^T (X~Q)`` and, rotated, ``X~ V`` -- ``q + 1/2`` passes in all."""
-        rank = min(rank, design.dim, design.n)
-        width = min(rank + oversample, design.dim, design.n)
+        rank = min(rank, design.dim, design.n_total)
+        width = min(rank + oversample, design.dim, design.n_total)
         gen = torch.Generator().manual_seed(seed)
         Y = torch.randn(design.dim, width, generator=gen, dtype=torch.float64).to(design.device)
         for i in range(max(1, power_iterations)):
@@ -52,9 +54,10 @@ class SketchedSpectrum:
         del Y
         Z = design.matmul(Q).to(torch.float32)                   # X~ Q
         T = linalg.mm(Z.T.contiguous(), Z).to(torch.float64)
+        design.reducer.sum(T)
         theta, S = torch.linalg.eigh(0.5 * (T + T.T))
         order = torch.argsort(theta, descending=True)[:rank]
         S = S[:, order]
         V = (Q @ S).to(torch.float32)
         XV = linalg.mm(Z, S.to(torch.float32))
-        return SketchedSpectrum(V, XV, theta[order].clamp_min(0))
+        return SketchedSpectrum(V, XV, theta[order].clamp_min(0), design.reducer)

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import FeatureStoreError
+from . import rows as row_sharing
 
 #: rows per chunk are chosen so that a float64 chunk holds about this many bytes
 CHUNK_BYTES = 64 << 20
@@ -67,19 +69,56 @@ def _locate_non_finite(block: np.ndarray, start: int, split: str, rows: np.ndarr
 
 
 def fit_standardizer(x: np.ndarray, rows: np.ndarray | None = None, split: str = "train",
-                     chunk_rows: int | None = None, progress: bool = False) -> Standardizer:
+                     chunk_rows: int | None = None, progress: bool = False,
+                     reducer: "row_sharing.RowReducer | None" = None) -> Standardizer:
     """Mean and population std of ``x[rows]`` (all rows when ``rows`` is None) in one chunked pass.
 
     Chunks are merged with the parallel-variance formula in float64, so a memory-mapped float32 matrix of any
     size is read exactly once. A NaN or infinity raises :class:`~gan_probe.errors.FeatureStoreError` naming
     ``split`` and the row.
+
+    With rows shared among ranks (``reducer``, default :func:`gan_probe.probe.rows.active`) every rank reads its
+    contiguous share of the rows and the per-rank counts, means and squared deviations are merged over the ranks
+    (two all-reduces); a NaN on any rank raises on all of them.
     """
+    reducer = reducer or row_sharing.active()
     n, dim = x.shape
     if rows is not None:
         rows = np.asarray(rows, dtype=np.int64)
         n = len(rows)
     if n == 0:
         raise FeatureStoreError(f"{split} features: no rows to compute standardisation statistics from")
+    if reducer.enabled:
+        return _fit_shared(x, np.arange(n) if rows is None else rows, split, chunk_rows, progress, reducer)
+    mean, m2, count = _moments(x, rows, split, chunk_rows, progress)
+    return _standardizer(mean, m2, count)
+
+
+def _fit_shared(x: np.ndarray, rows: np.ndarray, split: str, chunk_rows: int | None, progress: bool,
+                reducer: "row_sharing.RowReducer") -> Standardizer:
+    start, end = reducer.share(len(rows))
+    dim = x.shape[1]
+
+    def local() -> tuple[np.ndarray, np.ndarray, int]:
+        if start == end:
+            return np.zeros(dim), np.zeros(dim), 0
+        return _moments(x, rows[start:end], split, chunk_rows, progress and reducer.rank == 0)
+
+    mean, m2, count = reducer.agree(local)
+    # the parallel-variance merge over ranks: sum(count_r mean_r) / N, then sum(m2_r + count_r (mean_r - mean)^2)
+    total = torch.as_tensor(mean * count, dtype=torch.float64)
+    reducer.sum(total)
+    merged = total.numpy() / len(rows)
+    delta = mean - merged
+    spread = torch.as_tensor(m2 + count * delta * delta, dtype=torch.float64)
+    reducer.sum(spread)
+    return _standardizer(merged, spread.numpy(), len(rows))
+
+
+def _moments(x: np.ndarray, rows: np.ndarray | None, split: str, chunk_rows: int | None, progress: bool
+             ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean, sum of squared deviations and count of ``x[rows]``, chunk by chunk (see :func:`fit_standardizer`)."""
+    n, dim = (len(rows), x.shape[1]) if rows is not None else x.shape
     step = chunk_rows or chunk_rows_for(dim)
     mean = np.zeros(dim, dtype=np.float64)
     m2 = np.zeros(dim, dtype=np.float64)
@@ -105,6 +144,10 @@ def fit_standardizer(x: np.ndarray, rows: np.ndarray | None = None, split: str =
             bar.update(b)
     if bar is not None:
         bar.close()
+    return mean, m2, count
+
+
+def _standardizer(mean: np.ndarray, m2: np.ndarray, count: int) -> Standardizer:
     std = np.sqrt(m2 / count)
     constant = std < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     scale = np.where(constant, 1.0, std)

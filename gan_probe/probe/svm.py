@@ -39,6 +39,7 @@ from .kernel import KernelNewton
 from .loss import SolveResult, class_targets, objective
 from .newton import newton_cg
 from .plan import SolverOptions
+from .rows import active as active_reducer
 from .standardize import Standardizer, fit_standardizer
 
 SOLVERS = ("torch", "liblinear")
@@ -77,6 +78,10 @@ class TrainingProblem:
 
     The design (and for the kernel route the Gram factor) is shared by every :meth:`solve`; each solve starts
     from the previous solution, so solving a grid of increasing C costs little more than its largest C.
+
+    Inside :func:`gan_probe.probe.rows.sharded_rows` (``svm`` under torchrun) each rank's design holds a contiguous
+    share of the training rows and every solve is the one-process primal solve with its row sums reduced over the
+    ranks; the kernel route and liblinear, which need every row in one place, are refused there.
     """
 
     def __init__(self, x: np.ndarray, labels: np.ndarray, *, rows: np.ndarray | None = None,
@@ -95,17 +100,29 @@ class TrainingProblem:
             raise ConfigError(f"{split}: the SVM needs training rows from at least two classes, got "
                               f"{len(np.unique(y))}")
         self.solver = solver
-        self.device = resolve_device(str(device)) if solver == "torch" else torch.device("cpu")
+        self.reducer = reducer = active_reducer()
+        if reducer.enabled and solver != "torch":
+            raise ConfigError(f"--solver {solver} runs in one process; under torchrun use --solver torch")
+        if reducer.enabled and method == "kernel":
+            raise ConfigError("--method kernel needs every training row in one process; under torchrun the probe "
+                              "solves the primal problem (--method primal or auto)")
+        self.device = (reducer.ctx.device if reducer.enabled else resolve_device(str(device)) if solver == "torch"
+                       else torch.device("cpu"))
         self.standardizer = standardizer if standardizer is not None else fit_standardizer(x, self.rows, split)
         self.intercept_scaling = float(intercept_scaling)
         self.options = options or SolverOptions()
         self.liblinear_options = dict(liblinear_options or {})
         n = len(y)
-        self.method = choose_method(n, x.shape[1], method) if solver == "torch" else "liblinear"
+        self.method = ("primal" if reducer.enabled else choose_method(n, x.shape[1], method) if solver == "torch"
+                       else "liblinear")
+        mine = self.rows
+        if reducer.enabled:   # this rank's contiguous share of the training rows
+            start, end = reducer.share(n)
+            mine, y = (np.arange(n) if self.rows is None else self.rows)[start:end], y[start:end]
         # the kernel route re-reads its (few) rows block by block for the Gram matrix: keep them standardised
-        self.design: Design = standardized_design(x, self.standardizer, self.rows, self.intercept_scaling,
+        self.design: Design = standardized_design(x, self.standardizer, mine, self.intercept_scaling,
                                                   self.device, cache_bytes=(1 << 62) if self.method == "kernel"
-                                                  else None)
+                                                  else None, reducer=reducer)
         self.Y = class_targets(y, self.classes, self.device)
         self._kernel: KernelNewton | None = None
         self._warm: torch.Tensor | None = None
@@ -116,7 +133,7 @@ class TrainingProblem:
 
     @property
     def n_rows(self) -> int:
-        return self.design.n
+        return self.design.n_total
 
     def solve(self, C: float, warm_start: bool = True, W0: torch.Tensor | None = None) -> SolveResult:
         """Fit for one C; the result's ``W`` is over the standardised features (bias row last).
@@ -187,7 +204,23 @@ def scores(x: np.ndarray, standardizer: Standardizer, W: torch.Tensor, rows: np.
 
     A NaN or infinity in the features raises :class:`~gan_probe.errors.FeatureStoreError` naming ``split``
     and the row (it makes the row's scores non-finite, which is checked here).
+
+    With rows shared among ranks (:func:`gan_probe.probe.rows.sharded_rows`) each rank scores its contiguous share
+    and every rank receives all the decision values.
     """
+    reducer = active_reducer()
+    if not reducer.enabled:
+        return _scores(x, standardizer, W, rows, intercept_scaling, device, split)
+    n = len(rows) if rows is not None else x.shape[0]
+    start, end = reducer.share(n)
+    mine = (np.arange(n) if rows is None else np.asarray(rows))[start:end]
+    local = reducer.agree(lambda: _scores(x, standardizer, W, mine, intercept_scaling, reducer.ctx.device, split)
+                          if len(mine) else np.zeros((0, W.shape[1])))
+    return reducer.gather_rows(torch.as_tensor(local, dtype=torch.float64), n).numpy()
+
+
+def _scores(x: np.ndarray, standardizer: Standardizer, W: torch.Tensor, rows: np.ndarray | None,
+            intercept_scaling: float, device: str | torch.device, split: str) -> np.ndarray:
     design = standardized_design(x, standardizer, rows, intercept_scaling, device, cache_bytes=0)
     Z = design.matmul(W)
     bad = ~torch.isfinite(Z).all(dim=1)

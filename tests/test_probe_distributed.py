@@ -1,0 +1,149 @@
+"""The L2-SVM probe with its training rows shared between two gloo processes gives the one-process result: the
+same C, identical accuracies, objectives within 1e-6 relative (solver alone with each preconditioner, the
+full-label protocol with its C grid and a resume, the few-label protocol). One torchrun launch runs every case."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from gan_probe.probe import ProbeConfig, run_protocol
+from gan_probe.probe.plan import SolverOptions
+from gan_probe.probe.rows import RowReducer
+from gan_probe.probe.svm import TrainingProblem
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
+
+GRID = (0.01, 0.1, 1.0)
+SOLVES = {"subspace": SolverOptions(precondition="subspace"),
+          "sketch": SolverOptions(precondition="sketch", sketch_rank=8)}
+SOLVE_GRID = GRID[:2]
+FULL = dict(C_grid=GRID, val_size=60, C_patience=2, device="cpu", method="primal", seed=3)
+FEW = dict(labels_per_class=25, draws=2, C_grid=GRID, val_size=60, device="cpu", method="primal", seed=3)
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import numpy as np, torch
+    from gan_probe.distributed import init_distributed
+    from gan_probe.probe import ProbeConfig, run_protocol
+    from gan_probe.probe.rows import sharded_rows
+    from gan_probe.probe.svm import TrainingProblem
+    sys.path.insert(0, sys.argv[2])
+    from test_probe_distributed import FEW, FULL, GRID, SOLVE_GRID, SOLVES, data, jsonable
+
+    tmp = Path(sys.argv[1])
+    ctx = init_distributed("cpu")
+    x, y, xt, yt = data()
+    out = {}
+    with sharded_rows(ctx):
+        for name, options in SOLVES.items():
+            problem = TrainingProblem(x, y, options=options, device="cpu", method="primal")
+            out[name] = [[float(np.sum(r.objective)), r.W.tolist()] for r in map(problem.solve, SOLVE_GRID)]
+        out["full"] = jsonable(run_protocol(x, y, xt, yt, ProbeConfig(**FULL)))
+        out["few"] = jsonable(run_protocol(x, y, xt, yt, ProbeConfig(**FEW)))
+        # interrupted at the grid's second C on both ranks, then run again: it resumes from the first C's fit
+        solve = TrainingProblem.solve
+        def second_c_interrupts(self, C, *args, **kwargs):
+            if C == GRID[1]:
+                raise KeyboardInterrupt
+            return solve(self, C, *args, **kwargs)
+        TrainingProblem.solve = second_c_interrupts
+        try:
+            run_protocol(x, y, xt, yt, ProbeConfig(**FULL), resume_dir=tmp / "fits")
+        except KeyboardInterrupt:
+            out["interrupted"] = sorted(p.name for p in (tmp / "fits").glob("C=*.pt"))
+        TrainingProblem.solve = solve
+        out["resumed"] = jsonable(run_protocol(x, y, xt, yt, ProbeConfig(**FULL), resume_dir=tmp / "fits"))
+    (tmp / f"rank{ctx.rank}.json").write_text(json.dumps(out))
+""")
+
+
+def data():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 1.2
+    y = rng.integers(0, 3, 420)
+    x = (centres[y] + rng.normal(size=(420, 16)) * np.linspace(0.2, 3, 16)).astype(np.float32)
+    yt = rng.integers(0, 3, 150)
+    xt = (centres[yt] + rng.normal(size=(150, 16)) * np.linspace(0.2, 3, 16)).astype(np.float32)
+    return x, y, xt, yt
+
+
+def jsonable(result):
+    """The result's fields that ranks must agree on (timings differ)."""
+    keep = ("accuracy", "accuracies", "C", "C_selection", "draw_details", "fits", "objective")
+
+    def untimed(value):
+        if isinstance(value, dict):
+            return {k: untimed(v) for k, v in value.items() if k != "seconds"}
+        return [untimed(v) for v in value] if isinstance(value, list) else value
+
+    return untimed(json.loads(json.dumps({k: result[k] for k in keep if k in result}, default=float)))
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("probe_ddp")
+    (tmp / "worker.py").write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_PROBE_PROGRESS": "0"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(tmp / "worker.py"), str(tmp), os.path.dirname(__file__)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
+    return ranks
+
+
+def _close(a, b, rel=1e-6):
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+@pytest.mark.parametrize("name", list(SOLVES))
+def test_two_rank_solves_equal_one_process(two_ranks, name):
+    x, y, _, _ = data()
+    problem = TrainingProblem(x, y, options=SOLVES[name], device="cpu", method="primal")
+    ones = [[float(np.sum(r.objective)), r.W] for r in map(problem.solve, SOLVE_GRID)]
+    assert len(two_ranks[0][name]) == len(ones)
+    for C, (objective, W), (objective1, W1) in zip(SOLVE_GRID, ones, two_ranks[0][name]):
+        assert _close(objective, objective1), (C, objective, objective1)
+        assert np.allclose(np.asarray(W1), W.numpy(), rtol=1e-4, atol=1e-6 * float(W.abs().max()))
+    assert two_ranks[0][name] == two_ranks[1][name]   # every rank holds the same weights
+
+
+def _same_result(one, two):
+    assert two["C"] == one["C"]
+    assert two["accuracies"] == one["accuracies"]
+    assert two["C_selection"]["chosen"] == one["C_selection"]["chosen"]
+    for key in ("val_accuracy", "test_accuracy", "mean_val_accuracy", "scores"):
+        if key in one["C_selection"]:
+            assert two["C_selection"][key] == one["C_selection"][key]
+    assert _close(two["objective"], one["objective"])
+
+
+@pytest.mark.parametrize("protocol", ["full", "few"])
+def test_two_rank_protocols_equal_one_process(two_ranks, protocol):
+    x, y, xt, yt = data()
+    one = jsonable(run_protocol(x, y, xt, yt, ProbeConfig(**(FULL if protocol == "full" else FEW))))
+    _same_result(one, two_ranks[0][protocol])
+    assert two_ranks[0][protocol] == two_ranks[1][protocol]
+
+
+def test_two_rank_grid_resumes_like_one_uninterrupted_process(two_ranks):
+    assert two_ranks[0]["interrupted"] == [f"C={GRID[0]!r}.pt"]
+    x, y, xt, yt = data()
+    one = jsonable(run_protocol(x, y, xt, yt, ProbeConfig(**FULL)))
+    resumed = two_ranks[0]["resumed"]
+    assert resumed["fits"][0].get("resumed") is True
+    _same_result(one, resumed)
+
+
+def test_shares_are_contiguous_and_cover_every_row():
+    shares = [RowReducer.share_of(11, r, 3) for r in range(3)]
+    assert shares == [(0, 3), (3, 7), (7, 11)]
+    assert RowReducer().gather_rows(torch.ones(2, 1), 2).tolist() == [[1.0], [1.0]]
