@@ -1,8 +1,10 @@
 """Checkpoint files: a plain dict saved with ``torch.save``, written atomically, loadable with
 ``torch.load(path, weights_only=True)``.
 
-Keys: ``format`` ("gan-probe-checkpoint"), ``format_version``, ``generator`` and ``discriminator`` state dicts,
-``optimizer_g`` / ``optimizer_d`` states (training checkpoints only), ``step``, ``epoch``, ``config``
+Keys: ``format`` ("gan-probe-checkpoint"), ``format_version``, ``family`` ("dcgan" or "vae"; absent in files written
+before it was recorded: "dcgan"), for a DCGAN ``generator`` and ``discriminator`` state dicts and ``optimizer_g`` /
+``optimizer_d`` states (training checkpoints only), for a VAE ``vae`` (its state dict) and ``optimizer``;
+``step``, ``epoch``, ``config``
 (``model``: ModelConfig fields, ``train``: training options), ``data`` (dataset description and sha256),
 ``provenance``. Converted checkpoints (``gan-probe convert``) add ``converted`` (source, commit, file hashes,
 what the conversion did) and, for a partial set, ``missing``: the conv layers and files that were not there
@@ -25,6 +27,8 @@ from .models import Discriminator, Generator, ModelConfig
 
 FORMAT = "gan-probe-checkpoint"
 FORMAT_VERSION = 1
+#: the state-dict and optimizer entries of each model family's checkpoints
+FAMILY_KEYS = {"dcgan": ("discriminator", ("optimizer_g", "optimizer_d")), "vae": ("vae", ("optimizer",))}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -47,7 +51,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first[:120]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gan-probe checkpoint (expected a dict with format={FORMAT!r})")
-    for key in ("config", "discriminator"):
+    family = checkpoint_family(state)
+    if family not in FAMILY_KEYS:
+        raise CheckpointError(f"{path}: unknown model family {family!r} (expected one of {', '.join(FAMILY_KEYS)})")
+    for key in ("config", FAMILY_KEYS[family][0]):
         if key not in state:
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
     config = state["config"]
@@ -68,9 +75,24 @@ def require_training_state(state: dict[str, Any], path: str | os.PathLike) -> No
         raise CheckpointError(f"{path}: converted from the DCGAN authors' {converted.get('model')} release, not a "
                               f"gan-probe training run (no optimizer state or training options); it cannot be "
                               f"resumed or trained from")
-    if not all(key in state for key in ("optimizer_g", "optimizer_d")) or not (state.get("config") or {}).get("train"):
+    if not all(key in state for key in FAMILY_KEYS[checkpoint_family(state)][1]) \
+            or not (state.get("config") or {}).get("train"):
         raise CheckpointError(f"{path}: an inference-only checkpoint (no optimizer state, e.g. written by "
                               f"gan-probe export); resume from the training run's own checkpoint.pt")
+
+
+def checkpoint_family(state: dict[str, Any]) -> str:
+    """The model family a checkpoint holds: ``family``, else its training options', else "dcgan"."""
+    train = (state.get("config") or {}).get("train") if isinstance(state.get("config"), dict) else None
+    return str(state.get("family") or (train or {}).get("family") or "dcgan")
+
+
+def require_dcgan(state: dict[str, Any], path: str | os.PathLike, what: str = "this command") -> None:
+    """A one-line error unless ``state`` holds a DCGAN (a generator and a discriminator)."""
+    family = checkpoint_family(state)
+    if family != "dcgan":
+        raise CheckpointError(f"{path}: a {family.upper()} checkpoint (gan-probe train --model {family}); {what} "
+                              f"expects a DCGAN checkpoint (a generator and a discriminator)")
 
 
 def model_config(state: dict[str, Any]) -> ModelConfig:
@@ -80,10 +102,11 @@ def model_config(state: dict[str, Any]) -> ModelConfig:
 @dataclass
 class LoadedModels:
     generator: Generator | None
-    discriminator: Discriminator
+    discriminator: Discriminator  # or, for a VAE, its VAEEncoder (the same ``features`` interface)
     config: ModelConfig
     state: dict[str, Any]
     path: Path
+    family: str = "dcgan"  # "vae": ``generator`` is the decoder, ``discriminator`` the encoder's layers
 
     @property
     def missing_layers(self) -> list[int]:
@@ -112,14 +135,23 @@ class LoadedModels:
         return self.generator
 
 
-def load_models(path: str | os.PathLike, device: str | torch.device = "cpu",
-                expect_preset: str | None = None) -> LoadedModels:
-    """Rebuild the generator and discriminator stored in a checkpoint, in eval mode on ``device``."""
+def load_models(path: str | os.PathLike, device: str | torch.device = "cpu", expect_preset: str | None = None,
+                vae: bool = False, what: str = "this command") -> LoadedModels:
+    """Rebuild the generator and discriminator stored in a checkpoint, in eval mode on ``device``.
+
+    A VAE checkpoint is accepted only with ``vae=True`` (otherwise a one-line error says that ``what`` expects a
+    DCGAN): its decoder is the generator and its encoder, read as a stack of layers
+    (:class:`~gan_probe.models.vae.VAEEncoder`: ``conv1`` .. ``convN``, ``mu``), stands where the discriminator
+    would, for the commands that only pool layers (extract) or only decode (samples, interpolations).
+    """
     path = Path(path)
     state = load_checkpoint(path)
     config = model_config(state)
     if expect_preset is not None and config.preset != expect_preset:
         raise CheckpointError(f"{path}: checkpoint holds preset {config.preset!r}, expected {expect_preset!r}")
+    if checkpoint_family(state) == "vae" and vae:
+        return _load_vae(state, config, path, device)
+    require_dcgan(state, path, what)
     disc = Discriminator(config)
     _load_state(disc, state["discriminator"], path, "discriminator",
                 absent=(state.get("missing") or {}).get("keys", ()))
@@ -129,6 +161,18 @@ def load_models(path: str | os.PathLike, device: str | torch.device = "cpu",
         _load_state(gen, state["generator"], path, "generator")
         gen.to(device).eval()
     return LoadedModels(gen, disc.to(device).eval(), config, state, path)
+
+
+def _load_vae(state: dict[str, Any], config: ModelConfig, path: Path, device: str | torch.device) -> LoadedModels:
+    from .models.vae import VAE, VAEEncoder
+
+    try:
+        model = VAE(config)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    _load_state(model, state["vae"], path, "vae")
+    model = model.to(device).eval()
+    return LoadedModels(model.decoder, VAEEncoder(model).eval(), config, state, path, family="vae")
 
 
 def _load_state(module: torch.nn.Module, weights: dict, path: Path, what: str, absent=()) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .atomic import check_overwrite, checkpoint_state, write_json
-from .checkpoint import load_checkpoint, model_config, save_checkpoint
+from .checkpoint import load_checkpoint, model_config, require_dcgan, save_checkpoint
 from .errors import ConfigError
 from .provenance import provenance, sha256_file
 
@@ -43,6 +43,7 @@ def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: 
     source, out = Path(source), Path(out)
     check_export_target(source, out, force)
     state = load_checkpoint(source)
+    require_dcgan(state, source, "gan-probe export")
     config = model_config(state)
     exported = {
         "generator": _cast(state.get("generator"), DTYPES[dtype]) if keep_generator else None,

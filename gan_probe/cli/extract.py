@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from ..data import DATASETS
 from ..models import PRESETS
 
-HELP = "extract pooled discriminator features into a feature store"
+HELP = "extract pooled discriminator (or VAE encoder) features into a feature store"
 DESCRIPTION = ("Run a discriminator over a dataset's train and test splits, max-pool every conv layer's "
                "activations to a GRID x GRID map, flatten and concatenate (28,672 dims for paper32). Writes "
                "FEATS/{train,test}_{features,labels}.npy and meta.json. Re-running with the same inputs reuses "
-               "the finished store.")
+               "the finished store. A VAE checkpoint (train --model vae) gives its encoder's conv layers pooled the "
+               "same way and mu (nz values, unpooled).")
 
 
 def add_common_arguments(p: argparse.ArgumentParser, out_required: bool) -> None:
@@ -35,7 +37,8 @@ def add_common_arguments(p: argparse.ArgumentParser, out_required: bool) -> None
     d.add_argument("--holdout-seed", type=int, default=0, help="seed of --holdout")
     f = p.add_argument_group("features")
     f.add_argument("--grid", type=int, default=4, help="max-pool every layer to GRID x GRID")
-    f.add_argument("--layers", help="comma-separated 0-based conv layers (default: all)")
+    f.add_argument("--layers", help="comma-separated 0-based conv layers or their names conv1..convN; a VAE's "
+                                    "encoder also has mu, its posterior mean (default: all, mu included)")
     f.add_argument("--bn", choices=("recompute", "checkpoint"), default="recompute",
                    help="re-estimate batch-norm statistics on the training split, or keep the checkpoint's")
     f.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
@@ -61,10 +64,11 @@ def options_from_args(args: argparse.Namespace):
 
     layers = None
     if args.layers:
-        try:
-            layers = tuple(int(x) for x in args.layers.split(","))
-        except ValueError:
-            raise ConfigError(f"--layers {args.layers!r}: expected comma-separated integers") from None
+        parts = [x.strip() for x in args.layers.split(",")]
+        if not all(re.fullmatch(r"-?\d+|conv[1-9]\d*|mu", x) for x in parts):
+            raise ConfigError(f"--layers {args.layers!r}: expected comma-separated 0-based layer numbers or names "
+                              f"(conv1, conv2, ...; mu for a VAE)")
+        layers = tuple(int(x) if x.lstrip("-").isdigit() else x for x in parts)
     return ExtractOptions(grid=args.grid, layers=layers, bn=args.bn, batch_size=args.batch_size,
                           train_split=args.train_split, test_split=args.test_split, holdout=args.holdout,
                           holdout_seed=args.holdout_seed)

@@ -1,4 +1,4 @@
-"""`gan-probe train`: train a DCGAN with the paper's hyperparameters (one process, or several under torchrun)."""
+"""`gan-probe train`: train a DCGAN (paper hyperparameters) or a VAE (--model vae), in one process or under torchrun."""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +7,13 @@ from typing import Any
 from ..data import DATASETS
 from ..models import LATENTS, PRESETS
 from ..models.losses import LOSSES
+from ..training.family import FAMILIES
 from ..training.probe import DEFAULT_C as PROBE_C
 
-HELP = "train a DCGAN (paper hyperparameters by default)"
-DESCRIPTION = ("Train a DCGAN generator/discriminator pair. RUN_DIR receives checkpoint.pt (atomic, resumable), "
+HELP = "train a DCGAN (paper hyperparameters by default) or, with --model vae, a VAE"
+DESCRIPTION = ("Train a DCGAN generator/discriminator pair (--model dcgan) or a convolutional VAE whose encoder "
+               "has D's layout and decoder G's (--model vae; log.csv records loss, recon, kl and elbo). RUN_DIR "
+               "receives checkpoint.pt (atomic, resumable), "
                "log.csv (step, losses, images/s), samples/step_*.png and config.json. Defaults are the paper's: "
                "Adam lr 2e-4, beta1 0.5, batch 128, N(0, 0.02) init, inputs scaled to [-1, 1]. Distributed: "
                "torchrun --nproc_per_node N -m gan_probe train ... (DistributedDataParallel; --batch-size is the "
@@ -40,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                "set (same --holdout-seed), so the GAN never sees them", type=int, metavar="N")
     _opt(d, "--holdout-seed", 0, "seed of --holdout", type=int)
     m = p.add_argument_group("model")
+    _opt(m, "--model", "dcgan", "model family: dcgan (G and D) or vae (encoder with D's layout + 4x4 conv to mu "
+                                "and log sigma^2, G as decoder; ELBO with a Gaussian likelihood of learned "
+                                "per-channel scale; --loss and --probe-* do not apply)", choices=FAMILIES)
     _opt(m, "--preset", "small32", "architecture preset", choices=sorted(PRESETS))
     _opt(m, "--image-size", None, "override the preset's resolution (32, 64 or 128)", type=int)
     _opt(m, "--nz", None, "override the latent size", type=int)
@@ -91,7 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _config_field(option: str) -> str:
     if option in MODEL_OPTIONS:
         return "model"
-    return {"no_amp": "amp", "no_cuda_graphs": "cuda_graphs"}.get(option, option)
+    return {"no_amp": "amp", "no_cuda_graphs": "cuda_graphs", "model": "family"}.get(option, option)
 
 
 def _layers(layers: tuple[int, ...] | None) -> list[int] | None:
@@ -113,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
     given = {_config_field(name) for name in DEFAULTS if hasattr(args, name)}
     config = TrainConfig(
-        dataset=value("dataset"), data_root=value("data_root"), split=value("split"), download=value("download"),
+        family=value("model"), dataset=value("dataset"), data_root=value("data_root"), split=value("split"),
+        download=value("download"),
         holdout=value("holdout"), holdout_seed=value("holdout_seed"),
         preset=value("preset"), model={k: value(k) for k in MODEL_OPTIONS if value(k) is not None},
         loss=value("loss"), mog_sigma_reg=value("mog_sigma_reg"),
@@ -131,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         result = train(config, args.out, resume=args.resume, progress=not args.no_progress, given=given)
         if ctx.is_main:
             resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
-            losses = "" if result.loss_d is None else f"; loss_d {result.loss_d:.4f}, loss_g {result.loss_g:.4f}"
+            losses = ("; " + ", ".join(f"{name} {value:.4f}" for name, value in result.losses.items())
+                      if result.losses else "")
             ranks = f" on {result.world_size} ranks" if result.world_size > 1 else ""
             print(f"trained to step {result.step}/{result.total_steps}{resumed}{ranks} in {result.seconds:.1f}s"
                   f"{losses}")

@@ -8,8 +8,12 @@ from ..progress import progress_enabled
 
 HELP = "samples, interpolations, latent arithmetic, filters and neighbours figures"
 DESCRIPTION = ("Figures of the DCGAN paper's visual analyses from a checkpoint. Each subcommand writes one "
-               "figure to --out (PNG, or PDF when the name ends in .pdf); the same --seed gives the same figure.")
+               "figure to --out (PNG, or PDF when the name ends in .pdf); the same --seed gives the same figure. "
+               "samples, interpolate and arithmetic also take a VAE checkpoint (train --model vae): its decoder, "
+               "with codes from the prior N(0, I).")
 
+#: the figures that only use the generator, so that a VAE's decoder can stand in for it
+DECODER_ONLY = ("samples", "interpolate", "arithmetic")
 SUBCOMMANDS = {
     "samples": "a grid of samples from fixed latent codes",
     "interpolate": "walks in latent space between random codes (paper figure 4)",
@@ -88,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
     common.check_out_path(args.out)  # before any work
     check_overwrite(args.out, "gan-probe-figure", args.force)
-    models = load_models(args.checkpoint, device=resolve_device(args.device))
+    # samples, interpolations and arithmetic only decode: a VAE's decoder (samples from its N(0, I) prior) will do
+    models = load_models(args.checkpoint, device=resolve_device(args.device), vae=args.figure in DECODER_ONLY,
+                         what=f"viz {args.figure}")
     fig = _FIGURES[args.figure](models, args)
     path = common.save_figure(fig, args.out, dpi=args.dpi)
     print(f"wrote {path}")

@@ -20,6 +20,7 @@ another key starts over.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ import torch
 
 from ..atomic import atomic_write, remove_stale_temporaries, write_json
 from ..data.cache import cache_dir
-from ..checkpoint import load_models
+from ..checkpoint import LoadedModels, load_models
 from ..data import ImageSplit, load_split
 from ..distributed import DistContext, agree, gather_batches, init_distributed, main_first, main_only, shard_batches
 from ..errors import ConfigError, FeatureStoreError
@@ -41,7 +42,7 @@ from ..locks import output_lock
 from ..models import PRESETS, Discriminator, preset_config, to_model_range
 from ..provenance import provenance, sha256_file, sha256_json
 from .batchnorm import recompute_batchnorm
-from .pooling import layer_dims, pooled_features, select_layers
+from .pooling import layer_dims, layer_names, pooled_features, select_layers
 from .store import (SPLITS, MatrixWriter, features_path, is_complete, labels_path, partial_rows, write_labels,
                     write_meta)
 
@@ -149,25 +150,16 @@ def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_r
                       random_init: str | None, seed: int, download: bool, locks: contextlib.ExitStack) -> Path:
     dev = ctx.device
     if checkpoint is not None:
-        models = agree(lambda: load_models(checkpoint, device="cpu"), ctx)
+        models = agree(lambda: load_models(checkpoint, device="cpu", vae=True), ctx)
         disc, model_cfg = models.discriminator, models.config.to_dict()
-        converted = models.state.get("converted")
-        source = {"source": "dcgan", "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
-                  "checkpoint_step": models.state.get("step"),
-                  "trained_on": (models.state.get("data") or {}).get("dataset"),
-                  "loss": ((models.state.get("config") or {}).get("train") or {}).get("loss")}
-        if converted:
-            source["converted"] = {k: converted.get(k) for k in ("from", "model", "repository", "commit", "path",
-                                                                 "epoch", "channel_order")}
-            if options.bn == "checkpoint":
-                raise ConfigError(f"--bn checkpoint: {checkpoint} holds no batch-norm running statistics (converted "
-                                  f"from the authors' {converted.get('model')} model, which kept none); use the "
-                                  f"default --bn recompute")
+        source = checkpoint_source(models, checkpoint, options)
     else:
         disc, model_cfg = random_discriminator(random_init, seed)
         source = {"source": "random-d", "checkpoint": None, "init_seed": seed,
                   "architecture_of": None if random_init in PRESETS else str(random_init)}
     layers = select_layers(disc, options.layers)
+    if options.layers is not None and any(isinstance(i, str) for i in options.layers):
+        options = dataclasses.replace(options, layers=tuple(layers))  # names -> indices: one key per selection
     if checkpoint is not None:
         models.require_layers(layers)
     check_grid(disc, model_cfg["image_size"], options.grid, layers)
@@ -223,7 +215,7 @@ def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_r
             if kept:
                 kept_rows[name] = kept
     seconds = time.perf_counter() - t0
-    names = [f"conv{i + 1}" for i in layers]
+    names = [layer_names(disc)[i] for i in layers]
     meta = {
         "format": FORMAT, "format_version": 1, "key": key, **source,
         "preset": model_cfg["preset"], "model": model_cfg, "dataset": dataset,
@@ -254,6 +246,25 @@ def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_r
     return root
 
 
+def checkpoint_source(models: LoadedModels, checkpoint: str | os.PathLike, options: ExtractOptions) -> dict:
+    """What a store records about the checkpoint its features come from (a DCGAN's discriminator or a VAE's
+    encoder)."""
+    state = models.state
+    train = (state.get("config") or {}).get("train") or {}
+    source = {"source": models.family, "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+              "checkpoint_step": state.get("step"), "trained_on": (state.get("data") or {}).get("dataset"),
+              "loss": train.get("loss") if models.family == "dcgan" else "negative ELBO"}
+    converted = state.get("converted")
+    if converted:
+        source["converted"] = {k: converted.get(k) for k in ("from", "model", "repository", "commit", "path",
+                                                             "epoch", "channel_order")}
+        if options.bn == "checkpoint":
+            raise ConfigError(f"--bn checkpoint: {checkpoint} holds no batch-norm running statistics (converted "
+                              f"from the authors' {converted.get('model')} model, which kept none); use the "
+                              f"default --bn recompute")
+    return source
+
+
 def map_sizes(disc: Discriminator, image_size: int) -> list[int]:
     """The side of every conv layer's output map for ``image_size`` x ``image_size`` inputs (from the layers'
     kernel, stride, padding and dilation; nothing is run)."""
@@ -271,7 +282,10 @@ def check_grid(disc: Discriminator, image_size: int, grid: int, layers: Sequence
     """A one-line error when ``grid`` exceeds the smallest map among ``layers``: pooling would only replicate its
     values (more columns, no more information)."""
     sizes = map_sizes(disc, image_size)
-    smallest = min(layers, key=lambda i: sizes[i])
+    pooled = [i for i in layers if i not in getattr(disc, "flat_layers", ())]  # a VAE's mu is not pooled
+    if not pooled:
+        return
+    smallest = min(pooled, key=lambda i: sizes[i])
     if grid > sizes[smallest]:
         n = sizes[smallest]
         raise ConfigError(f"--grid {grid}: larger than the {n}x{n} map of conv{smallest + 1} (layer {smallest}) for "

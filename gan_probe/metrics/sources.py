@@ -178,7 +178,7 @@ def open_checkpoint(path: str | os.PathLike, samples: int, seed: int, device: to
 
     if samples < 1:
         raise GanProbeError(f"--samples {samples}: expected a positive number")
-    models = load_models(path, device)
+    models = load_models(path, device, vae=True)  # a VAE's decoder samples from its prior like a generator
     generator = models.require_generator()
     desc = {"path": str(path), "sha256": sha256_file(path), "preset": models.config.preset,
             "step": models.state.get("step")}

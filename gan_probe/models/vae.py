@@ -96,3 +96,35 @@ class VAE(nn.Module):
         recon = gaussian_nll(x.float(), mean, log_scale).mean()
         kl = gaussian_kl(mu.float(), logvar.float()).mean()
         return {"recon": recon, "kl": kl, "elbo": -(recon + kl), "loss": recon + kl}
+
+
+class MuLayer(nn.Module):
+    """The encoder's head read as a layer: the posterior means ``mu`` (B, nz) of the last conv map."""
+
+    def __init__(self, head: nn.Conv2d, nz: int):
+        super().__init__()
+        self.head, self.nz = head, nz
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(h).flatten(1)[:, :self.nz]
+
+
+class VAEEncoder(nn.Module):
+    """A VAE's encoder as the feature extractor sees a discriminator: ``features`` are its conv blocks
+    (``conv1`` .. ``convN``, max-pooled to the grid like D's) followed by ``mu`` (:class:`MuLayer`, taken as it
+    is: ``nz`` values, the DCGAN paper's M1 representation). Shares its modules with ``vae``.
+
+    >>> from gan_probe.models import preset_config
+    >>> enc = VAEEncoder(VAE(preset_config("small32", ndf=8, ngf=8, nz=4)))
+    >>> enc.layer_names, enc.feature_channels, enc.flat_layers
+    (['conv1', 'conv2', 'conv3', 'mu'], [8, 16, 32, 4], (3,))
+    """
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.config = vae.config
+        self.features = nn.ModuleList([*vae.features, MuLayer(vae.head, vae.config.nz)])
+        n = len(vae.features)
+        self.feature_channels = [*vae.feature_channels, vae.config.nz]
+        self.layer_names = [f"conv{i + 1}" for i in range(n)] + ["mu"]
+        self.flat_layers = (n,)  # layers whose (B, C) output is taken without pooling

@@ -119,8 +119,8 @@ def _interpolation(checkpoint: str, path: Path) -> str | None:
     try:
         from ..checkpoint import load_models
 
-        save(draw(load_models(checkpoint, device="cpu"), rows=INTERPOLATION_ROWS, steps=INTERPOLATION_STEPS, seed=0),
-             path)
+        models = load_models(checkpoint, device="cpu", vae=True)  # a VAE's decoder interpolates like G
+        save(draw(models, rows=INTERPOLATION_ROWS, steps=INTERPOLATION_STEPS, seed=0), path)
     except GanProbeError as exc:
         return f"latent interpolation for {checkpoint} skipped: {exc}"
     if not path.is_file():

@@ -266,8 +266,10 @@ def probe_curve_figure(curves: Sequence[ProbeCurve], path: str | Path, title: st
 
 
 def loss_curves_figure(runs: Sequence[RunDir], path: str | Path) -> Path:
-    """Training curves from log.csv: D and G losses (left), D's mean outputs on real/fake images (middle) and,
-    when a log has ``probe_acc`` (``--probe-every``), the online probe's accuracy with its best step starred.
+    """Training curves from log.csv: D and G losses (left; for a VAE run, ``--model vae``, its ELBO terms: the
+    loss -ELBO solid, the reconstruction term dashed, the KL term dotted), D's mean outputs on real/fake images
+    (middle) and, when a log has ``probe_acc`` (``--probe-every``), the online probe's accuracy with its best step
+    starred.
 
     Long logs are drawn raw (faint) with a moving average on top (window: 1/50 of the rows).
     """
@@ -278,10 +280,11 @@ def loss_curves_figure(runs: Sequence[RunDir], path: str | Path) -> Path:
     axes = fig.subplots(1, panels, squeeze=False)[0]
     for i, run in enumerate(runs):
         color = f"C{i % 10}"
-        rows = [r for r in run.log if "step" in r and "loss_d" in r]  # not the probe's row of step 0
+        # not the probe's row of step 0
+        rows = [r for r in run.log if "step" in r and ("loss_d" in r or "loss" in r)]
         step = np.array([r["step"] for r in rows])
         window = max(1, len(rows) // 50)
-        for key, style, name in (("loss_d", "-", "D loss"), ("loss_g", "--", "G loss")):
+        for key, style, name in _loss_lines(rows):
             y = np.array([r.get(key, np.nan) for r in rows])
             if window > 1:
                 axes[0].plot(step, y, color=color, linestyle=style, alpha=0.2, linewidth=0.8)
@@ -316,8 +319,20 @@ def loss_curves_figure(runs: Sequence[RunDir], path: str | Path) -> Path:
         labels = [run.label for run in runs]
         handles += [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")]
         labels += ["solid: D loss" + (", D(x)" if has_d else ""), "dashed: G loss" + (", D(G(z))" if has_d else "")]
+        if any(_loss_lines(run.log) is VAE_LINES for run in runs):
+            handles.append(Line2D([], [], color="0.3", linestyle=":"))
+            labels[-2:] = [labels[-2] + "; VAE: -ELBO", labels[-1] + "; VAE: reconstruction", "dotted: VAE: KL"]
         fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.93), fontsize=8, frameon=False)
     return save_figure(fig, path)
+
+
+GAN_LINES = (("loss_d", "-", "D loss"), ("loss_g", "--", "G loss"))
+VAE_LINES = (("loss", "-", "-ELBO"), ("recon", "--", "reconstruction"), ("kl", ":", "KL"))
+
+
+def _loss_lines(rows: Sequence[dict]) -> tuple[tuple[str, str, str], ...]:
+    """The (log column, line style, name) of a run's loss curves: a VAE's ELBO terms or the GAN's losses."""
+    return VAE_LINES if any("recon" in r for r in rows) else GAN_LINES
 
 
 def copy_png(src: str | Path, dst: str | Path) -> Path:

@@ -18,6 +18,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models import ModelConfig, preset_config
 from ..models.losses import LOSSES
 from ..records import from_known_fields
+from .family import FAMILIES
 from .probe import DEFAULT_C as PROBE_C
 
 
@@ -25,6 +26,7 @@ from .probe import DEFAULT_C as PROBE_C
 class TrainConfig:
     """Training options. Defaults are the paper's: Adam(2e-4, beta1=0.5), batch 128, N(0, 0.02) init."""
 
+    family: str = "dcgan"  # the model family (gan_probe.training.family.FAMILIES): "dcgan" or "vae"
     dataset: str = "digits"
     data_root: str | None = None
     split: str = "train"
@@ -62,6 +64,8 @@ class TrainConfig:
     probe_seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"--model {self.family!r}: expected one of {', '.join(FAMILIES)}")
         if self.loss not in LOSSES:
             raise ConfigError(f"--loss {self.loss!r}: expected one of {', '.join(LOSSES)}")
         for name in ("batch_size", "log_every", "sample_every", "checkpoint_every"):
@@ -83,6 +87,17 @@ class TrainConfig:
         if not self.mog_sigma_reg >= 0:
             raise ConfigError(f"--mog-sigma-reg must be non-negative, got {self.mog_sigma_reg}")
         self._check_probe()
+        self._check_family()
+
+    def _check_family(self) -> None:
+        if self.family != "vae":
+            return
+        if self.probe_every is not None:
+            raise ConfigError("--probe-every: the online probe scores a DCGAN discriminator; with --model vae probe "
+                              "the encoder after training (gan-probe extract, then svm)")
+        if self.model.get("latent", "normal") != "normal":
+            raise ConfigError(f"--latent {self.model['latent']}: a VAE's prior is N(0, I); use --latent normal (the "
+                              f"default with --model vae)")
 
     def _check_probe(self) -> None:
         labelled = [name for name in DATASETS if name != "folder"]
@@ -114,6 +129,8 @@ class TrainConfig:
         return ProbeSettings(self.probe_dataset, self.probe_images, layers, self.probe_C, self.probe_seed)
 
     def model_config(self) -> ModelConfig:
+        if self.family == "vae":  # the prior of a VAE is N(0, I), whatever the preset's GAN prior
+            return preset_config(self.preset, **{"latent": "normal", **self.model})
         return preset_config(self.preset, **self.model)
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,8 +182,9 @@ def merge_resume_config(saved: TrainConfig, given: TrainConfig, explicit: set[st
                     raise CheckpointError(f"{path}: checkpoint was trained with {key}={getattr(saved_model, key)!r}, "
                                           f"but --{key.replace('_', '-')} {value!r} was given")
         elif getattr(saved, name) != getattr(given, name):
+            flag = "model" if name == "family" else name.replace("_", "-")
             raise CheckpointError(f"{path}: checkpoint was trained with {name}={getattr(saved, name)!r}, but "
-                                  f"--{name.replace('_', '-')} {getattr(given, name)!r} was given")
+                                  f"--{flag} {getattr(given, name)!r} was given")
     merged = saved.to_dict()
     for name in RUNTIME_OPTIONS:
         if name in ALWAYS_FROM_CALL or name in explicit:

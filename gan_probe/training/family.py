@@ -10,8 +10,8 @@ optimisers and answers the loop's few questions:
   ``log_stats`` needs;
 - ``log_stats()``: the last step's values of ``log_fields`` (a 1-D tensor, averaged over the ranks by the loop);
 - ``samples()``: the fixed grid of generated images the run saves (64 images in [-1, 1]);
-- ``state()`` / ``load_state(state)``: the checkpoint's entries (modules and optimisers); the loop adds the step, the
-  configuration and the provenance;
+- ``state()`` / ``load_state(state)``: the checkpoint's entries (modules and optimisers); the loop adds ``family``
+  (so that every command can tell what a file holds), the step, the configuration and the provenance;
 - ``describe()``: what config.json records about the step (e.g. whether it runs from a CUDA graph).
 
 Families are built after ``torch.manual_seed(config.seed)``, so their initial weights are the seed's.
@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..models import ModelConfig
 
 #: ``gan-probe train --model NAME``
-FAMILIES = ("dcgan",)
+FAMILIES = ("dcgan", "vae")
 
 
 class ModelFamily:
@@ -36,7 +36,7 @@ class ModelFamily:
     name: str = ""
     loss_names: tuple[str, ...] = ()
     log_fields: tuple[str, ...] = ()
-    postfix_fields: tuple[str, ...] = ()  # the progress bar's values
+    postfix_fields: tuple[str, ...] = ()  # the progress bar's values and the summary's
     online_probe = False  # whether --probe-every can score it (a DCGAN discriminator)
 
     def losses(self, step: int, real: torch.Tensor, rows: slice) -> torch.Tensor:
@@ -61,9 +61,13 @@ class ModelFamily:
 
 def build_family(config, model_cfg: ModelConfig, ctx: DistContext, state: dict[str, Any] | None) -> ModelFamily:
     """The family of ``config.family`` on ``ctx.device``, seeded, with ``state`` (a checkpoint) loaded if given."""
-    family = getattr(config, "family", "dcgan")
+    family = config.family
     if family == "dcgan":
         from .gan import GanFamily
 
         return GanFamily(config, model_cfg, ctx, state)
+    if family == "vae":
+        from .vae import VaeFamily
+
+        return VaeFamily(config, model_cfg, ctx, state)
     raise ConfigError(f"--model {family!r}: expected one of {', '.join(FAMILIES)}")

@@ -1,7 +1,7 @@
 """A run's log.csv: one row per logged step, the columns its model family names, appended as training goes.
 
 Columns: ``step``, ``epoch``, the family's losses and statistics (DCGAN: ``loss_d``, ``loss_g``, ``d_real``,
-``d_fake``), ``images_per_s``, ``seconds`` (training time of the whole
+``d_fake``; VAE: ``loss``, ``recon``, ``kl``, ``elbo``), ``images_per_s``, ``seconds`` (training time of the whole
 run, resumes included) and, for the DCGAN's online probe, ``probe_acc`` / ``probe_seconds`` on the probed rows
 only (empty elsewhere).
 """

@@ -2,9 +2,9 @@
 
 Randomness is derived from ``(seed, epoch)`` for the data order and ``(seed, step)`` for a step's noise
 (:mod:`.schedule`), so a run resumed from any checkpoint follows exactly the same trajectory as an uninterrupted
-one (on the CPU). What is trained is a model family's business (:mod:`.family`: the DCGAN pair of
-:mod:`.gan`); the loop reads batches, asks the family for a step, and at its check points logs, saves sample
-grids and checkpoints, probes (``--probe-every``) and stops on time, on request or on a non-finite loss.
+one (on the CPU). What is trained is a model family's business (:mod:`.family`: the DCGAN pair of :mod:`.gan`,
+the VAE of :mod:`.vae`); the loop reads batches, asks the family for a step, and at its check points logs, saves
+sample grids and checkpoints, probes (``--probe-every``) and stops on time, on request or on a non-finite loss.
 
 Distributed (``torchrun --nproc_per_node N -m gan_probe train ...``): ``batch_size`` is the global batch. Every
 step draws the same global batch (indices from the epoch's permutation, noise from the step's seed) as a single
@@ -56,7 +56,7 @@ class TrainResult:
     seconds: float
     resumed_from: int
     world_size: int = 1
-    losses: dict[str, float] = field(default_factory=dict)  # the last log row's values of the family's losses
+    losses: dict[str, float] = field(default_factory=dict)  # the last log row's main losses (the progress bar's)
 
 
 @dataclass
@@ -173,7 +173,8 @@ def open_run(out: Path, plan: RunPlan, family: ModelFamily, probe_info: dict[str
     config = plan.config
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out, recursive=True)  # what a killed run was writing (checkpoint, samples)
-    write_json(out / CONFIG, {"train": config.to_dict(), "model": plan.model_cfg.to_dict(), "data": plan.data_info,
+    write_json(out / CONFIG, {"family": family.name, "train": config.to_dict(), "model": plan.model_cfg.to_dict(),
+                              "data": plan.data_info,
                               "steps_per_epoch": plan.steps_per_epoch, "total_steps": plan.total,
                               "distributed": plan.dist_info, **family.describe(), "probe": probe_info,
                               "provenance": provenance(device=str(ctx.device), seeds={"seed": config.seed})})
@@ -246,7 +247,7 @@ class TrainingLoop:
             self.checkpoint(self.step)
         return TrainResult(self.out, self.step, self.plan.total, self.last.get("loss_d"), self.last.get("loss_g"),
                            time.perf_counter() - self.t0, self.plan.start, self.ctx.world_size,
-                           {k: self.last[k] for k in self.family.loss_names if k in self.last})
+                           {k: self.last[k] for k in self.family.postfix_fields if k in self.last})
 
     # -- one step ---------------------------------------------------------------------------------------------
 
@@ -341,7 +342,7 @@ class TrainingLoop:
 
     def payload(self, step: int) -> dict[str, Any]:
         return {
-            **self.family.state(),
+            "family": self.family.name, **self.family.state(),
             "step": step, "epoch": step // self.plan.steps_per_epoch,
             "seconds": round(self.plan.seconds_before + time.perf_counter() - self.t0, 3),  # training time so far
             "config": {"model": self.plan.model_cfg.to_dict(), "train": self.config.to_dict()},
