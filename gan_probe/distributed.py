@@ -198,6 +198,26 @@ def main_first(fn: Callable[[], T], ctx: DistContext | None = None) -> T:
     return first if ctx.is_main else rest
 
 
+def same_on_every_rank(value: Any, what: str, ctx: DistContext | None = None) -> None:
+    """Raise one :class:`ConfigError` on every rank unless all ranks hold an equal ``value`` (a small picklable
+    description, e.g. of the input files each rank opened); ``what`` names it in the message."""
+    ctx = ctx or current()
+    if not ctx.enabled:
+        return
+    values: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    for rank, other in enumerate(values):
+        if other != values[0]:
+            if isinstance(other, dict) and isinstance(values[0], dict):
+                differ = "; ".join(f"{k}: {other.get(k)} against {values[0].get(k)}"
+                                   for k in [*values[0], *(k for k in other if k not in values[0])]
+                                   if other.get(k) != values[0].get(k))
+            else:
+                differ = f"{other} against {values[0]}"
+            raise ConfigError(f"rank {rank} sees a different {what} than rank 0 ({differ}); every rank must read "
+                              f"the same one")
+
+
 def broadcast_object(obj: Any, ctx: DistContext | None = None, src: int = 0) -> Any:
     """``obj`` from rank ``src`` on every rank (pickled; for small values such as paths and configs)."""
     ctx = ctx or current()

@@ -12,6 +12,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from gan_probe.cli import main
+from gan_probe.features.store import save_store
 from gan_probe.probe import ProbeConfig, run_protocol
 from gan_probe.probe.plan import SolverOptions
 from gan_probe.probe.rows import RowReducer
@@ -24,6 +26,8 @@ SOLVES = {"subspace": SolverOptions(precondition="subspace"),
           "sketch": SolverOptions(precondition="sketch", sketch_rank=8)}
 SOLVE_GRID = GRID[:2]
 FULL = dict(C_grid=GRID, val_size=60, C_patience=2, device="cpu", method="primal", seed=3)
+CLI = ["--C-grid", "0.01,0.1,1", "--val-size", "60", "--C-patience", "2", "--device", "cpu", "--method", "primal",
+       "--seed", "3", "--no-progress"]
 FEW = dict(labels_per_class=25, draws=2, C_grid=GRID, val_size=60, device="cpu", method="primal", seed=3)
 
 WORKER = textwrap.dedent("""
@@ -35,7 +39,7 @@ WORKER = textwrap.dedent("""
     from gan_probe.probe.rows import sharded_rows
     from gan_probe.probe.svm import TrainingProblem
     sys.path.insert(0, sys.argv[2])
-    from test_probe_distributed import FEW, FULL, GRID, SOLVE_GRID, SOLVES, data, jsonable
+    from test_probe_distributed import CLI, FEW, FULL, GRID, SOLVE_GRID, SOLVES, data, jsonable
 
     tmp = Path(sys.argv[1])
     ctx = init_distributed("cpu")
@@ -60,6 +64,15 @@ WORKER = textwrap.dedent("""
             out["interrupted"] = sorted(p.name for p in (tmp / "fits").glob("C=*.pt"))
         TrainingProblem.solve = solve
         out["resumed"] = jsonable(run_protocol(x, y, xt, yt, ProbeConfig(**FULL), resume_dir=tmp / "fits"))
+    # the command: the same, interrupted at the second C and resumed; then ranks that read different stores
+    from gan_probe.cli import main
+    svm = ["svm", "--features", str(tmp / "store"), *CLI, "--json", str(tmp / "cli.json")]
+    TrainingProblem.solve = second_c_interrupts
+    out["cli_interrupted"] = main(svm)
+    out["cli_kept"] = sorted(p.name for p in (tmp / "cli.json.fits").glob("C=*.pt"))
+    TrainingProblem.solve = solve
+    out["cli"] = main(svm)
+    out["cli_other"] = main(["svm", "--features", str(tmp / ("store" if ctx.rank == 0 else "other")), *CLI])
     (tmp / f"rank{ctx.rank}.json").write_text(json.dumps(out))
 """)
 
@@ -90,6 +103,9 @@ def jsonable(result):
 def two_ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("probe_ddp")
     (tmp / "worker.py").write_text(WORKER)
+    x, y, xt, yt = data()
+    save_store(tmp / "store", x, y, xt, yt, {"dataset": "toy"})
+    save_store(tmp / "other", x[:-1], y[:-1], xt, yt, {"dataset": "toy"})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_PROBE_PROGRESS": "0"}
     env.pop("WORLD_SIZE", None)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -97,7 +113,7 @@ def two_ranks(tmp_path_factory):
                           text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
-    return ranks
+    return tmp, done, ranks
 
 
 def _close(a, b, rel=1e-6):
@@ -106,14 +122,15 @@ def _close(a, b, rel=1e-6):
 
 @pytest.mark.parametrize("name", list(SOLVES))
 def test_two_rank_solves_equal_one_process(two_ranks, name):
+    ranks = two_ranks[2]
     x, y, _, _ = data()
     problem = TrainingProblem(x, y, options=SOLVES[name], device="cpu", method="primal")
     ones = [[float(np.sum(r.objective)), r.W] for r in map(problem.solve, SOLVE_GRID)]
-    assert len(two_ranks[0][name]) == len(ones)
-    for C, (objective, W), (objective1, W1) in zip(SOLVE_GRID, ones, two_ranks[0][name]):
+    assert len(ranks[0][name]) == len(ones)
+    for C, (objective, W), (objective1, W1) in zip(SOLVE_GRID, ones, ranks[0][name]):
         assert _close(objective, objective1), (C, objective, objective1)
         assert np.allclose(np.asarray(W1), W.numpy(), rtol=1e-4, atol=1e-6 * float(W.abs().max()))
-    assert two_ranks[0][name] == two_ranks[1][name]   # every rank holds the same weights
+    assert ranks[0][name] == ranks[1][name]   # every rank holds the same weights
 
 
 def _same_result(one, two):
@@ -128,17 +145,19 @@ def _same_result(one, two):
 
 @pytest.mark.parametrize("protocol", ["full", "few"])
 def test_two_rank_protocols_equal_one_process(two_ranks, protocol):
+    ranks = two_ranks[2]
     x, y, xt, yt = data()
     one = jsonable(run_protocol(x, y, xt, yt, ProbeConfig(**(FULL if protocol == "full" else FEW))))
-    _same_result(one, two_ranks[0][protocol])
-    assert two_ranks[0][protocol] == two_ranks[1][protocol]
+    _same_result(one, ranks[0][protocol])
+    assert ranks[0][protocol] == ranks[1][protocol]
 
 
 def test_two_rank_grid_resumes_like_one_uninterrupted_process(two_ranks):
-    assert two_ranks[0]["interrupted"] == [f"C={GRID[0]!r}.pt"]
+    ranks = two_ranks[2]
+    assert ranks[0]["interrupted"] == [f"C={GRID[0]!r}.pt"]
     x, y, xt, yt = data()
     one = jsonable(run_protocol(x, y, xt, yt, ProbeConfig(**FULL)))
-    resumed = two_ranks[0]["resumed"]
+    resumed = ranks[0]["resumed"]
     assert resumed["fits"][0].get("resumed") is True
     _same_result(one, resumed)
 
@@ -147,3 +166,23 @@ def test_shares_are_contiguous_and_cover_every_row():
     shares = [RowReducer.share_of(11, r, 3) for r in range(3)]
     assert shares == [(0, 3), (3, 7), (7, 11)]
     assert RowReducer().gather_rows(torch.ones(2, 1), 2).tolist() == [[1.0], [1.0]]
+
+
+def test_two_rank_svm_command_resumes_and_equals_one_process(two_ranks, tmp_path):
+    tmp, done, ranks = two_ranks
+    assert [r["cli_interrupted"] for r in ranks] == [130, 130]
+    assert ranks[0]["cli_kept"] == [f"C={GRID[0]!r}.pt"]
+    assert [r["cli"] for r in ranks] == [0, 0]
+    two = json.loads((tmp / "cli.json").read_text())
+    assert two["fits"][0]["resumed"] is True
+    assert not (tmp / "cli.json.fits").exists()
+    assert main(["svm", "--features", str(tmp / "store"), *CLI, "--json", str(tmp_path / "one.json")]) == 0
+    _same_result(json.loads((tmp_path / "one.json").read_text()), two)
+    assert sorted(p.name for p in tmp.iterdir() if p.suffix == ".json") == ["cli.json", "rank0.json", "rank1.json"]
+
+
+def test_ranks_that_read_different_stores_stop_with_one_line(two_ranks):
+    tmp, done, ranks = two_ranks
+    assert [r["cli_other"] for r in ranks] == [2, 2]
+    lines = [line for line in done.stderr.splitlines() if "different feature store" in line]
+    assert len(lines) == 1 and lines[0].startswith("gan-probe svm: error: rank 1 sees a different feature store")

@@ -13,7 +13,9 @@ DESCRIPTION = (
     "--labels-per-class K with --draws N random draws (mean +- std), or the SVHN protocol --labels N "
     "--val-size V --draws N (test error mean +- 1.96 std). C is chosen on a held-out validation split unless "
     "--C fixes it. Give a feature store (--features) or extract one first (--dataset, --data-root, "
-    "--checkpoint, and --holdout N for data with no test split). Accuracies in --json are fractions in [0, 1].")
+    "--checkpoint, and --holdout N for data with no test split). Accuracies in --json are fractions in [0, 1]. "
+    "Under torchrun (torchrun --nproc_per_node N -m gan_probe svm ...) each rank fits on its share of the training "
+    "rows (gloo on CPUs, NCCL on GPUs), with the one-process result; rank 0 writes.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,14 +112,29 @@ def _features_dir(args: argparse.Namespace, progress: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """One process, or every rank of ``torchrun -m gan_probe svm`` (each with a share of the training rows, see
+    :mod:`gan_probe.probe.rows`): rank 0 checks and locks --json, writes the result and prints; all ranks fit."""
+    from ..distributed import run_command
+
+    return run_command(args.device, lambda ctx: _locked(args, ctx))
+
+
+def _locked(args: argparse.Namespace, ctx) -> int:
+    from contextlib import ExitStack
+
     from ..atomic import check_overwrite
+    from ..distributed import agree
     from ..locks import output_lock
 
-    if not args.json:
-        return _run(args)
-    check_overwrite(args.json, "gan-probe-svm", args.force, "--json")
-    with output_lock(args.json, "--json", directory=False):  # one writer per result, checked before the fit
-        return _run(args)
+    with ExitStack() as held:
+        def lock() -> None:
+            if args.json and ctx.is_main:
+                check_overwrite(args.json, "gan-probe-svm", args.force, "--json")
+                # one writer per result, checked before the fit
+                held.enter_context(output_lock(args.json, "--json", directory=False))
+
+        agree(lock, ctx)
+        return _run(args, ctx)
 
 
 def interrupted(args: argparse.Namespace) -> str | None:
@@ -130,20 +147,25 @@ def interrupted(args: argparse.Namespace) -> str | None:
     return f"the C values fitted so far are kept in {kept}; the same command resumes after them"
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, ctx) -> int:
+    from ..distributed import agree, same_on_every_rank
+    from ..features.store import load_store, select_store_layers
     from ..probe import run_probe
+    from ..probe.rows import sharded_rows
     from ..progress import progress_enabled
 
-    progress = progress_enabled(args.no_progress)
+    progress = progress_enabled(args.no_progress) and ctx.is_main
     config = probe_config_from_args(args)  # checked before any extraction or fit
-    features = _features_dir(args, progress)
+    root = _features_dir(args, progress)
+    features = agree(lambda: load_store(root), ctx)
+    same_on_every_rank(features.identity(), "feature store", ctx)
     if args.layers:
-        from ..features.store import load_store, select_store_layers
-
-        features = select_store_layers(load_store(features), _parse_layers(args.layers))
-    result = run_probe(features, config, args.json, dataset_name=args.dataset_name, progress=progress,
-                       log=lambda message: print(message, file=sys.stderr, flush=True))
-    return print_summary(result, args.json)
+        features = select_store_layers(features, _parse_layers(args.layers))
+    with sharded_rows(ctx):   # under torchrun: each rank a share of the rows; rank 0 alone writes
+        result = run_probe(features, config, args.json, dataset_name=args.dataset_name, progress=progress,
+                           log=(lambda message: print(message, file=sys.stderr, flush=True)) if ctx.is_main
+                           else None)
+    return print_summary(result, args.json) if ctx.is_main else 0
 
 
 def print_summary(result: dict, json_path: str | None) -> int:

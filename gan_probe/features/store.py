@@ -175,6 +175,16 @@ class FeatureStore:
     def n_features(self) -> int:
         return int(self.train_features.shape[1])
 
+    def identity(self) -> dict[str, Any]:
+        """What the ranks of a distributed probe compare to know they read the same store: the shapes, the
+        labels' and ``meta.json``'s digests (cheap: the features themselves are not read)."""
+        from ..provenance import sha256_array
+
+        meta = np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), np.uint8)
+        return {"train": list(self.train_features.shape), "test": list(self.test_features.shape),
+                "labels": [sha256_array(self.train_labels)[:12], sha256_array(self.test_labels)[:12]],
+                "meta.json": sha256_array(meta)[:12]}
+
 
 def select_store_layers(store: FeatureStore, layers: list[int] | tuple[int, ...], flag: str = "--layers"
                         ) -> FeatureStore:

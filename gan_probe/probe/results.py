@@ -28,6 +28,7 @@ from ..provenance import provenance
 from .config import ProbeConfig
 from .protocols import run_protocol
 from .resume import fits_dir
+from .rows import active
 from .standardize import fit_standardizer
 
 FORMAT = "gan-probe-svm"
@@ -49,7 +50,7 @@ def run_probe(features: str | os.PathLike | FeatureStore, config: ProbeConfig,
     resume_dir = fits_dir(result_path) if result_path is not None else None
     result = probe_store(features, config, dataset_name=dataset_name, progress=progress, log=log,
                          resume_dir=resume_dir)
-    if result_path is not None:
+    if result_path is not None and active().rank == 0:   # (rows shared among ranks: rank 0 writes)
         write_result(result_path, result)
     return result
 
