@@ -73,13 +73,15 @@ FIGURE_MARK = "gan-probe"  # save_figure's PNG "Software" / PDF "Creator" entry,
 _METRICS = {"fid": "gan-probe-fid", "inception_score": "gan-probe-inception-score"}
 
 
-def check_overwrite(path: str | os.PathLike, expected_format: str, force: bool = False, flag: str = "--out") -> None:
+def check_overwrite(path: str | os.PathLike, expected_format: str, force: bool = False, flag: str = "--out",
+                    force_flag: str | None = "--force") -> None:
     """The overwrite rule of every command that writes a result: an existing ``path`` of the same kind
     (``expected_format``, one of :data:`KINDS`: a JSON result's ``format``, a checkpoint, a statistics file, a
     figure, a report directory) is replaced, atomically, by the writer; anything else is refused with one line
     unless ``force``. Call it before any work. A directory is never the target of a file; an earlier report
     directory is replaced without ``force`` only when it holds nothing but what its report wrote (``report.json``'s
-    ``files``; :func:`gan_probe.report.build_report` refuses any other non-empty directory).
+    ``files``; :func:`gan_probe.report.build_report` refuses any other non-empty directory). ``force_flag``: how
+    the caller's user passes ``force`` (None: there is no such flag, and the message says what to do instead).
 
     >>> check_overwrite("notes.txt", "gan-probe-svm", flag="--json")      # doctest: +SKIP
     ConfigError: --json notes.txt: exists and is not a gan-probe svm result (...); pass --force to replace it
@@ -100,14 +102,15 @@ def check_overwrite(path: str | os.PathLike, expected_format: str, force: bool =
         extra = _unlisted_files(path) if directory else []
         if extra and not force:
             shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+            remedy = f"move them out or pass {force_flag}" if force_flag else "move them out and rerun"
             raise ConfigError(f"{flag} {path}: the earlier report there also holds {shown}, which it did not "
-                                f"write and rebuilding would delete; move them out or pass --force")
+                                f"write and rebuilding would delete; {remedy}")
         return
     if force:
         return
     what = f"a {KINDS[found]}" if found in KINDS else "unrecognised content"
-    raise ConfigError(f"{flag} {path}: exists and is not a {kind} (it holds {what}); choose another {flag} or "
-                        f"pass --force to replace it")
+    remedy = f"choose another {flag} or pass {force_flag} to replace it" if force_flag else f"move it away"
+    raise ConfigError(f"{flag} {path}: exists and is not a {kind} (it holds {what}); {remedy}")
 
 
 def file_format(path: str | os.PathLike, expected_format: str | None = None) -> str | None:

@@ -92,3 +92,20 @@ def test_a_resumed_checkpoint_is_extracted_and_probed_again(tmp_path, capsys):
     assert result["features_meta"]["checkpoint_step"] == 4
     third = run_pipeline(config, out, log=lambda m: None)
     assert all(s.cached for s in third.stages)
+
+
+def test_files_added_to_the_pipelines_report_directory_stop_it_before_any_stage(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "notes.txt").write_text("mine")
+    assert main(["pipeline", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "the pipeline's report directory" in err and "notes.txt" not in err
+    assert "move its files away" in err and "--force" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["report"]        # nothing ran, nothing was written
+    # an earlier report with a file someone added to it: named, kept, and no --force suggested
+    (out / "report" / "report.json").write_text(json.dumps({"format": "gan-probe-report", "files": []}))
+    assert main(["pipeline", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "also holds notes.txt" in err and "move them out and rerun" in err and "--force" not in err
+    assert (out / "report" / "notes.txt").read_text() == "mine"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import GanProbeError
+from ..errors import ConfigError, GanProbeError
 from .config import PipelineConfig, load_config, probe_run_config, probe_runs, validate
 from .stages import StageResult, StageRunner
 
@@ -61,7 +61,20 @@ def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: 
         validate(config, "config")
     root = Path(out or Path("runs") / config.name)
     with output_lock(root, "--out"):  # one pipeline per directory
+        check_report_dir(root / "report")
         return _run_stages(config, root, progress, log)
+
+
+def check_report_dir(path: Path) -> None:
+    """The overwrite rule of ``gan-probe report`` for the pipeline's own report directory, checked before any stage
+    runs: an earlier report there is rebuilt, but files someone added to it (or a directory that is not a report)
+    are never deleted; the pipeline has no --force, so the message says to move them."""
+    from ..atomic import check_overwrite
+
+    check_overwrite(path, "gan-probe-report", flag="the pipeline's report directory", force_flag=None)
+    if path.is_dir() and any(path.iterdir()) and not (path / "report.json").is_file():
+        raise ConfigError(f"the pipeline's report directory {path}: is not empty and is not a gan-probe report; "
+                          f"move its files away and rerun (finished stages are kept)")
 
 
 @dataclass
@@ -296,8 +309,10 @@ def make_report(run: PipelineRun, result_files: list[str], run_dir: str | None) 
     from ..report import build_report
 
     inputs = result_files + ([run_dir] if run_dir else [])
+    metrics = {"fid": "fid", "inception-score": "inception_score"}
+    skipped = {metrics[s.name]: s.skipped for s in run.runner.results if s.name in metrics and s.skipped}
     report = build_report(inputs, run.root / "report", formats=run.config.report.formats,
-                          title=f"gan-probe pipeline: {run.config.name}")
+                          title=f"gan-probe pipeline: {run.config.name}", skipped=skipped)
     _append_stage_times(report.markdown_path, run.runner.results)
     return {"report_dir": str(run.root / "report"), "report_path": str(report.markdown_path)}
 
