@@ -181,11 +181,15 @@ def build_figures(results: Results, fig_dir: Path, published: bool = True,
         name = names("training_curves")
         figs.loss_curves_figure(logged, fig_dir / name)
         probed = any(probe_curve(r) is not None for r in logged)
-        refs.append(FigureRef(f"{rel}/{name}", "Training curves",
-                              "Discriminator and generator losses (left) and D's mean output on real and generated "
-                              + ("images (middle) from each run's log.csv; right: the online probe's validation "
-                                 "accuracy (--probe-every), a star on the best step." if probed
-                                 else "images (right) from each run's log.csv.")))
+        gans = any(any("loss_d" in row for row in r.log) for r in logged)
+        vaes = [r for r in logged if any("recon" in row for row in r.log)]
+        vae_note = (" VAE runs (--model vae): the negative ELBO (solid), its reconstruction term (dashed) and its KL "
+                    "term (dotted), in nats per image." if vaes else "")
+        caption = ("Discriminator and generator losses (left) and D's mean output on real and generated "
+                   + ("images (middle) from each run's log.csv; right: the online probe's validation "
+                      "accuracy (--probe-every), a star on the best step." if probed
+                      else "images (right) from each run's log.csv.")) if gans else "From each run's log.csv."
+        refs.append(FigureRef(f"{rel}/{name}", "Training curves", caption + vae_note))
     for run in results.runs:
         curve = probe_curve(run)
         if curve is not None:
