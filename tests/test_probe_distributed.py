@@ -13,7 +13,9 @@ import torch
 import torch.distributed as dist
 
 from gan_probe.cli import main
-from gan_probe.features.store import save_store
+from gan_probe.errors import FeatureStoreError
+from gan_probe.features.shards import shard_name, write_manifest_split
+from gan_probe.features.store import load_store, save_store
 from gan_probe.probe import ProbeConfig, run_protocol
 from gan_probe.probe.plan import SolverOptions
 from gan_probe.probe.rows import RowReducer
@@ -28,6 +30,9 @@ SOLVE_GRID = GRID[:2]
 FULL = dict(C_grid=GRID, val_size=60, C_patience=2, device="cpu", method="primal", seed=3)
 CLI = ["--C-grid", "0.01,0.1,1", "--val-size", "60", "--C-patience", "2", "--device", "cpu", "--method", "primal",
        "--seed", "3", "--no-progress"]
+EXTRACT = ["extract", "--random-init", "small32", "--dataset", "digits", "--grid", "1", "--bn", "checkpoint",
+           "--batch-size", "500", "--device", "cpu", "--no-progress"]
+SHARDED_SVM = ["--C", "0.01", "--device", "cpu", "--method", "primal", "--no-progress"]
 FEW = dict(labels_per_class=25, draws=2, C_grid=GRID, val_size=60, device="cpu", method="primal", seed=3)
 
 WORKER = textwrap.dedent("""
@@ -39,7 +44,7 @@ WORKER = textwrap.dedent("""
     from gan_probe.probe.rows import sharded_rows
     from gan_probe.probe.svm import TrainingProblem
     sys.path.insert(0, sys.argv[2])
-    from test_probe_distributed import CLI, FEW, FULL, GRID, SOLVE_GRID, SOLVES, data, jsonable
+    from test_probe_distributed import CLI, EXTRACT, SHARDED_SVM, FEW, FULL, GRID, SOLVE_GRID, SOLVES, data, jsonable
 
     tmp = Path(sys.argv[1])
     ctx = init_distributed("cpu")
@@ -73,6 +78,22 @@ WORKER = textwrap.dedent("""
     TrainingProblem.solve = solve
     out["cli"] = main(svm)
     out["cli_other"] = main(["svm", "--features", str(tmp / ("store" if ctx.rank == 0 else "other")), *CLI])
+    # a store extracted with --shards (each rank its own file), once interrupted on both ranks and resumed, and
+    # the same store gathered through rank 0; then the sharded store probed by both ranks
+    import gan_probe.features.extract as extraction
+    pooled, calls = extraction.pooled_features, []
+    def pooled_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == ctx.rank + 1:   # rank 0 in its first batch, rank 1 in its second
+            raise KeyboardInterrupt
+        return pooled(*args, **kwargs)
+    extraction.pooled_features = pooled_then_interrupt
+    out["shards_interrupted"] = main([*EXTRACT, "--out", str(tmp / "sharded"), "--shards"])
+    extraction.pooled_features = pooled
+    out["shards"] = main([*EXTRACT, "--out", str(tmp / "sharded"), "--shards"])
+    out["gathered"] = main([*EXTRACT, "--out", str(tmp / "gathered")])
+    out["sharded_svm"] = main(["svm", "--features", str(tmp / "sharded"), *SHARDED_SVM, "--json",
+                               str(tmp / "sharded_svm.json")])
     (tmp / f"rank{ctx.rank}.json").write_text(json.dumps(out))
 """)
 
@@ -178,7 +199,8 @@ def test_two_rank_svm_command_resumes_and_equals_one_process(two_ranks, tmp_path
     assert not (tmp / "cli.json.fits").exists()
     assert main(["svm", "--features", str(tmp / "store"), *CLI, "--json", str(tmp_path / "one.json")]) == 0
     _same_result(json.loads((tmp_path / "one.json").read_text()), two)
-    assert sorted(p.name for p in tmp.iterdir() if p.suffix == ".json") == ["cli.json", "rank0.json", "rank1.json"]
+    written = sorted(p.name for p in tmp.iterdir() if p.suffix == ".json")
+    assert written == ["cli.json", "rank0.json", "rank1.json", "sharded_svm.json"]
 
 
 def test_ranks_that_read_different_stores_stop_with_one_line(two_ranks):
@@ -186,3 +208,51 @@ def test_ranks_that_read_different_stores_stop_with_one_line(two_ranks):
     assert [r["cli_other"] for r in ranks] == [2, 2]
     lines = [line for line in done.stderr.splitlines() if "different feature store" in line]
     assert len(lines) == 1 and lines[0].startswith("gan-probe svm: error: rank 1 sees a different feature store")
+
+
+def test_sharded_extraction_resumes_and_holds_the_gathered_store(two_ranks):
+    tmp, done, ranks = two_ranks
+    assert [r["shards_interrupted"] for r in ranks] == [130, 130]
+    assert [r["shards"] for r in ranks] == [0, 0] and [r["gathered"] for r in ranks] == [0, 0]
+    sharded, gathered = load_store(tmp / "sharded"), load_store(tmp / "gathered")
+    assert sorted(p.name for p in (tmp / "sharded").glob("*_features*.npy")) == [
+        "test_features-00000-of-00002.npy", "test_features-00001-of-00002.npy",
+        "train_features-00000-of-00002.npy", "train_features-00001-of-00002.npy"]
+    assert [len(p) for p in sharded.train_features.parts] == [500, 847]   # whole batches of 500 rows
+    assert sharded.meta["resumed"]["rows"] == {"train": 500}              # rank 1 kept its first batch
+    for split in ("train", "test"):
+        a, b = getattr(sharded, f"{split}_features"), getattr(gathered, f"{split}_features")
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        rows = [5, len(b) - 3, 3]      # (across the shard boundary, and backwards)
+        assert np.array_equal(a[rows], b[rows]) and np.array_equal(a[490:510], b[490:510])
+        assert np.array_equal(getattr(sharded, f"{split}_labels"), getattr(gathered, f"{split}_labels"))
+
+
+def test_sharded_store_probed_in_one_process_and_by_two_ranks_has_the_plain_accuracy(two_ranks, tmp_path):
+    tmp, done, ranks = two_ranks
+    results = []
+    for store in ("sharded", "gathered"):
+        assert main(["svm", "--features", str(tmp / store), *SHARDED_SVM, "--json", str(tmp_path / store)]) == 0
+        results.append(json.loads((tmp_path / store).read_text()))
+    two = json.loads((tmp / "sharded_svm.json").read_text())
+    assert results[0]["accuracy"] == results[1]["accuracy"] == two["accuracy"]
+    assert results[0]["objective"] == results[1]["objective"]
+    assert _close(two["objective"], results[1]["objective"])
+    knn = []
+    for store in ("sharded", "gathered"):
+        assert main(["knn", "--features", str(tmp / store), "--device", "cpu", "--json", str(tmp_path / "k")]) == 0
+        knn.append(json.loads((tmp_path / "k").read_text())["accuracy"])
+    assert knn[0] == knn[1]
+
+
+def test_a_missing_shard_is_one_line(tmp_path):
+    x, y, xt, yt = data()
+    root = save_store(tmp_path / "s", x, y, xt, yt, {"dataset": "toy"})
+    (root / "train_features.npy").unlink()
+    for r, (start, end) in enumerate([(0, 200), (200, 420)]):
+        np.save(root / shard_name("train", r, 2), x[start:end])
+    write_manifest_split(root, "train", [shard_name("train", r, 2) for r in range(2)], [200, 220], x.shape[1])
+    assert np.array_equal(np.asarray(load_store(root).train_features), x)
+    (root / shard_name("train", 1, 2)).unlink()
+    with pytest.raises(FeatureStoreError, match="train_features-00001-of-00002.npy: missing; .*shards.json lists"):
+        load_store(root)

@@ -50,6 +50,9 @@ def add_common_arguments(p: argparse.ArgumentParser, out_required: bool) -> None
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, out_required=True)
     p.add_argument("--out", required=True, metavar="FEATS", help="feature store directory")
+    p.add_argument("--shards", action="store_true",
+                   help="under torchrun: every rank writes its own rows to its own file (FEATS/shards.json lists "
+                        "them), with no gather through rank 0; readers see the same store")
     m = p.add_argument_group("another model instead of a discriminator")
     m.add_argument("--model", metavar="torchvision:NAME",
                    help="a torchvision model's named layers (--layers layer1,layer2: submodule names), pooled to the "
@@ -80,12 +83,16 @@ def extract_from_args(args: argparse.Namespace, out):
     from ..progress import progress_enabled
 
     if getattr(args, "model", None):
+        if getattr(args, "shards", False):
+            from ..errors import ConfigError
+
+            raise ConfigError("--shards: a discriminator's features only (not --model)")
         return _extract_model(args, out)
     with suggest_holdout(args.train_split):
         return extract_features(checkpoint=args.checkpoint, dataset=args.dataset, data_root=args.data_root,
                                 out=out, options=options_from_args(args), device=args.device,
                                 progress=progress_enabled(args.no_progress), random_init=args.random_init,
-                                seed=args.init_seed, download=args.download)
+                                seed=args.init_seed, download=args.download, shards=getattr(args, "shards", False))
 
 
 def interrupted(args: argparse.Namespace) -> str:

@@ -10,6 +10,11 @@ store. The batch-norm re-estimation is sharded the same way: each rank averages 
 its batches and a weighted all-reduce gives the average over all batches, the single-process result up to
 float rounding. The resulting store (features, labels) is the one a single process writes.
 
+With ``shards=True`` (``extract --shards``) nothing goes through rank 0: rank ``r`` of ``N`` takes a contiguous run
+of whole batches (the one-process batches, so the same rows and bytes) and writes them to its own file, and rank 0
+records the files in ``shards.json`` (see :mod:`gan_probe.features.shards`); every reader sees the same logical
+matrix as in a plain store. Each rank's file resumes on its own, like the plain one.
+
 An interrupted extraction resumes: until ``meta.json`` marks the store complete, ``ROOT/.partial/`` holds the
 extraction's key, the re-estimated batch-norm statistics and the features of the split being written, and a split
 whose labels file exists is finished (its features are moved into place first, the labels written last). A rerun
@@ -43,6 +48,7 @@ from ..models import PRESETS, Discriminator, preset_config, to_model_range
 from ..provenance import provenance, sha256_file, sha256_json
 from .batchnorm import recompute_batchnorm
 from .pooling import layer_dims, layer_names, pooled_features, select_layers
+from .shards import MANIFEST, has_shards, shard_name, write_manifest_split
 from .store import (SPLITS, MatrixWriter, features_path, is_complete, labels_path, partial_rows, write_labels,
                     write_meta)
 
@@ -125,14 +131,16 @@ def random_discriminator(preset: str, seed: int, **overrides) -> tuple[Discrimin
 def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str = "digits",
                      data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                      options: ExtractOptions | None = None, device: str = "auto", progress: bool = False,
-                     random_init: str | None = None, seed: int = 0, download: bool = False,
+                     random_init: str | None = None, seed: int = 0, download: bool = False, shards: bool = False,
                      **option_kwargs) -> Path:
     """Extract pooled discriminator features into a feature store and return its directory.
 
     Either ``checkpoint`` (a gan-probe checkpoint) or ``random_init=PRESET`` (the same architecture with the
     paper's random initialisation, seeded by ``seed``; ``random_init`` may also be a checkpoint path, whose
     architecture is copied) gives the discriminator. Options: see
-    :class:`ExtractOptions` (keyword arguments are accepted too, e.g. ``grid=4, holdout=10000``).
+    :class:`ExtractOptions` (keyword arguments are accepted too, e.g. ``grid=4, holdout=10000``). ``shards``: each
+    rank writes its own rows to its own file (see the module docstring); the store's key, and so its reuse, does
+    not depend on it.
     """
     options = options or ExtractOptions(**option_kwargs)
     ctx = init_distributed(device)
@@ -142,12 +150,13 @@ def extract_features(checkpoint: str | os.PathLike | None = None, dataset: str =
         if out is not None:
             locks.enter_context(output_lock(out, "--out", ctx=ctx))
         return _extract_features(checkpoint, dataset, data_root, out, options, ctx, progress, random_init, seed,
-                                 download, locks)
+                                 download, locks, shards)
 
 
 def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_root: str | os.PathLike | None,
                       out: str | os.PathLike | None, options: ExtractOptions, ctx: DistContext, progress: bool,
-                      random_init: str | None, seed: int, download: bool, locks: contextlib.ExitStack) -> Path:
+                      random_init: str | None, seed: int, download: bool, locks: contextlib.ExitStack,
+                      shards: bool = False) -> Path:
     dev = ctx.device
     if checkpoint is not None:
         models = agree(lambda: load_models(checkpoint, device="cpu", vae=True), ctx)
@@ -211,7 +220,8 @@ def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_r
     for split in (train, test):
         name = "train" if split is train else "test"
         if name not in state["done"]:
-            kept = _write_split(disc, split, root, name, options, layers, sum(dims), dev, progress, ctx)
+            kept = _write_split(disc, split, root, name, options, layers, sum(dims), dev, progress, ctx,
+                                shards=shards)
             if kept:
                 kept_rows[name] = kept
     seconds = time.perf_counter() - t0
@@ -229,7 +239,7 @@ def _extract_features(checkpoint: str | os.PathLike | None, dataset: str, data_r
         "grid": options.grid, "dims_per_layer": dict(zip(names, dims)), "n_features": sum(dims),
         "batchnorm": "recomputed on the training split" if options.bn == "recompute" else "checkpoint running stats",
         "batchnorm_batches": bn_batches, "batch_size": options.batch_size, "seconds": round(seconds, 3),
-        "ranks": ctx.world_size,
+        "ranks": ctx.world_size, **({"shards": ctx.world_size} if shards else {}),
         "provenance": provenance(device=str(dev), seeds={"init_seed": seed} if random_init else None),
     }
     if state["done"] or bn_resumed or kept_rows:
@@ -332,10 +342,14 @@ def _resume_state(root: Path, key: str) -> dict:
         for split in SPLITS:
             labels_path(root, split).unlink(missing_ok=True)
             features_path(root, split).unlink(missing_ok=True)
+            for shard in root.glob(f"{split}_features-*-of-*.npy"):
+                shard.unlink()
+        (root / MANIFEST).unlink(missing_ok=True)
         shutil.rmtree(partial, ignore_errors=True)
         write_json(partial / "key.json", {"key": key})
         return {"done": [], "batchnorm": False}
-    done = [s for s in SPLITS if labels_path(root, s).is_file() and features_path(root, s).is_file()]
+    done = [s for s in SPLITS if labels_path(root, s).is_file()
+            and (features_path(root, s).is_file() or has_shards(root, s))]
     return {"done": done, "batchnorm": (partial / "batchnorm.pt").is_file()}
 
 
@@ -360,14 +374,17 @@ def _read_key(root: Path) -> str | None:
 @torch.no_grad()
 def _write_split(disc: Discriminator | None, split: ImageSplit, root: Path, name: str, options: ExtractOptions,
                  layers: Sequence[int], dim: int, device: torch.device, progress: bool,
-                 ctx: DistContext | None = None, featurize=None) -> int:
-    """Features of one split into ``root``; under torchrun rank 0 writes the gathered batches in order. Returns
-    how many leading rows an interrupted run had written (kept, not recomputed). ``featurize(uint8 NHWC batch on
-    the device) -> (B, dim)`` replaces D's pooled features (another model's layers, :mod:`.modules`)."""
+                 ctx: DistContext | None = None, featurize=None, shards: bool = False) -> int:
+    """Features of one split into ``root``; under torchrun rank 0 writes the gathered batches in order (with
+    ``shards``, each rank its own file: :func:`_write_shard`). Returns how many leading rows an interrupted run had
+    written (kept, not recomputed). ``featurize(uint8 NHWC batch on the device) -> (B, dim)`` replaces D's pooled
+    features (another model's layers, :mod:`.modules`)."""
     if featurize is None:
         def featurize(block: torch.Tensor) -> torch.Tensor:
             return pooled_features(disc, to_model_range(block), options.grid, layers)
     ctx = ctx or DistContext(device=device)
+    if shards:
+        return _write_shard(featurize, split, root, name, options.batch_size, dim, device, progress, ctx)
     size = options.batch_size
     starts = list(range(0, len(split), size))
     # rows an interrupted run of the same extraction (same key, so same batch size) already wrote
@@ -394,3 +411,47 @@ def _write_split(disc: Discriminator | None, split: ImageSplit, root: Path, name
     if ctx.is_main:
         write_labels(root, name, split.labels)
     return kept
+
+
+@torch.no_grad()
+def _write_shard(featurize, split: ImageSplit, root: Path, name: str, size: int, dim: int, device: torch.device,
+                 progress: bool, ctx: DistContext) -> int:
+    """This rank's contiguous run of whole batches into its own shard file (resuming its own partial file); once
+    every rank has finished, rank 0 records the shards and writes the labels. Returns the rows kept over all
+    ranks."""
+    starts = list(range(0, len(split), size))
+    first = len(starts) * ctx.rank // ctx.world_size
+    last = len(starts) * (ctx.rank + 1) // ctx.world_size
+    lo, hi = first * size, min(len(split), last * size)
+    file = shard_name(name, ctx.rank, ctx.world_size)
+
+    def write_mine() -> int:
+        partial = root / PARTIAL / file
+        kept = partial_rows(partial, hi - lo, dim, align=size)
+        batches = range(first + kept // size, last)
+        if progress and ctx.is_main:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"features ({name}, shard {ctx.rank + 1} of {ctx.world_size})",
+                           unit="batch", dynamic_ncols=True)
+        with MatrixWriter(root / file, rows=hi - lo, dim=dim, partial=partial, start_row=kept) as writer:
+            for b in batches:
+                block = torch.from_numpy(np.ascontiguousarray(split.images[starts[b]:starts[b] + size]))
+                writer.write(featurize(block.to(device)).cpu().numpy())
+        return kept
+
+    kept = agree(write_mine, ctx)   # every rank's shard is complete (or every rank stops) before the manifest
+    counts = [len(starts) * r // ctx.world_size for r in range(ctx.world_size + 1)]
+    rows = [min(len(split), counts[r + 1] * size) - counts[r] * size for r in range(ctx.world_size)]
+    files = [shard_name(name, r, ctx.world_size) for r in range(ctx.world_size)]
+
+    def record() -> None:
+        features_path(root, name).unlink(missing_ok=True)   # (a plain file of another run would shadow the shards)
+        write_manifest_split(root, name, files, rows, dim)
+        write_labels(root, name, split.labels)
+
+    main_only(record, ctx)
+    kept_all = torch.tensor([float(kept)], dtype=torch.float64, device=device)
+    if ctx.enabled:
+        torch.distributed.all_reduce(kept_all)
+    return int(kept_all.item())

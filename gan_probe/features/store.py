@@ -9,6 +9,9 @@ Layout of ``FEATS/``::
     meta.json            provenance: source checkpoint / data checksums, layers, grid, dims per layer, ...
 
 Matrices are written row-chunk by row-chunk into a ``.npy`` file (a temporary file renamed at the end), and read back memory-mapped, so a 50,000 x 28,672 float32 matrix (5.7 GB) never exists twice in RAM.
+
+A sharded store (``extract --shards`` under torchrun, :mod:`gan_probe.features.shards`) holds a split's features as
+one file per rank plus ``shards.json``; :func:`load_store` reads it as the same logical ``(N, D)`` matrix.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from ..atomic import atomic_path, replace_durably, write_json
 from ..errors import FeatureStoreError
+from .shards import has_shards, read_manifest, read_shards
 
 SPLITS = ("train", "test")
 META = "meta.json"
@@ -181,9 +185,12 @@ class FeatureStore:
         from ..provenance import sha256_array
 
         meta = np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), np.uint8)
+        shards = {split: [len(p) for p in x.parts] for split, x in (("train", self.train_features),
+                                                                     ("test", self.test_features))
+                  if hasattr(x, "parts")}
         return {"train": list(self.train_features.shape), "test": list(self.test_features.shape),
                 "labels": [sha256_array(self.train_labels)[:12], sha256_array(self.test_labels)[:12]],
-                "meta.json": sha256_array(meta)[:12]}
+                "meta.json": sha256_array(meta)[:12], "shards": shards or None}
 
 
 def select_store_layers(store: FeatureStore, layers: list[int] | tuple[int, ...], flag: str = "--layers"
@@ -235,6 +242,13 @@ def select_store_layers(store: FeatureStore, layers: list[int] | tuple[int, ...]
                         store.test_labels, new_meta)
 
 
+def _load_features(root: Path, split: str, mmap: bool):
+    """A split's feature matrix: the plain ``.npy`` file, or its shards read as one matrix."""
+    if not features_path(root, split).is_file() and split in (read_manifest(root) or {}).get("splits", {}):
+        return read_shards(root, split, mmap)
+    return _load_npy(features_path(root, split), mmap)
+
+
 def _load_npy(path: Path, mmap: bool) -> np.ndarray:
     if not path.is_file():
         raise FeatureStoreError(f"{path}: missing; a feature store needs train/test _features.npy and _labels.npy "
@@ -247,8 +261,8 @@ def _load_npy(path: Path, mmap: bool) -> np.ndarray:
 
 def is_complete(root: str | os.PathLike) -> bool:
     root = Path(root)
-    return (root / META).is_file() and all(features_path(root, s).is_file() and labels_path(root, s).is_file()
-                                           for s in SPLITS)
+    return (root / META).is_file() and all((features_path(root, s).is_file() or has_shards(root, s))
+                                           and labels_path(root, s).is_file() for s in SPLITS)
 
 
 def load_store(root: str | os.PathLike, mmap: bool = True) -> FeatureStore:
@@ -270,7 +284,7 @@ def load_store(root: str | os.PathLike, mmap: bool = True) -> FeatureStore:
         raise FeatureStoreError(f"{meta_file}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     arrays = {}
     for split in SPLITS:
-        x = _load_npy(features_path(root, split), mmap)
+        x = _load_features(root, split, mmap)
         y = _load_npy(labels_path(root, split), mmap=False)
         if x.ndim != 2:
             raise FeatureStoreError(f"{features_path(root, split)}: expected a 2-D (N, D) matrix, got shape {x.shape}")
