@@ -206,7 +206,7 @@ def test_streamed_design_folds_standardisation_exactly():
 @pytest.mark.parametrize("columns", [1, 10, 70])
 @pytest.mark.parametrize("numpy_blas", [False, True])
 def test_products_of_float32_rows_equal_float64_ones(columns, numpy_blas, monkeypatch):
-    from gan_probe.probe import linalg
+    from gan_probe import linalg
     from gan_probe.probe.design import PACKED_WEIGHT_COLUMNS
     from gan_probe.probe.packed import weight_packing_available
 

@@ -1,8 +1,8 @@
 """Plain (Lloyd) k-means in torch, on CPU or CUDA: the clustering step of the single-layer baseline.
 
 Each iteration assigns every point to its nearest centroid (``argmin ||c||^2 - 2 x.c``, one matrix product
-``[x, 1] @ [-2 C^T; ||c||^2]`` per chunk of rows, NumPy's BLAS on CPU) and moves every centroid to the mean
-of its points (sums accumulated in float64). It is the algorithm of Coates & Ng's ``run_kmeans.m`` (50
+``[x, 1] @ [-2 C^T; ||c||^2]`` per chunk of rows, routed by :mod:`gan_probe.linalg`) and moves every centroid to
+the mean of its points (sums accumulated in float64). It is the algorithm of Coates & Ng's ``run_kmeans.m`` (50
 full-batch iterations) and of scikit-learn's ``KMeans(algorithm="lloyd")``, with scikit-learn's conventions
 where the original differs:
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .gemm import mm_into, resolve_backend
+from ..linalg import check_backend, mm
 from .parallel import WorkerPool, default_workers
 
 TASK_ROWS = 32_768  # rows per unit of work; fixed, so results do not depend on the number of workers
@@ -69,7 +69,7 @@ def lloyd_kmeans(x: np.ndarray | torch.Tensor, k: int, iterations: int = 50, see
         centroids = data[torch.as_tensor(random_init(n, k, seed), device=dev)].clone()
     else:
         centroids = torch.as_tensor(np.asarray(init, dtype=np.float32), device=dev).clone()
-    backend = resolve_backend(gemm, dev)
+    backend = check_backend(gemm, dev)
     sq_norms = data.square().sum(dim=1)
     augmented = torch.cat([data, torch.ones(n, 1, device=dev)], dim=1)   # [x, 1] @ [-2 C^T; ||c||^2]
     labels = torch.full((n,), -1, dtype=torch.long, device=dev)
@@ -93,7 +93,7 @@ def lloyd_kmeans(x: np.ndarray | torch.Tensor, k: int, iterations: int = 50, see
             changed = 0
             for start in range(task[0], task[1], chunk):
                 stop = min(start + chunk, task[1])
-                dist = mm_into(augmented[start:stop], caug, buffer[:stop - start], backend)
+                dist = mm(augmented[start:stop], caug, out=buffer[:stop - start], backend=backend)
                 best, lab = dist.min(dim=1)                              # min_k ||c_k||^2 - 2 x.c_k
                 nearest[start:stop] = best + sq_norms[start:stop]
                 changed += int((lab != labels[start:stop]).sum())

@@ -16,7 +16,8 @@ How the work is organised (the distance matrix, ``positions x K`` per image, is 
   normalisation and whitening act on this ``positions x D`` matrix (D = 108), never on ``positions x K``;
   whitening is one matrix product (plus bias) that also writes the constant column of the augmented matrix below.
 * squared distances come from a single matrix product ``[w, 1, ||w||^2] @ [-2 C^T; ||c||^2; 1]`` (NumPy's
-  BLAS on CPU, see :mod:`.gemm`), so the product writes ``||w||^2 - 2 w.c + ||c||^2`` directly;
+  BLAS for large products on CPU, see :mod:`gan_probe.linalg`), so the product writes
+  ``||w||^2 - 2 w.c + ||c||^2`` directly;
 * the remaining element-wise steps (clamp, sqrt, mean, ``relu(mean - z)``) run in place on a reused block
   buffer of a few images' top or bottom halves, sized to stay in cache, and are pooled right away: a block
   is reduced over its rows, then split at the middle column. The per-image ``positions x K`` responses never
@@ -31,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .gemm import mm_into, resolve_backend
+from ..linalg import check_backend, mm, prefer_numpy
 from .patches import extract_patches, normalise_patches_, patch_grid, row_dots
 
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -76,7 +77,7 @@ class PatchEncoder:
                  patch: int, stride: int = 1, encoder: str = "triangle", norm_eps: float = 10.0,
                  device: str | torch.device = "cpu", block_elements: int | None = None, gemm: str = "auto"):
         self.device = torch.device(device)
-        self.gemm = resolve_backend(gemm, self.device)
+        self.gemm = check_backend(gemm, self.device)
         self.patch, self.stride, self.encoder, self.norm_eps = int(patch), int(stride), encoder, float(norm_eps)
         c = torch.as_tensor(np.asarray(centroids, dtype=np.float64))
         self.k, self.dim = c.shape
@@ -111,7 +112,7 @@ class PatchEncoder:
             raise ValueError(f"patches have {d} values but the centroids {self.dim}")
         flat = normalise_patches_(x, self.norm_eps).view(b * n, d)
         if self.proj is not None:
-            aug = mm_into(flat, self.proj, torch.empty(b * n, d + 2, device=self.device), self.gemm)
+            aug = mm(flat, self.proj, out=torch.empty(b * n, d + 2, device=self.device), backend=self.gemm)
             aug.add_(self.bias)
         else:
             aug = torch.empty(b * n, d + 2, device=self.device)
@@ -122,6 +123,10 @@ class PatchEncoder:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Features of a uint8 (B, H, W, C) batch (on any device) as a float32 (B, 4 K) tensor on ``device``."""
+        with prefer_numpy():  # as in the worker threads: NumPy's BLAS at every size on a CPU (gan_probe.linalg)
+            return self._encode(images)
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
         b, height, width, _ = images.shape
         gh, gw = self.grid(height, width)
         hr, hc = quadrant_halves(gh, gw)
@@ -136,8 +141,8 @@ class PatchEncoder:
             for i0 in range(0, b, per_block):
                 block = part[i0:i0 + per_block]
                 m = block.shape[0]
-                dist2 = mm_into(block.reshape(m * rows, -1).contiguous(), self.caug, self._block(m * rows),
-                                self.gemm)
+                dist2 = mm(block.reshape(m * rows, -1).contiguous(), self.caug, out=self._block(m * rows),
+                           backend=self.gemm)
                 out[i0:i0 + m, 2 * half:2 * half + 2] = self._pool(dist2, m, r1 - r0, gw, hc)
         return out.view(b, 4 * self.k)
 

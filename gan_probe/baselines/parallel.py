@@ -56,6 +56,10 @@ class WorkerPool:
         self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> "WorkerPool":
+        from ..linalg import prefer_numpy
+
+        # the baseline's products go to NumPy's BLAS at every size, with any number of workers (gan_probe.linalg)
+        self._stack.enter_context(prefer_numpy())
         if self.workers > 1:
             self._stack.enter_context(single_threaded_kernels())
             self._pool = self._stack.enter_context(ThreadPoolExecutor(max_workers=self.workers))

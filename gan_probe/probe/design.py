@@ -39,7 +39,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import linalg
+from .. import linalg
 from .packed import PackedBlock, PackedRowsBuilder, PackedWeights, weight_packing_available
 from .rows import LOCAL, RowReducer
 from .standardize import Standardizer
@@ -213,7 +213,7 @@ class Design:
     def rmatmul(self, R: torch.Tensor) -> torch.Tensor:
         """``X~^T R`` for an ``(n, K)`` coefficient matrix; float64 ``(dim, K)``.
 
-        On a CPU the chunks' products go through NumPy's BLAS (see :mod:`gan_probe.probe.linalg`): for these
+        On a CPU the chunks' products go through NumPy's BLAS (see :mod:`gan_probe.linalg`): for these
         wide, flat products (10 x rows @ rows x 28,672 in float32) OpenBLAS ran a pass over 50,000 rows in 0.60 s
         where torch took 1.18 s (2 cores of an AMD EPYC). A pass with nothing else in it keeps the two libraries'
         thread pools from taking turns chunk by chunk; small products (below ``linalg.SMALL_WORK`` multiply-adds
@@ -234,7 +234,7 @@ class Design:
 
     def _numpy_backward(self, columns: int) -> bool:
         return (self.device.type == "cpu" and type(self)._backward is Design._backward
-                and self.n * self.n_features * columns >= linalg.SMALL_WORK)
+                and linalg.use_numpy(work=self.n * self.n_features * columns))
 
     def _rmatmul_numpy(self, R: torch.Tensor) -> np.ndarray:
         GT = np.zeros((R.shape[1], self.n_features))

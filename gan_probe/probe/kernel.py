@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import linalg
+from .. import linalg
 from .design import Design
 from .loss import line_search
 

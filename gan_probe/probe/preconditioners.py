@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from . import linalg
+from .. import linalg
 from .rows import LOCAL, RowReducer
 from .sketch import SketchedSpectrum
 

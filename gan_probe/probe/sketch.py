@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from . import linalg
+from .. import linalg
 from .design import Design
 from .rows import LOCAL, RowReducer
 

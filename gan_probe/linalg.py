@@ -1,0 +1,126 @@
+"""Dense linear algebra routed to the faster library for the tensors: one policy for the probe and the baselines.
+
+The policy. An operation goes through NumPy and SciPy (the OpenBLAS and LAPACK of their wheels) when its tensors
+are on the CPU, need no gradient, and it is large: a product of at least :data:`SMALL_WORK` multiply-adds, a
+factorisation or triangular solve of a matrix side of at least :data:`SMALL_SIDE`. Everything else -- CUDA tensors,
+small operations -- stays with torch. Inside a :func:`prefer_numpy` block the size rule is off and CPU operations
+of any size go to NumPy: the k-means baseline opens one (its :class:`~gan_probe.baselines.parallel.WorkerPool` and
+its patch encoder), since its worker threads run one-thread kernels (no thread pool to switch), its products were
+measured faster in OpenBLAS at every size, and its results must not depend on the number of workers.
+``backend="numpy"`` or ``"torch"`` forces one library for an operation (``"numpy"`` only on the CPU), e.g. to
+compare the two (``benchmarks/bench_kmeans.py``). Results are torch tensors either way, sharing memory with NumPy's
+where they can.
+
+Why. On a CPU, OpenBLAS is markedly faster than torch's CPU build (MKL) on some processors -- on a 2-core AMD EPYC,
+one thread each: a float32 1,170 x 14,336 Gram block at 103 vs 74 GFLOPS, a 5,000 x 5,000 Cholesky factorisation
+in 0.65 vs 1.13 s, its inverse in 1.15 vs 2.97 s (the kernel route of ``benchmarks/bench_svm.py`` went from 14.2
+to 11.1 s); the k-means baseline's tall-and-thin float32 products (thousands x 110 @ 110 x K) ran 1.4-2x faster.
+Below the thresholds, switching between torch's and OpenBLAS's thread pools costs more than the operation gains (a
+500-row probe problem ran 10x slower); with one thread each there is nothing to switch, and OpenBLAS stays ahead
+(single-threaded, 4,096 x 110 @ 110 x 100 in float32: 1.44 ms against torch's 2.01 ms). Thread counts follow each
+library's own settings (``OPENBLAS_NUM_THREADS`` or ``threadpoolctl``). The probe's fused passes over the data
+stay with torch (interleaving the two libraries' thread pools chunk by chunk made them slower, not faster); a pass
+that only computes ``X~^T R`` (:meth:`gan_probe.probe.design.Design.rmatmul`) asks :func:`use_numpy` once for all
+its chunks.
+
+>>> a, b = torch.ones(2, 3), torch.ones(3, 4)
+>>> mm(a, b).tolist()[0], mm(a, b, out=torch.empty(2, 4), backend="numpy").tolist()[1]
+([3.0, 3.0, 3.0, 3.0], [3.0, 3.0, 3.0, 3.0])
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+import scipy.linalg
+import torch
+from scipy.linalg import lapack
+
+#: products of fewer multiply-adds than this stay with torch
+SMALL_WORK = 1 << 27
+#: factorisations and triangular solves of a smaller matrix side stay with torch
+SMALL_SIDE = 1024
+BACKENDS = ("auto", "numpy", "torch")
+_prefer_numpy = 0  # depth of prefer_numpy() blocks
+
+
+@contextlib.contextmanager
+def prefer_numpy() -> Iterator[None]:
+    """For the block (in every thread): CPU operations of any size go to NumPy, not only large ones."""
+    global _prefer_numpy
+    _prefer_numpy += 1
+    try:
+        yield
+    finally:
+        _prefer_numpy -= 1
+
+
+def check_backend(backend: str, device: torch.device | str = "cpu") -> str:
+    """``backend`` if it is one of :data:`BACKENDS` and usable on ``device`` (``"numpy"`` needs the CPU)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"gemm backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "numpy" and torch.device(device).type != "cpu":
+        raise ValueError("the numpy gemm backend needs CPU tensors")
+    return backend
+
+
+def use_numpy(*tensors: torch.Tensor, work: int = 0, side: int = 0, backend: str = "auto") -> bool:
+    """The policy: whether an operation on ``tensors`` of ``work`` multiply-adds (a product) or of matrix side
+    ``side`` (a factorisation) goes through NumPy/SciPy."""
+    if backend != "auto":
+        return backend == "numpy"
+    on_cpu = all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
+    return on_cpu and (_prefer_numpy > 0 or (work >= SMALL_WORK if work else side >= SMALL_SIDE))
+
+
+def mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
+    """``a @ b`` for 2-D tensors of one dtype, into ``out`` (contiguous, without allocating) when given."""
+    if use_numpy(a, b, work=a.shape[0] * a.shape[1] * b.shape[1], backend=backend):
+        if out is None:
+            return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+        np.matmul(a.numpy(), b.numpy(), out=out.numpy())
+        return out
+    return a @ b if out is None else torch.mm(a, b, out=out)
+
+
+def cholesky(M: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factor of a symmetric positive definite matrix (raises on failure, like torch)."""
+    if use_numpy(M, side=M.shape[0]):
+        try:
+            L = scipy.linalg.cholesky(M.numpy(), lower=True, check_finite=False)
+        except np.linalg.LinAlgError as exc:
+            raise torch.linalg.LinAlgError(str(exc)) from None
+        return torch.from_numpy(L)
+    return torch.linalg.cholesky(M)
+
+
+def cholesky_solve(R: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """``(L L^T)^{-1} R``."""
+    if use_numpy(R, L, side=L.shape[0]):
+        return torch.from_numpy(scipy.linalg.cho_solve((L.numpy(), True), R.numpy(), check_finite=False))
+    return torch.cholesky_solve(R, L)
+
+
+def cholesky_inverse(L: torch.Tensor) -> torch.Tensor:
+    """``(L L^T)^{-1}`` as a symmetric, row-major tensor."""
+    if use_numpy(L, side=L.shape[0]):
+        inv, info = lapack.dpotri(L.numpy(), lower=1) if L.dtype == torch.float64 else \
+            lapack.spotri(L.numpy(), lower=1)
+        if info != 0:
+            raise torch.linalg.LinAlgError(f"potri failed (info {info})")
+        inv = np.tril(inv)
+        inv += np.tril(inv, -1).T
+        return torch.from_numpy(np.ascontiguousarray(inv))
+    if L.device.type == "cpu":
+        return torch.cholesky_inverse(L).contiguous()
+    eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+    return torch.cholesky_solve(eye, L)
+
+
+def solve_lower(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """``L^{-1} R`` for a lower-triangular ``L``."""
+    if use_numpy(L, R, side=L.shape[0]):
+        return torch.from_numpy(scipy.linalg.solve_triangular(L.numpy(), R.numpy(), lower=True,
+                                                              check_finite=False))
+    return torch.linalg.solve_triangular(L, R, upper=False)

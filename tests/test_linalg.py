@@ -1,0 +1,33 @@
+"""gan_probe.linalg: the one routing policy for the probe's and the k-means baseline's dense linear algebra."""
+import numpy as np
+import pytest
+import torch
+
+from gan_probe import linalg
+from gan_probe.baselines.parallel import WorkerPool
+
+
+def test_large_cpu_operations_go_to_numpy_small_ones_stay_with_torch():
+    a = torch.ones(4, 3)
+    assert not linalg.use_numpy(a, work=linalg.SMALL_WORK - 1) and linalg.use_numpy(a, work=linalg.SMALL_WORK)
+    assert not linalg.use_numpy(a, side=linalg.SMALL_SIDE - 1) and linalg.use_numpy(a, side=linalg.SMALL_SIDE)
+    assert not linalg.use_numpy(torch.ones(2, requires_grad=True), work=linalg.SMALL_WORK)
+    assert linalg.use_numpy(a, backend="numpy") and not linalg.use_numpy(a, work=1 << 40, backend="torch")
+
+
+def test_the_kmeans_worker_pool_prefers_numpy_at_every_size_with_any_number_of_workers():
+    a = torch.ones(4, 3)
+    for workers in (1, 2):
+        with WorkerPool(workers):
+            assert linalg.use_numpy(a, work=1)
+    assert not linalg.use_numpy(a, work=1)
+
+
+def test_products_into_a_buffer_agree_between_the_libraries():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, 7, generator=gen), torch.randn(7, 9, generator=gen)
+    outs = [linalg.mm(a, b, out=torch.empty(50, 9), backend=backend) for backend in ("numpy", "torch", "auto")]
+    for out in outs:
+        np.testing.assert_allclose(out.numpy(), (a @ b).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="expected one of auto, numpy, torch"):
+        linalg.check_backend("mkl")
