@@ -82,6 +82,10 @@ WORKER = textwrap.dedent("""
                         "--splits", "1", "--json", str(tmp / "is2.json"), *metrics])
     codes["fid"] = main(["fid", str(tmp / "imgs.npz"), str(tmp / "sync_step3.pt"), "--samples", "5",
                          "--fid-weights", str(tmp / "w.pth"), "--json", str(tmp / "fid2.json"), *metrics])
+    # the VAE family in the same loop, and its encoder's features
+    codes["vae"] = main(train + ["--model", "vae", "--sync-bn", "--max-steps", "3", "--out", str(tmp / "vae")])
+    codes["vae_extract"] = main(["extract", "--checkpoint", str(tmp / "vae" / "checkpoint.pt"), "--out",
+                                 str(tmp / "vae_feats"), "--batch-size", "200", "--device", "cpu", "--no-progress"])
     print(f"rank {rank} codes {sorted(codes.items())}", flush=True)
 """)
 
@@ -114,7 +118,7 @@ def two_ranks(tmp_path_factory):
 def test_every_phase_ran_on_both_ranks(two_ranks):
     tmp, done = two_ranks
     codes = ("[('extract', 0), ('extract_cut', 130), ('extract_resumed', 0), ('fid', 0), ('is', 0), ('local3', 0), "
-             "('odd', 2), ('probe', 0), ('stop', 130), ('sync3', 0), ('sync5', 0)]")
+             "('odd', 2), ('probe', 0), ('stop', 130), ('sync3', 0), ('sync5', 0), ('vae', 0), ('vae_extract', 0)]")
     assert f"rank 0 codes {codes}" in done.stdout and f"rank 1 codes {codes}" in done.stdout
 
 
@@ -181,7 +185,7 @@ def test_only_rank_zero_writes(two_ranks):
     assert sorted(p.name for p in (run / "samples").iterdir()) == [f"step_{s:07d}.png" for s in (2, 3, 4, 5)]
     assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5]  # one row per step, not one per rank
     assert done.stdout.count("trained to step 5/5 (resumed at step 3) on 2 ranks") == 1
-    assert done.stdout.count("features: ") == 2  # two finished extractions (feats, feats_cut resumed)
+    assert done.stdout.count("features: ") == 3  # three finished extractions (feats, feats_cut resumed, vae_feats)
     assert done.stdout.count("Inception Score: ") == 1 and done.stdout.count("FID: ") == 1
     assert not list(tmp.rglob("*.tmp"))
 
@@ -198,6 +202,20 @@ def test_two_rank_extract_equals_one_process(two_ranks, tmp_path):
     # the re-estimated batch-norm statistics are a weighted all-reduce: equal up to float rounding
     np.testing.assert_allclose(two.train_features, one.train_features, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(two.test_features, one.test_features, rtol=1e-4, atol=1e-5)
+
+
+def test_two_rank_vae_training_and_extraction_equal_one_process(two_ranks, tmp_path):
+    tmp, done = two_ranks
+    one = train(TrainConfig(**CONFIG, family="vae", max_steps=3), tmp_path / "one")
+    a, b = (load_checkpoint(path)["vae"] for path in (one.out_dir / "checkpoint.pt", tmp / "vae" / "checkpoint.pt"))
+    assert _max_diff(a, b) < 1e-5
+    np.testing.assert_allclose([r["loss"] for r in read_log(tmp / "vae")], [r["loss"] for r in read_log(one.out_dir)],
+                               rtol=1e-5)
+    single = load_store(extract_features(tmp / "vae" / "checkpoint.pt", "digits", out=tmp_path / "feats",
+                                         batch_size=200, device="cpu"))
+    two = load_store(tmp / "vae_feats")
+    assert two.meta["ranks"] == 2 and two.meta["key"] == single.meta["key"] and two.meta["source"] == "vae"
+    np.testing.assert_allclose(two.test_features, single.test_features, rtol=1e-4, atol=1e-5)
 
 
 def test_two_rank_extract_interrupted_inside_a_split_resumes_after_its_whole_rounds(two_ranks):
