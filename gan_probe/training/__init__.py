@@ -1,10 +1,11 @@
-"""Training: one loop (:mod:`.loop`) for the model families of :mod:`.family`.
+"""Training: one loop (:mod:`.loop`) for the model families of :mod:`.family` (a DCGAN, a VAE).
 
 =================  ===========================================================================================
 ``config``         :class:`TrainConfig` (validated options), resume merging, the number of steps
 ``loop``           :func:`train`: plan the run, build the family, open the run directory, run the steps
 ``family``         what the loop asks of a model family; :func:`build_family`
 ``gan``            the DCGAN family (G and D, their optimisers, DDP / compile / CUDA-graph wrapping)
+``vae``            the VAE family (encoder with D's layout, G as decoder, the negative ELBO, one optimiser)
 ``step``           one DCGAN step (D's update, then G's), eager or replayed from a CUDA graph
 ``syncbn``         batch norm over the global batch of all ranks (``--sync-bn``)
 ``schedule``       the data order and random streams of every step
