@@ -83,8 +83,9 @@ def require_training_state(state: dict[str, Any], path: str | os.PathLike) -> No
 
 def checkpoint_family(state: dict[str, Any]) -> str:
     """The model family a checkpoint holds: ``family``, else its training options', else "dcgan"."""
-    train = (state.get("config") or {}).get("train") if isinstance(state.get("config"), dict) else None
-    return str(state.get("family") or (train or {}).get("family") or "dcgan")
+    config = state.get("config")
+    train = config.get("train") if isinstance(config, dict) else None
+    return str(state.get("family") or (train.get("family") if isinstance(train, dict) else None) or "dcgan")
 
 
 def require_dcgan(state: dict[str, Any], path: str | os.PathLike, what: str = "this command") -> None:
