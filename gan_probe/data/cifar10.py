@@ -147,7 +147,7 @@ def load_cifar10(root: str | os.PathLike | None, split: str = "train", image_siz
     layout = find_layout(root) if root.is_dir() else None
     if download and (layout is None or layout[0] == "pickles"):
         batches = layout[1] if layout else root if root.name == CIFAR10_DIR else root / CIFAR10_DIR
-        layout = ("pickles", download_cifar10(batches, progress=progress))
+        layout = ("pickles", download_cifar10(batches, BATCH_FILES, progress=progress))
     if layout is None:
         require_dir(root, "cifar10 data: cifar-10-batches-py/ or train/<class>/ image folders")
         raise DataError(f"{root}: no CIFAR-10 data; expected {CIFAR10_DIR}/ (official pickles from "

@@ -16,7 +16,7 @@ import socket
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.error import URLError
 from urllib.request import urlopen
 
@@ -92,16 +92,15 @@ def _reason(exc: Exception) -> str:
     return " ".join(str(reason).split()) or type(exc).__name__
 
 
-def download_cifar10(batches: str | os.PathLike, *, progress: bool = True) -> Path:
-    """Make sure the folder ``batches`` (normally ``<root>/cifar-10-batches-py``) holds the official files.
+def download_cifar10(batches: str | os.PathLike, files: Sequence[str], *, progress: bool = True) -> Path:
+    """Make sure the folder ``batches`` (normally ``<root>/cifar-10-batches-py``) holds the official ``files``
+    (the batch files the reader, :mod:`gan_probe.data.cifar10`, names; this module does not import it).
 
     Missing files are taken from the official archive, which is fetched to ``<parent>/cifar-10-python.tar.gz``
     and kept there (a later call then needs no network). Files already present are left alone.
     """
-    from .cifar10 import BATCH_FILES
-
     batches = Path(batches)
-    if all((batches / name).is_file() for name in BATCH_FILES):
+    if all((batches / name).is_file() for name in files):
         return batches
     batches.parent.mkdir(parents=True, exist_ok=True)
     archive = fetch(CIFAR10_URL, batches.parent / CIFAR10_ARCHIVE, progress=progress)
@@ -118,7 +117,7 @@ def download_cifar10(batches: str | os.PathLike, *, progress: bool = True) -> Pa
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise DataError(f"{archive}: corrupt archive ({_reason(exc)}); delete it and download again") from None
         batches.mkdir(exist_ok=True)
-        for name in BATCH_FILES:
+        for name in files:
             if not (batches / name).is_file() and (scratch / CIFAR10_DIR / name).is_file():
                 os.replace(scratch / CIFAR10_DIR / name, batches / name)
     finally:

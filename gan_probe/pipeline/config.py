@@ -238,6 +238,18 @@ def validate(config: PipelineConfig, source: str) -> None:
     _check_with_the_stages_own_rules(config, source)
 
 
+def train_config(config: PipelineConfig):
+    """The :class:`~gan_probe.training.TrainConfig` of the [train] section."""
+    from ..training import TrainConfig
+
+    t = config.train
+    model = {k: getattr(t, k) for k in ("image_size", "nz", "ngf", "ndf", "latent") if getattr(t, k)}
+    return TrainConfig(dataset=t.dataset, data_root=t.data_root or None, preset=t.preset, model=model, loss=t.loss,
+                       batch_size=t.batch_size, lr=t.lr, beta1=t.beta1, epochs=t.epochs or None,
+                       max_steps=t.max_steps or None, seed=config.seed, device=config.device,
+                       sample_every=t.sample_every, checkpoint_every=t.checkpoint_every)
+
+
 def probe_runs(config: PipelineConfig) -> list[tuple[str, int | None]]:
     """``(protocol, labels per class)`` of each SVM run on a feature store, in order: one per protocol, and for
     the few-labels protocol one per ``[probe].labels_per_class`` value."""
@@ -350,8 +362,6 @@ def _check_with_the_stages_own_rules(config: PipelineConfig, source: str) -> Non
         except GanProbeError as exc:
             raise _keyed(exc, source, "train") from None
     else:
-        from .run import train_config
-
         try:
             model = train_config(config).model_config()
         except ConfigError as exc:

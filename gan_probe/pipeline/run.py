@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, GanProbeError
-from .config import PipelineConfig, load_config, probe_run_config, probe_runs, validate
+from .config import PipelineConfig, load_config, probe_run_config, probe_runs, train_config, validate
 from .stages import StageResult, StageRunner
 
 
@@ -30,18 +30,6 @@ class PipelineSummary:
     out_dir: Path
     report: Path | None
     stages: list[StageResult]
-
-
-def train_config(config: PipelineConfig):
-    """The :class:`~gan_probe.training.TrainConfig` of the [train] section."""
-    from ..training import TrainConfig
-
-    t = config.train
-    model = {k: getattr(t, k) for k in ("image_size", "nz", "ngf", "ndf", "latent") if getattr(t, k)}
-    return TrainConfig(dataset=t.dataset, data_root=t.data_root or None, preset=t.preset, model=model, loss=t.loss,
-                       batch_size=t.batch_size, lr=t.lr, beta1=t.beta1, epochs=t.epochs or None,
-                       max_steps=t.max_steps or None, seed=config.seed, device=config.device,
-                       sample_every=t.sample_every, checkpoint_every=t.checkpoint_every)
 
 
 def run_pipeline(config: PipelineConfig | str | os.PathLike | None = None, out: str | os.PathLike | None = None,
