@@ -87,7 +87,8 @@ ERROR_MODULES = {
     "convert": ["convert/dcgan_code.py"],
     "report": ["report/build.py", "report/results.py"],
     "export": ["pretrained.py"],
-    "train": ["train.py", "models/losses.py", "models/config.py"],
+    "train": ["training/config.py", "training/loop.py", "training/rundir.py", "training/control.py",
+              "training/probe.py", "models/losses.py", "models/config.py"],
 }
 
 
