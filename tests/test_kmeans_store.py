@@ -156,3 +156,9 @@ def test_holdout_is_a_count_or_a_fraction():
         ExtractOptions(holdout=0)
     with pytest.raises(ConfigError, match=r"--holdout 1.5: expected a count >= 1 or a fraction in \(0, 1\)"):
         ExtractOptions(holdout=1.5)
+
+
+def test_train_limit_below_one_is_a_one_line_error(tmp_path, capsys):
+    assert main(["kmeans", "--dataset", "digits", "--out", str(tmp_path / "k"), "--train-limit", "0", *SMALL]) == 2
+    assert "--train-limit 0: expected at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "k" / "meta.json").exists()

@@ -66,9 +66,12 @@ def load_splits(args: argparse.Namespace):
     """(train, test, extra meta) for the data flags, chosen by :func:`gan_probe.features.extract.load_probe_splits`
     as every feature store's images are (own splits, or --holdout, then --train-limit)."""
     from ..data.holdout import suggest_holdout
+    from ..errors import ConfigError
     from ..features.extract import ExtractOptions, load_probe_splits
     from ..progress import progress_enabled
 
+    if args.train_limit is not None and args.train_limit < 1:
+        raise ConfigError(f"--train-limit {args.train_limit}: expected at least 1")
     options = ExtractOptions(train_split=args.train_split, test_split=args.test_split, holdout=args.holdout,
                              holdout_seed=args.holdout_seed)
     with suggest_holdout(args.train_split):

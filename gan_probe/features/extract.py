@@ -97,7 +97,7 @@ def load_probe_splits(dataset: str, data_root: str | os.PathLike | None, image_s
     from ..data.holdout import holdout_count, holdout_split, limit_split
 
     if train_limit is not None and train_limit < 1:
-        raise ConfigError(f"--train-limit {train_limit}: expected at least 1")
+        raise ConfigError(f"train_limit {train_limit}: expected at least 1 image")
     train = load_split(dataset, data_root, options.train_split, image_size=image_size, download=download,
                        progress=progress)
     if options.holdout:
