@@ -109,7 +109,7 @@ def check_overwrite(path: str | os.PathLike, expected_format: str, force: bool =
     if force:
         return
     what = f"a {KINDS[found]}" if found in KINDS else "unrecognised content"
-    remedy = f"choose another {flag} or pass {force_flag} to replace it" if force_flag else f"move it away"
+    remedy = f"choose another {flag} or pass {force_flag} to replace it" if force_flag else "move it away"
     raise ConfigError(f"{flag} {path}: exists and is not a {kind} (it holds {what}); {remedy}")
 
 
