@@ -8,7 +8,7 @@ from gan_probe.report import (ResultError, cifar10_table, format_pm, latex_escap
                               published_rows, sample_quality_table, svhn_table, to_latex, to_markdown, write_csv)
 from gan_probe.report.results import parse_probe
 from gan_probe.report.tables import CIFAR_COLUMNS, build_tables
-from report_synthetic import GRID, METAS, fid, inception, probe, write
+from report_synthetic import DATA, GRID, METAS, fid, inception, probe, write
 
 
 def _load(tmp_path, objs):
@@ -402,3 +402,22 @@ def test_representation_comparison_puts_svm_and_knn_side_by_side(tmp_path):
                     "Raw pixels": ["-", "-", "-", "70.00% (±1.00%)", "-", "65.00% (±1.00%)"]}
     assert any("2,000 images held out of the SVHN training images" in n for n in table.notes)
     assert comparison_table([p for p in res.probes if p.classifier == "svm"]) is None
+
+
+def test_vae_and_torchvision_stores_get_their_own_labels(tmp_path):
+    vae = {"source": "vae", "preset": "paper32", "trained_on": "imagenet", "model": {"preset": "paper32",
+           "image_size": 32, "d_stride1_pairs": True, "ndf": 32, "ngf": 32, "latent": "normal"}, "data": DATA}
+    all_layers = {**vae, "layers": list(range(7)), "layer_names": [f"conv{i}" for i in range(1, 7)] + ["mu"]}
+    mu = {**vae, "layers": [6], "layer_names": ["mu"]}
+    conv = {**vae, "layers": list(range(6)), "layer_names": [f"conv{i}" for i in range(1, 7)]}
+    net = {"source": "torchvision", "model": "resnet18", "weights": None, "layer_names": ["layer1", "layer4"],
+           "dataset": "cifar10", "data": DATA}
+    res = _load(tmp_path, {name: probe("dcgan", features_meta=meta) for name, meta in
+                           {"all": all_layers, "mu": mu, "conv": conv, "net": net}.items()})
+    by_file = {p.path.rsplit("/", 1)[-1]: p for p in res.probes}
+    assert by_file["all.json"].label == "VAE (paper32, ndf 32, ngf 32; trained on imagenet) + L2-SVM"
+    assert by_file["mu.json"].label == ("VAE (paper32, ndf 32, ngf 32; trained on imagenet), mu (M1) + "
+                                        "L2-SVM")
+    assert by_file["conv.json"].label.endswith(", conv1-6 + L2-SVM") and by_file["conv.json"].family == "vae"
+    assert by_file["net.json"].label == "resnet18 (torchvision, random weights; layer1, layer4) + L2-SVM"
+    assert by_file["net.json"].family == "network"

@@ -19,8 +19,8 @@ from ..atomic import atomic_path
 from .results import RunDir
 from .series import CCurve, ProbeCurve, probe_curve
 
-FAMILY_COLORS = {"dcgan": "#1f77b4", "random-d": "#2ca02c", "kmeans": "#ff7f0e", "pixels": "#7f7f7f",
-                 "other": "#9467bd", "published": "#222222"}
+FAMILY_COLORS = {"dcgan": "#1f77b4", "random-d": "#2ca02c", "vae": "#d62728", "network": "#8c564b",
+                 "kmeans": "#ff7f0e", "pixels": "#7f7f7f", "other": "#9467bd", "published": "#222222"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
 DPI = 150

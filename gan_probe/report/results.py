@@ -39,7 +39,7 @@ from ..errors import GanProbeError
 from ..protocol_names import PROTOCOLS, protocol_name  # result files of earlier versions use older names too
 
 SAMPLE_METRICS = ("inception_score", "fid")
-FAMILIES = ("dcgan", "random-d", "kmeans", "pixels", "other")
+FAMILIES = ("dcgan", "random-d", "vae", "network", "kmeans", "pixels", "other")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # classes per dataset, used only when neither the result nor its features meta says
 DEFAULT_CLASSES = {"cifar10": 10, "svhn": 10, "digits": 10}
@@ -50,6 +50,7 @@ _FAMILY_ALIASES = {
     "random-weights": "random-d", "random-discriminator": "random-d",
     "kmeans": "kmeans", "k-means": "kmeans", "coates-ng": "kmeans",
     "pixels": "pixels", "pixel": "pixels", "raw-pixels": "pixels", "raw": "pixels",
+    "vae": "vae", "torchvision": "network", "network": "network",
 }
 
 
@@ -298,14 +299,20 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
     """
     for where in (obj, meta):
         for key in ("label", "model"):
+            if where is meta and key == "model" and family == "network":
+                continue  # a torchvision store's "model" is the architecture's name, labelled below
             text = _string(where, key)
             if text:
                 return text
+    if family == "network":
+        return network_label(meta)
     preset = _string(meta, "preset")
     details = [preset] if preset else []
     if family in ("dcgan", "random-d"):
         details += variant_details(meta)
-    trained_on = _string(meta, "trained_on") if family == "dcgan" else None
+    elif family == "vae":  # its prior is always N(0, I): only the widths set one apart
+        details += variant_details({**meta, "loss": None, "model": {**_mapping(meta, "model"), "latent": None}})
+    trained_on = _string(meta, "trained_on") if family in ("dcgan", "vae") else None
     converted = meta.get("converted") if isinstance(meta.get("converted"), dict) else {}
     if family == "dcgan" and converted:
         release = f"the DCGAN authors' {converted.get('model')} release"
@@ -318,6 +325,8 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
         return f"DCGAN{suffix} + L2-SVM"
     if family == "random-d":
         return f"Random-weight D{suffix} + L2-SVM"
+    if family == "vae":
+        return f"VAE{suffix} + L2-SVM"
     if family == "kmeans":
         k = _centroids(meta)
         return f"k-means ({k} centroids) + L2-SVM" if k else "k-means + L2-SVM"
@@ -325,6 +334,20 @@ def probe_label(obj: dict, meta: dict, family: str, fallback: str) -> str:
         return "Raw pixels + L2-SVM"
     source = _string(meta, "source")
     return f"{source} + L2-SVM" if source else fallback
+
+
+def network_label(meta: dict) -> str:
+    """A torchvision model's row label: its name, its weights and the layers read.
+
+    >>> network_label({"model": "resnet18", "weights": None, "layer_names": ["layer1", "layer2"]})
+    'resnet18 (torchvision, random weights; layer1, layer2) + L2-SVM'
+    """
+    name = _string(meta, "model") or "network"
+    weights = meta.get("weights")
+    which = "random weights" if not weights else f"weights {Path(str(weights)).name}"
+    names = meta.get("layer_names")
+    layers = f"; {', '.join(map(str, names))}" if isinstance(names, list) and names else ""
+    return f"{name} (torchvision, {which}{layers}) + L2-SVM"
 
 
 def layer_subset(meta: dict) -> list[int] | None:
@@ -343,6 +366,7 @@ def layer_subset(meta: dict) -> list[int] | None:
         return None
     n = (size // 4).bit_length() - 1  # stride-2 stages: log2(size / 4)
     n *= 2 if model.get("d_stride1_pairs") else 1
+    n += meta.get("source") == "vae"  # a VAE encoder's last layer is mu
     return sorted(layers) if sorted(set(layers)) != list(range(n)) else None
 
 
@@ -356,6 +380,27 @@ def describe_layers(layers: Sequence[int]) -> str:
     if len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1)):
         return f"conv{layers[0] + 1}-{layers[-1] + 1}"
     return "conv" + ",".join(str(i + 1) for i in layers)
+
+
+def describe_store_layers(meta: dict, layers: Sequence[int]) -> str:
+    """The layers of a store subset, by name where they are not all conv layers: a VAE's ``mu`` is "mu (M1)".
+
+    >>> describe_store_layers({"source": "vae", "layers": [6], "layer_names": ["mu"]}, [6])
+    'mu (M1)'
+    >>> describe_store_layers({"source": "vae", "layers": [0, 1, 2], "layer_names": ["conv1", "conv2", "conv3"]},
+    ...                       [0, 1, 2])
+    'conv1-3'
+    """
+    names = meta.get("layer_names")
+    have = meta.get("layers")
+    if not isinstance(names, list) or not isinstance(have, list) or len(names) != len(have) or "mu" not in names:
+        return describe_layers(layers)
+    by_index = dict(zip(have, names))
+    conv = [i for i in layers if by_index.get(i) != "mu"]
+    parts = [describe_layers(conv)] if conv else []
+    if any(by_index.get(i) == "mu" for i in layers):
+        parts.append("mu (M1)")
+    return " + ".join(parts)
 
 
 LOSS_NAMES = {"ls": "least-squares loss", "hinge": "hinge loss", "bce": "BCE loss"}
@@ -561,7 +606,7 @@ def parse_probe(obj: dict, path: str) -> ProbeResult:
     if layers is not None:
         suffix = " + L2-SVM"
         stem = label[:-len(suffix)] if label.endswith(suffix) else label
-        label = f"{stem}, {describe_layers(layers)}" + (suffix if label.endswith(suffix) else "")
+        label = f"{stem}, {describe_store_layers(meta, layers)}" + (suffix if label.endswith(suffix) else "")
     vote = obj.get("vote") if isinstance(obj.get("vote"), str) else None
     if obj.get("classifier") == "knn":  # the same rows, another classifier on the features
         suffix = " + kNN" + (f" ({vote} vote)" if vote else "")
