@@ -39,7 +39,7 @@ WORKER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     import numpy as np, torch
-    from gan_probe.distributed import init_distributed
+    from gan_probe.distributed import init_distributed, shutdown
     from gan_probe.probe import ProbeConfig, run_protocol
     from gan_probe.probe.rows import sharded_rows
     from gan_probe.probe.svm import TrainingProblem
@@ -95,6 +95,7 @@ WORKER = textwrap.dedent("""
     out["sharded_svm"] = main(["svm", "--features", str(tmp / "sharded"), *SHARDED_SVM, "--json",
                                str(tmp / "sharded_svm.json")])
     (tmp / f"rank{ctx.rank}.json").write_text(json.dumps(out))
+    shutdown()
 """)
 
 

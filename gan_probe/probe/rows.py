@@ -23,6 +23,7 @@ probe's functions (:class:`~gan_probe.probe.svm.TrainingProblem`, :func:`~gan_pr
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -38,8 +39,9 @@ class RowReducer:
 
     def __init__(self, ctx: DistContext | None = None):
         self.ctx = ctx or DistContext()
-        self.reductions = 0        # all-reduce calls made (for benchmarks)
-        self.reduced_bytes = 0     # bytes sent into them
+        self.reductions = 0        # collective calls made (for benchmarks)
+        self.reduced_bytes = 0     # bytes sent into the all-reduces
+        self.seconds = 0.0         # wall time inside the collectives (waiting for slower ranks included)
 
     @property
     def enabled(self) -> bool:
@@ -70,7 +72,9 @@ class RowReducer:
 
         device = self.ctx.device
         flat = torch.cat([t.reshape(-1).to(device, torch.float64) for t in tensors])
+        started = time.perf_counter()
         dist.all_reduce(flat)
+        self.seconds += time.perf_counter() - started
         self.reductions += 1
         self.reduced_bytes += flat.numel() * 8
         offset = 0
