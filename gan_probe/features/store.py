@@ -305,10 +305,13 @@ def load_store(root: str | os.PathLike, mmap: bool = True) -> FeatureStore:
     return FeatureStore(root, arrays["train"][0], arrays["train"][1], arrays["test"][0], arrays["test"][1], meta)
 
 
-def check_finite(x: np.ndarray, name: str = "features", chunk_rows: int = 4096) -> None:
-    """Raise FeatureStoreError naming the first row (and its column) that holds a NaN or infinity."""
-    for start in range(0, len(x), chunk_rows):
-        block = np.asarray(x[start:start + chunk_rows])
+def check_finite(x: np.ndarray, name: str = "features", chunk_rows: int = 4096, rows: tuple[int, int] | None = None
+                 ) -> None:
+    """Raise FeatureStoreError naming the first row (and its column) that holds a NaN or infinity (among the rows
+    ``rows = (start, stop)`` only, e.g. one rank's share, when given)."""
+    first, stop = rows if rows is not None else (0, len(x))
+    for start in range(first, stop, chunk_rows):
+        block = np.asarray(x[start:min(stop, start + chunk_rows)])
         bad = ~np.isfinite(block).all(axis=1)
         if bad.any():
             local = int(np.argmax(bad))

@@ -68,7 +68,8 @@ def probe_store(features: str | os.PathLike | FeatureStore, config: ProbeConfig,
         dataset = store.root.name
         notes.append(f"meta.json names no dataset and --dataset-name was not given; using {dataset!r}")
     standardizer = fit_standardizer(store.train_features, split="train", progress=progress)  # checks train too
-    check_finite(store.test_features, "test features")  # before the fits, not after them
+    share = active().share(len(store.test_features))   # (rows shared among ranks: each checks its own)
+    active().agree(lambda: check_finite(store.test_features, "test features", rows=share))  # before the fits
     out = run_protocol(store.train_features, store.train_labels, store.test_features, store.test_labels, config,
                        standardizer=standardizer, progress=progress, log=log, resume_dir=resume_dir)
     out["dataset"] = dataset
