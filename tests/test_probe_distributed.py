@@ -30,8 +30,8 @@ SOLVE_GRID = GRID[:2]
 FULL = dict(C_grid=GRID, val_size=60, C_patience=2, device="cpu", method="primal", seed=3)
 CLI = ["--C-grid", "0.01,0.1,1", "--val-size", "60", "--C-patience", "2", "--device", "cpu", "--method", "primal",
        "--seed", "3", "--no-progress"]
-EXTRACT = ["extract", "--random-init", "small32", "--dataset", "digits", "--grid", "1", "--bn", "checkpoint",
-           "--batch-size", "500", "--device", "cpu", "--no-progress"]
+EXTRACT = ["extract", "--random-init", "small32", "--dataset", "digits", "--grid", "1", "--layers", "0", "--bn",
+           "checkpoint", "--batch-size", "500", "--device", "cpu", "--no-progress"]   # 32 features
 SHARDED_SVM = ["--C", "0.01", "--device", "cpu", "--method", "primal", "--no-progress"]
 FEW = dict(labels_per_class=25, draws=2, C_grid=GRID, val_size=60, device="cpu", method="primal", seed=3)
 
