@@ -25,7 +25,9 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
 
 GRID = (0.01, 0.1, 1.0)
 SOLVES = {"subspace": SolverOptions(precondition="subspace"),
-          "sketch": SolverOptions(precondition="sketch", sketch_rank=8)}
+          "sketch": SolverOptions(precondition="sketch", sketch_rank=8),
+          # CG on a packed (or plain) bfloat16 copy, on a copy of the active rows once they are few
+          "bfloat16": SolverOptions(precondition="sketch", sketch_rank=8, hessian_precision="bfloat16")}
 SOLVE_GRID = GRID[:2]
 FULL = dict(C_grid=GRID, val_size=60, C_patience=2, device="cpu", method="primal", seed=3)
 CLI = ["--C-grid", "0.01,0.1,1", "--val-size", "60", "--C-patience", "2", "--device", "cpu", "--method", "primal",
@@ -78,6 +80,8 @@ WORKER = textwrap.dedent("""
     TrainingProblem.solve = solve
     out["cli"] = main(svm)
     out["cli_other"] = main(["svm", "--features", str(tmp / ("store" if ctx.rank == 0 else "other")), *CLI])
+    out["cli_kernel"] = main(["svm", "--features", str(tmp / "store"), "--C", "0.1", "--device", "cpu", "--method",
+                                "kernel", "--no-progress"])
     # a store extracted with --shards (each rank its own file), once interrupted on both ranks and resumed, and
     # the same store gathered through rank 0; then the sharded store probed by both ranks
     import gan_probe.features.extract as extraction
@@ -209,6 +213,13 @@ def test_ranks_that_read_different_stores_stop_with_one_line(two_ranks):
     assert [r["cli_other"] for r in ranks] == [2, 2]
     lines = [line for line in done.stderr.splitlines() if "different feature store" in line]
     assert len(lines) == 1 and lines[0].startswith("gan-probe svm: error: rank 1 sees a different feature store")
+
+
+def test_the_kernel_route_is_refused_under_torchrun_with_one_line(two_ranks):
+    tmp, done, ranks = two_ranks
+    assert [r["cli_kernel"] for r in ranks] == [2, 2]
+    lines = [line for line in done.stderr.splitlines() if "--method kernel" in line]
+    assert len(lines) == 1 and lines[0].startswith("gan-probe svm: error: --method kernel needs every training row")
 
 
 def test_sharded_extraction_resumes_and_holds_the_gathered_store(two_ranks):
