@@ -42,6 +42,23 @@ pytestmark = pytest.mark.usefixtures("isolated_env")
     ("[kmeans]\nencoder = 'soft'\n", "[kmeans].encoder 'soft'"),
     ("[kmeans]\npatch = 0\n", "[kmeans].patch must be at least 1"),
     ("[metrics]\nsamples = 1\n", "[metrics].samples must be at least 2"),
+    ("[vae]\nenabled = true\nmax_steps = -1\n", "[vae].max_steps must be at least 0, got -1"),
+    ("[vae]\nbatch_size = 0\n", "[vae].batch_size must be at least 1, got 0"),
+    ("[vae]\nlr = 0\n", "[vae].lr must be a positive number"),
+    ("[vae]\nbeta1 = 1.0\n", "[vae].beta1 must be in [0, 1), got 1.0"),
+    ("[vae]\npreset = 'huge'\n", "[vae].preset 'huge': expected one of"),
+    ("[vae]\nmax_step = 3\n", "[vae].max_step: unknown key; expected one of"),
+    ("[vae]\nenabled = true\nimage_size = 48\n", "[vae].image_size 48"),
+    ("[vae]\nenabled = true\ndataset = 'mnist'\n", "[vae].dataset 'mnist': expected one of"),
+    ("[vae]\nenabled = true\ndataset = 'cifar10'\n", "[vae].data_root is missing (needed for dataset cifar10)"),
+    ("[vae]\nenabled = true\nlayers = ['conv9']\n", "[vae].layers conv9: the model has layers 0..3, named conv1, "
+                                                     "conv2, conv3, mu"),
+    ("[vae]\nenabled = true\nlayers = [7]\n", "[vae].layers 7: the model has layers 0..3"),
+    ("[knn]\nvote = 'soft'\n", "[knn].vote 'soft': expected one of weighted, majority"),
+    ("[knn]\nk_grid = [5, 0]\n", "[knn].k_grid: 0 is below 1"),
+    ("[knn]\nT_grid = [0.1, -1.0]\n", "[knn].T_grid value -1.0: the temperature must be a positive number"),
+    ("[knn]\nT_grid = [nan]\n", "[knn].T_grid value nan"),
+    ("[knn]\nenabled = 'yes'\n", "[knn].enabled: expected true or false"),
 ])
 def test_bad_values_stop_before_anything_is_written(tmp_path, capsys, text, message):
     config = tmp_path / "c.toml"

@@ -101,6 +101,41 @@ class MetricsSection:
 
 
 @dataclass
+class VaeSection:
+    """[vae]: a VAE (``gan-probe train --model vae``) trained in ``OUT/vae`` on [train]'s data unless ``dataset`` is
+    given; its encoder's store (``conv1`` .. ``convN`` pooled like D's, and ``mu``) is probed like the other stores.
+    The training keys are [train]'s; 0 or an empty string means the preset's value (``layers``: every layer)."""
+
+    enabled: bool = False
+    dataset: str = ""
+    data_root: str = ""
+    preset: str = "small32"
+    image_size: int = 0
+    nz: int = 0
+    ngf: int = 0
+    ndf: int = 0
+    batch_size: int = 128
+    lr: float = 2e-4
+    beta1: float = 0.5
+    epochs: int = 0
+    max_steps: int = 0
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    layers: list[str] = field(default_factory=list)  # names (conv1 .. convN, mu) or 0-based indices
+
+
+@dataclass
+class KnnSection:
+    """[knn]: a kNN result (``gan-probe knn``) next to every SVM result: the same stores, protocols, draws and label
+    budgets, k (and T) chosen on the same kind of validation split; empty grids are the knn command's defaults."""
+
+    enabled: bool = False
+    vote: str = "weighted"
+    k_grid: list[int] = field(default_factory=list)
+    T_grid: list[float] = field(default_factory=list)
+
+
+@dataclass
 class ReportSection:
     formats: list[str] = field(default_factory=lambda: ["md", "tex", "csv"])
 
@@ -115,6 +150,8 @@ class PipelineConfig:
     kmeans: KMeansSection = field(default_factory=KMeansSection)
     baselines: BaselinesSection = field(default_factory=BaselinesSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    vae: VaeSection = field(default_factory=VaeSection)
+    knn: KnnSection = field(default_factory=KnnSection)
     report: ReportSection = field(default_factory=ReportSection)
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,21 +239,26 @@ def validate(config: PipelineConfig, source: str) -> None:
     _check_name_and_device(config, source)
     _check_numbers(config, source)
 
-    for section in ("train", "probe"):
+    for section in ("train", "probe", "vae"):
         sec = getattr(config, section)
+        if section == "vae" and not sec.dataset:  # the VAE trains on [train]'s data
+            continue
         if sec.dataset not in DATASETS:
             raise ConfigError(f"{source}: [{section}].dataset {sec.dataset!r}: expected one of {', '.join(DATASETS)}")
         if section == "train" and sec.checkpoint:
             if not Path(sec.checkpoint).is_file():
                 raise ConfigError(f"{source}: [train].checkpoint {sec.checkpoint}: file not found")
-            continue
+            if not config.vae.enabled or config.vae.dataset:
+                continue
         if sec.dataset in NEEDS_ROOT:
             if not sec.data_root:
                 raise ConfigError(f"{source}: [{section}].data_root is missing (needed for dataset {sec.dataset})")
             if not Path(sec.data_root).exists():
                 raise ConfigError(f"{source}: [{section}].data_root {sec.data_root}: no such file or directory")
-    if config.train.preset not in PRESETS:
-        raise ConfigError(f"{source}: [train].preset {config.train.preset!r}: expected one of {', '.join(PRESETS)}")
+    for section in ("train", "vae"):
+        preset = getattr(config, section).preset
+        if preset not in PRESETS:
+            raise ConfigError(f"{source}: [{section}].preset {preset!r}: expected one of {', '.join(PRESETS)}")
     if config.train.loss not in LOSSES:
         raise ConfigError(f"{source}: [train].loss {config.train.loss!r}: expected one of {', '.join(LOSSES)}")
     if config.train.latent and config.train.latent not in LATENTS:
@@ -250,6 +292,25 @@ def train_config(config: PipelineConfig):
                        sample_every=t.sample_every, checkpoint_every=t.checkpoint_every)
 
 
+def vae_train_config(config: PipelineConfig):
+    """The :class:`~gan_probe.training.TrainConfig` of the [vae] section (``family="vae"``), on [train]'s data unless
+    [vae] names its own."""
+    from ..training import TrainConfig
+
+    v, t = config.vae, config.train
+    dataset, data_root = (v.dataset, v.data_root) if v.dataset else (t.dataset, t.data_root)
+    model = {k: getattr(v, k) for k in ("image_size", "nz", "ngf", "ndf") if getattr(v, k)}
+    return TrainConfig(family="vae", dataset=dataset, data_root=data_root or None, preset=v.preset, model=model,
+                       batch_size=v.batch_size, lr=v.lr, beta1=v.beta1, epochs=v.epochs or None,
+                       max_steps=v.max_steps or None, seed=config.seed, device=config.device,
+                       sample_every=v.sample_every, checkpoint_every=v.checkpoint_every)
+
+
+def vae_layers(config: PipelineConfig) -> tuple[int | str, ...] | None:
+    """``[vae].layers`` as extract takes them: names as given, digits as 0-based indices (None: every layer)."""
+    return tuple(int(v) if v.isdigit() else v for v in config.vae.layers) or None
+
+
 def probe_runs(config: PipelineConfig) -> list[tuple[str, int | None]]:
     """``(protocol, labels per class)`` of each SVM run on a feature store, in order: one per protocol, and for
     the few-labels protocol one per ``[probe].labels_per_class`` value."""
@@ -279,6 +340,21 @@ def probe_run_config(config: PipelineConfig, protocol: str, per_class: int | Non
                         names=PIPELINE_NAMES, **settings)
 
 
+def knn_run_config(config: PipelineConfig, protocol: str, per_class: int | None = None):
+    """The :class:`~gan_probe.probe.knn.KnnConfig` of the kNN run beside one SVM run: the same protocol, label draws
+    and budgets ([probe].draws, labels_per_class, svhn_labels, svhn_val_size) and seed; [knn]'s vote and grids."""
+    from ..probe.knn import DEFAULT_K_GRID, DEFAULT_T_GRID, KnnConfig
+
+    p, k = config.probe, config.knn
+    settings: dict[str, Any] = {}
+    if protocol == FEW_LABELS:
+        settings = {"labels_per_class": per_class, "draws": p.draws}
+    elif protocol == SVHN:
+        settings = {"labels": p.svhn_labels, "val_size": p.svhn_val_size, "draws": p.draws}
+    return KnnConfig(vote=k.vote, k_grid=tuple(k.k_grid) or DEFAULT_K_GRID, T_grid=tuple(k.T_grid) or DEFAULT_T_GRID,
+                     seed=config.seed, device=config.device, **settings)
+
+
 def kmeans_configs(config: PipelineConfig) -> list:
     """The :class:`~gan_probe.baselines.KMeansConfig` of each k-means feature store ([kmeans], one per centroid
     count; none when disabled)."""
@@ -296,9 +372,11 @@ MINIMA = (("train", "image_size", 0), ("train", "nz", 0), ("train", "ngf", 0), (
           ("train", "batch_size", 1), ("train", "epochs", 0), ("train", "max_steps", 0), ("train", "sample_every", 1),
           ("train", "checkpoint_every", 1), ("probe", "holdout", 0), ("probe", "grid", 1), ("probe", "draws", 1),
           ("probe", "svhn_labels", 1), ("probe", "svhn_val_size", 1), ("kmeans", "patches", 1),
-          ("kmeans", "patch", 1), ("kmeans", "stride", 1), ("metrics", "samples", 2), ("metrics", "splits", 1))
+          ("kmeans", "patch", 1), ("kmeans", "stride", 1), ("metrics", "samples", 2), ("metrics", "splits", 1),
+          ("vae", "image_size", 0), ("vae", "nz", 0), ("vae", "ngf", 0), ("vae", "ndf", 0), ("vae", "batch_size", 1),
+          ("vae", "epochs", 0), ("vae", "max_steps", 0), ("vae", "sample_every", 1), ("vae", "checkpoint_every", 1))
 CHOICES = (("probe", "bn", ("recompute", "checkpoint")), ("probe", "solver", ("torch", "liblinear")),
-           ("kmeans", "encoder", ("triangle", "hard")))
+           ("kmeans", "encoder", ("triangle", "hard")), ("knn", "vote", ("weighted", "majority")))
 
 
 def _check_name_and_device(config: PipelineConfig, source: str) -> None:
@@ -326,11 +404,19 @@ def _check_numbers(config: PipelineConfig, source: str) -> None:
         value = getattr(getattr(config, section), key)
         if value not in allowed:
             raise ConfigError(f"{source}: [{section}].{key} {value!r}: expected one of {', '.join(allowed)}")
-    t, p, k = config.train, config.probe, config.kmeans
-    if not (math.isfinite(t.lr) and t.lr > 0):
-        raise ConfigError(f"{source}: [train].lr must be a positive number, got {t.lr}")
-    if not 0 <= t.beta1 < 1:  # Adam's decay rate (NaN fails the comparison too)
-        raise ConfigError(f"{source}: [train].beta1 must be in [0, 1), got {t.beta1}")
+    p, k = config.probe, config.kmeans
+    for section in ("train", "vae"):
+        sec = getattr(config, section)
+        if not (math.isfinite(sec.lr) and sec.lr > 0):
+            raise ConfigError(f"{source}: [{section}].lr must be a positive number, got {sec.lr}")
+        if not 0 <= sec.beta1 < 1:  # Adam's decay rate (NaN fails the comparison too)
+            raise ConfigError(f"{source}: [{section}].beta1 must be in [0, 1), got {sec.beta1}")
+    bad = [v for v in config.knn.k_grid if v < 1]
+    if bad:
+        raise ConfigError(f"{source}: [knn].k_grid: {bad[0]} is below 1 (the number of neighbours)")
+    bad = [v for v in config.knn.T_grid if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise ConfigError(f"{source}: [knn].T_grid value {bad[0]}: the temperature must be a positive number")
     for key, values, least in (("layers", p.layers, 0), ("labels_per_class", p.labels_per_class, 1)):
         bad = [v for v in values if v < least]
         if bad:
@@ -377,6 +463,35 @@ def _check_with_the_stages_own_rules(config: PipelineConfig, source: str) -> Non
         kmeans_configs(config)
     except ConfigError as exc:
         raise _keyed(exc, source, "kmeans") from None
+    if config.vae.enabled:
+        _check_vae(config, source)
+    if config.knn.enabled:
+        for protocol, per_class in probe_runs(config):
+            try:
+                knn_run_config(config, protocol, per_class).validate()
+            except ConfigError as exc:
+                raise _keyed(exc, source, "knn") from None
+
+
+def _check_vae(config: PipelineConfig, source: str) -> None:
+    """The VAE's training options and model, its encoder's layers ([vae].layers) and the feature grid on them."""
+    from ..features.extract import check_grid
+    from ..features.pooling import select_layers
+    from ..models.vae import VAE, VAEEncoder
+
+    try:
+        model = vae_train_config(config).model_config()
+        encoder = VAEEncoder(VAE(model))
+    except (ConfigError, ValueError) as exc:
+        raise _keyed(exc, source, "vae") from None
+    try:
+        layers = select_layers(encoder, vae_layers(config))
+    except ConfigError as exc:
+        raise _keyed(exc, source, "vae") from None
+    try:
+        check_grid(encoder, model.image_size, config.probe.grid, layers)
+    except ConfigError as exc:
+        raise ConfigError(f"{_keyed(exc, source, 'probe')} (the [vae] encoder's layers)") from None
 
 
 def _keyed(exc: Exception, source: str, section: str) -> ConfigError:

@@ -1,6 +1,10 @@
 """The whole evaluation as cached stages: train -> extract -> svm -> baselines (k-means, random D, pixels)
 -> sample quality (FID / IS, skipped with the reason when weights are unavailable) -> report.
 
+Two parts are off unless their section enables them: [vae] trains a VAE beside the GAN (``OUT/vae``) and adds its
+encoder's store to the probed ones; [knn] adds a kNN result next to every SVM result (same store, protocol, draws
+and label budget), which gives the report its representation comparison table.
+
 Each stage is a function of this module that the :class:`~gan_probe.pipeline.stages.StageRunner` runs (or finds
 up to date) under a name and a description of its inputs; :func:`run_pipeline` only calls the five steps in
 order, and what the stages share (the config, the output directory, the probe's data splits) is a
@@ -21,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, GanProbeError
-from .config import PipelineConfig, load_config, probe_run_config, probe_runs, train_config, validate
+from .config import (PipelineConfig, knn_run_config, load_config, probe_run_config, probe_runs, train_config,
+                     vae_layers, vae_train_config, validate)
 from .stages import StageResult, StageRunner
 
 
@@ -114,11 +119,12 @@ def _run_stages(config: PipelineConfig, root: Path, progress: bool, log: Callabl
     train = train_stage(run)
     ckpt_path = train.outputs["checkpoint_path"]
     ckpt_sha256 = sha256_file(ckpt_path)  # what the stages below read, however the file came to be
-    stores = feature_stages(run, ckpt_path, ckpt_sha256)
+    vae = vae_train_stage(run) if config.vae.enabled else None
+    stores = feature_stages(run, ckpt_path, ckpt_sha256, vae)
     result_files = svm_stages(run, stores) + sample_quality_stages(run, ckpt_path, ckpt_sha256)
+    run_dirs = [r.outputs.get("run_dir") for r in (train, vae) if r is not None and r.outputs.get("run_dir")]
     report_inputs = {"results": [r.key for r in run.runner.results], "formats": config.report.formats}
-    report = run.runner.run("report", report_inputs,
-                            functools.partial(make_report, run, result_files, train.outputs.get("run_dir")))
+    report = run.runner.run("report", report_inputs, functools.partial(make_report, run, result_files, run_dirs))
     return PipelineSummary(root, Path(report.outputs["report_path"]), run.runner.results)
 
 
@@ -148,14 +154,30 @@ def train_gan(tc, run_dir: Path, progress: bool) -> dict[str, Any]:
     return {"checkpoint_path": str(run_dir / "checkpoint.pt"), "run_dir": str(run_dir), "step": result.step}
 
 
-# -- 2. feature stores: DCGAN, random D, pixels, k-means -----------------------------------------------------------
-def feature_stages(run: PipelineRun, ckpt_path: str, ckpt_sha256: str) -> dict[str, StageResult]:
-    """One feature store per model: the trained D, then the enabled baselines; keyed by their labels."""
+def vae_train_stage(run: PipelineRun) -> StageResult:
+    """[vae]: a VAE trained (or resumed) in ``OUT/vae`` by the training loop the GAN's uses (``family="vae"``)."""
+    tc = vae_train_config(run.config)
+    return run.runner.run("train-vae", {"train": tc.to_dict()},
+                          functools.partial(train_gan, tc, run.root / "vae", run.progress))
+
+
+# -- 2. feature stores: DCGAN, VAE, random D, pixels, k-means ------------------------------------------------------
+def feature_stages(run: PipelineRun, ckpt_path: str, ckpt_sha256: str,
+                   vae: StageResult | None = None) -> dict[str, StageResult]:
+    """One feature store per model: the trained D, the VAE's encoder (when [vae] is enabled), then the enabled
+    baselines; keyed by their labels."""
+    from ..provenance import sha256_file
     from .config import kmeans_configs
 
     data, seed, runner = run.data_inputs, run.config.seed, run.runner
     stores = {"dcgan": runner.run("extract-dcgan", {**data, "checkpoint_sha256": ckpt_sha256},
                                   functools.partial(extract_stage, run, "dcgan", checkpoint=ckpt_path))}
+    if vae is not None:  # its encoder's layers ([vae].layers) instead of [probe].layers
+        vae_ckpt = vae.outputs["checkpoint_path"]
+        options = dataclasses.replace(run.options, layers=vae_layers(run.config))
+        stores["vae"] = runner.run("extract-vae", {**data, "options": dataclasses.asdict(options),
+                                                   "checkpoint_sha256": sha256_file(vae_ckpt)},
+                                   functools.partial(extract_stage, run, "vae", options=options, checkpoint=vae_ckpt))
     if run.config.baselines.random_d:  # the same architecture as the trained checkpoint, random weights
         stores["random-d"] = runner.run("extract-random-d", {**data, "model": _checkpoint_model(ckpt_path),
                                                              "seed": seed},
@@ -169,13 +191,14 @@ def feature_stages(run: PipelineRun, ckpt_path: str, ckpt_sha256: str) -> dict[s
     return stores
 
 
-def extract_stage(run: PipelineRun, label: str, **source) -> dict[str, Any]:
-    """A discriminator's features (``checkpoint=`` or ``random_init=``) into ``OUT/features/<label>``."""
+def extract_stage(run: PipelineRun, label: str, options=None, **source) -> dict[str, Any]:
+    """A discriminator's (or a VAE encoder's) features (``checkpoint=`` or ``random_init=``) into
+    ``OUT/features/<label>``; ``options``: the run's unless given."""
     from ..features import extract_features
 
     probe, out = run.config.probe, run.root / "features" / label
     path = _into_own_store(out, lambda: extract_features(
-        dataset=probe.dataset, data_root=probe.data_root or None, out=out, options=run.options,
+        dataset=probe.dataset, data_root=probe.data_root or None, out=out, options=options or run.options,
         device=run.config.device, progress=run.progress, **source))
     return {"features_dir": str(path)}
 
@@ -198,14 +221,16 @@ def kmeans_stage(run: PipelineRun, kcfg) -> dict[str, Any]:
         train_split, test_split, out, kcfg, device=run.config.device, progress=run.progress)))}
 
 
-# -- 3. the SVM protocols on every store ---------------------------------------------------------------------------
+# -- 3. the SVM protocols on every store (and kNN beside each) ----------------------------------------------------
 def svm_stages(run: PipelineRun, stores: dict[str, StageResult]) -> list[str]:
-    """Every protocol of [probe] on every store; the result files, in order."""
+    """Every protocol of [probe] on every store, each followed by its kNN run when [knn] is enabled; the result
+    files, in order."""
     result_files: list[str] = []
     for label, store in stores.items():
         features_dir = store.outputs["features_dir"]
         for protocol, per_class in probe_runs(run.config):
-            name = f"svm-{label}-{protocol}" + (f"-{per_class}" if per_class else "")
+            suffix = f"{label}-{protocol}" + (f"-{per_class}" if per_class else "")
+            name = f"svm-{suffix}"
             inputs = {"store": _store_key(features_dir), "protocol": protocol, "labels_per_class": per_class,
                       "probe": _probe_inputs(run.config.probe), "seed": run.config.seed}
             res = run.runner.run(name, inputs, functools.partial(
@@ -213,7 +238,30 @@ def svm_stages(run: PipelineRun, stores: dict[str, StageResult]) -> list[str]:
                 run.root / "results" / f"{name}.json", run.progress,
                 lambda message, name=name: run.log(f"[{name}] {message}")))
             result_files.append(res.outputs["result_path"])
+            if run.config.knn.enabled:
+                result_files.append(knn_stage(run, f"knn-{suffix}", features_dir, protocol, per_class))
     return result_files
+
+
+def knn_stage(run: PipelineRun, name: str, features_dir: str, protocol: str, per_class: int | None) -> str:
+    """The kNN run of one store and protocol (:func:`gan_probe.probe.knn.knn_store`); its result file. The stage key
+    holds the store's key and the kNN settings (not the device: like the SVM's, a result does not depend on it)."""
+    config = knn_run_config(run.config, protocol, per_class)
+    settings = {k: v for k, v in config.to_dict().items() if k != "device"}
+    inputs = {"store": _store_key(features_dir), "protocol": protocol, "labels_per_class": per_class,
+              "knn": settings}
+    res = run.runner.run(name, inputs, functools.partial(
+        knn_result, features_dir, config, run.root / "results" / f"{name}.json",
+        lambda message: run.log(f"[{name}] {message}")))
+    return res.outputs["result_path"]
+
+
+def knn_result(features_dir: str, config, out_json: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from ..probe import write_result
+    from ..probe.knn import knn_store
+
+    write_result(out_json, knn_store(features_dir, config, log=log))
+    return {"result_path": str(out_json)}
 
 
 def svm_stage(features_dir: str, config, out_json: Path, progress: bool,
@@ -292,11 +340,11 @@ def is_stage(run: PipelineRun, ckpt_path: str, out_json: Path) -> dict[str, Any]
 
 
 # -- 5. the report -------------------------------------------------------------------------------------------------
-def make_report(run: PipelineRun, result_files: list[str], run_dir: str | None) -> dict[str, Any]:
-    """The report of every result file (and the training run), with a table of the stages' times appended."""
+def make_report(run: PipelineRun, result_files: list[str], run_dirs: list[str]) -> dict[str, Any]:
+    """The report of every result file (and the training runs), with a table of the stages' times appended."""
     from ..report import build_report
 
-    inputs = result_files + ([run_dir] if run_dir else [])
+    inputs = result_files + list(run_dirs)
     metrics = {"fid": "fid", "inception-score": "inception_score"}
     skipped = {metrics[s.name]: s.skipped for s in run.runner.results if s.name in metrics and s.skipped}
     report = build_report(inputs, run.root / "report", formats=run.config.report.formats,
