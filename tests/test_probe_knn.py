@@ -92,4 +92,4 @@ def test_the_command_writes_an_svm_like_result_the_report_reads(tmp_path, capsys
     result = json.loads(out.read_text())
     assert result["format"] == "gan-probe-svm" and result["classifier"] == "knn" and result["C"] is None
     probe = load_results([out]).probes[0]
-    assert probe.label == "Raw pixels + kNN" and probe.accuracy == result["accuracy"]
+    assert probe.label == "Raw pixels + kNN (weighted vote)" and probe.accuracy == result["accuracy"]

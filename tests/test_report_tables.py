@@ -7,7 +7,8 @@ import pytest
 from gan_probe.report import (ResultError, cifar10_table, format_pm, latex_escape, load_results, probe_table,
                               published_rows, sample_quality_table, svhn_table, to_latex, to_markdown, write_csv)
 from gan_probe.report.results import parse_probe
-from gan_probe.report.tables import CIFAR_COLUMNS, build_tables
+from gan_probe.report.assemble import build_tables
+from gan_probe.report.tables import CIFAR_COLUMNS
 from report_synthetic import DATA, GRID, METAS, fid, inception, probe, write
 
 

@@ -12,7 +12,8 @@ from .published import PublishedRow, published_rows
 from .results import (ImageInput, ProbeResult, ResultError, Results, RunDir, SampleQualityResult, load_result_file,
                       load_results, load_run_dir)
 from .series import label_efficiency_data, published_label_efficiency
-from .tables import (Table, build_tables, cifar10_table, format_pm, latex_escape, probe_table, sample_quality_table,
+from .assemble import build_tables
+from .tables import (Table, cifar10_table, format_pm, latex_escape, probe_table, sample_quality_table,
                      svhn_table, to_latex, to_markdown, write_csv)
 
 __all__ = [

@@ -38,7 +38,8 @@ from .provenance_block import provenance_dict, provenance_markdown
 from .results import Results, load_results
 from .series import (c_selection_groups, describe_probe, group_title, label_efficiency_data, probe_curve,
                      published_label_efficiency)
-from .tables import RENDERERS, Table, build_tables, to_markdown
+from .assemble import build_tables
+from .tables import RENDERERS, Table, to_markdown
 
 FORMATS = ("md", "tex", "csv")
 REPORT_FORMAT = "gan-probe-report"

@@ -739,7 +739,9 @@ def is_run_dir(path: Path) -> bool:
 
 
 def is_feature_store(path: Path) -> bool:
-    return (path / "meta.json").is_file() and (path / "train_features.npy").exists()
+    """A feature store directory, plain or sharded (``shards.json``): skipped when searching for results."""
+    return (path / "meta.json").is_file() and ((path / "train_features.npy").exists()
+                                               or (path / "shards.json").is_file())
 
 
 def read_log_csv(log_path: Path) -> tuple[list[dict[str, float]], str | None]:

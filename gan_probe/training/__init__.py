@@ -3,7 +3,7 @@
 =================  ===========================================================================================
 ``config``         :class:`TrainConfig` (validated options), resume merging, the number of steps
 ``loop``           :func:`train`: plan the run, build the family, open the run directory, run the steps
-``family``         what the loop asks of a model family; :func:`build_family`
+``family``         what the loop asks of a model family (``families``: :func:`build_family`, the registry)
 ``gan``            the DCGAN family (G and D, their optimisers, DDP / compile / CUDA-graph wrapping)
 ``vae``            the VAE family (encoder with D's layout, G as decoder, the negative ELBO, one optimiser)
 ``step``           one DCGAN step (D's update, then G's), eager or replayed from a CUDA graph

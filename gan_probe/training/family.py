@@ -1,4 +1,5 @@
-"""The model families one training loop trains: what the loop asks of a family, and the registry.
+"""The model families one training loop trains: what the loop asks of a family (the registry that builds
+one is :mod:`gan_probe.training.families`).
 
 The loop (:mod:`gan_probe.training.loop`) owns everything that does not depend on the model: data order,
 batches, logging, checkpoints, resume, the wall-clock budget, stop requests, ranks. A family owns its modules and
@@ -21,10 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
-from ..distributed import DistContext
-from ..errors import ConfigError
-from ..models import ModelConfig
 
 #: ``gan-probe train --model NAME``
 FAMILIES = ("dcgan", "vae")
@@ -57,17 +54,3 @@ class ModelFamily:
     def prepare_input(self, real: torch.Tensor) -> torch.Tensor:
         """The batch as the modules want it (memory layout)."""
         return real
-
-
-def build_family(config, model_cfg: ModelConfig, ctx: DistContext, state: dict[str, Any] | None) -> ModelFamily:
-    """The family of ``config.family`` on ``ctx.device``, seeded, with ``state`` (a checkpoint) loaded if given."""
-    family = config.family
-    if family == "dcgan":
-        from .gan import GanFamily
-
-        return GanFamily(config, model_cfg, ctx, state)
-    if family == "vae":
-        from .vae import VaeFamily
-
-        return VaeFamily(config, model_cfg, ctx, state)
-    raise ConfigError(f"--model {family!r}: expected one of {', '.join(FAMILIES)}")

@@ -38,7 +38,8 @@ from ..models import ModelConfig, to_model_range
 from ..provenance import provenance
 from .config import TrainConfig, explicit_options, merge_resume_config, total_steps
 from .control import StopRequest, TrainingStopped, check_finite
-from .family import ModelFamily, build_family
+from .families import build_family
+from .family import ModelFamily
 from .log import LOG, TrainLog, log_fields
 from .rundir import CHECKPOINT, CONFIG, find_start, save_grid, write_checkpoint
 from .schedule import epoch_order, rank_rows
