@@ -16,6 +16,7 @@ def test_default_config_is_digits():
     config = default_config()
     assert config.train.dataset == "digits" and config.probe.dataset == "digits"
     assert config.baselines.random_d and config.baselines.pixels and config.kmeans.enabled
+    assert not config.vae.enabled and not config.knn.enabled  # digits-representations adds them
 
 
 @pytest.mark.parametrize("text,message", [
@@ -48,7 +49,7 @@ def test_missing_config_file(tmp_path, capsys):
     assert err.endswith("none.toml: config file not found") and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["digits-default", "cifar10-paper", "svhn-paper"])
+@pytest.mark.parametrize("name", ["digits-default", "digits-representations", "cifar10-paper", "svhn-paper"])
 def test_shipped_configs_parse(name, capsys, tmp_path, monkeypatch):
     assert main(["pipeline", "--show-config", name]) == 0
     text = capsys.readouterr().out

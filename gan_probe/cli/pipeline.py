@@ -7,8 +7,10 @@ HELP = "run train, extract, svm, kmeans, metrics and report as cached stages"
 DESCRIPTION = ("Run the whole evaluation from a TOML config (without --config: the embedded default on "
                "scikit-learn's digits; its measured time on a 2-core CPU is in reports/digits-default/README.md, "
                "tens of minutes, most of it in the probes' C grids and FID). Each stage is cached under OUT/stages/: re-running skips "
-               "finished stages whose inputs did not change, and an interrupted training stage resumes. Example "
-               "configs: gan-probe pipeline --show-config digits-default | cifar10-paper | svhn-paper.")
+               "finished stages whose inputs did not change, and an interrupted training stage resumes. A [vae] "
+               "section adds a VAE's encoder to the probed representations and a [knn] section a kNN result beside "
+               "every SVM result (both off unless enabled). Example configs: gan-probe pipeline --show-config "
+               "digits-default | digits-representations | cifar10-paper | svhn-paper.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         path = files("gan_probe").joinpath("configs", f"{args.show_config.removesuffix('.toml')}.toml")
         if not path.is_file():
             raise ConfigError(f"--show-config {args.show_config}: no such example; expected digits-default, "
-                              f"cifar10-paper or svhn-paper")
+                              f"digits-representations, cifar10-paper or svhn-paper")
         print(path.read_text(), end="")
         return 0
     config = load_config(args.config)
