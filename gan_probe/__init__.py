@@ -20,7 +20,7 @@ each name is imported from its subpackage on first use, so ``import gan_probe`` 
 
 >>> import gan_probe
 >>> gan_probe.ProbeConfig.__module__
-'gan_probe.probe.protocols'
+'gan_probe.probe.config'
 """
 from __future__ import annotations
 
