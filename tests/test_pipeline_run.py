@@ -27,6 +27,7 @@ def test_pipeline_end_to_end_and_cached_rerun(tmp_path):
         assert stage in names
     by_name = {s.name: s for s in first.stages}
     assert by_name["fid"].skipped and by_name["inception-score"].skipped  # no weights: recorded, not fatal
+    assert "--weights" not in by_name["inception-score"].skipped  # the pipeline has no such flag
     report = first.report.read_text()
     # labels name the non-preset widths, and what the GAN was trained on
     for row in ("| DCGAN (small32, ndf 8, ngf 8; trained on digits) + L2-SVM |",

@@ -328,7 +328,10 @@ def is_stage(run: PipelineRun, ckpt_path: str, out_json: Path) -> dict[str, Any]
     try:
         extractor = reference_extractor(config.metrics.inception_weights or None, device, download=False)
     except GanProbeError as exc:
-        return {"_skipped": f"reference Inception weights unavailable ({exc})"}
+        # the message names the command's flag; a pipeline config sets the same file with a key
+        reason = str(exc).replace("pass --weights PATH", "set [metrics].inception_weights = PATH")
+        reason = reason.replace("--weights ", "[metrics].inception_weights ")
+        return {"_skipped": f"reference Inception weights unavailable ({reason})"}
     source = open_checkpoint(ckpt_path, config.metrics.samples, config.seed, device)
     result = {"metric": "inception_score",
               **inception_score_of(source, extractor, ISConventions(splits=config.metrics.splits),
