@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Sequence
 
-from .results import ProbeResult
+from .results import FAMILIES, ProbeResult
 from .tables import MISSING, Table, _frames, _pct, describe_test_images, format_pm, selection_budget, spread
 
 CLASSIFIERS = {"svm": "L2-SVM", "knn": "kNN"}
@@ -63,6 +63,12 @@ def comparison_table(probes: Sequence[ProbeResult]) -> Table | None:
         settings.setdefault(setting, r.n_train if r.protocol == "svhn" else None)
         classifiers.setdefault(classifier_name(r), None)
         cells.setdefault(representation_name(r.label), {})[(setting, classifier_name(r))] = r
+    family_of = {}
+    for r in probes:
+        family_of.setdefault(representation_name(r.label), r.family)
+    rank = {name: (FAMILIES.index(f) if f in FAMILIES else len(FAMILIES), i)
+            for i, (name, f) in enumerate(family_of.items())}
+    cells = OrderedDict(sorted(cells.items(), key=lambda item: rank[item[0]]))  # the other tables' family order
     columns = ["Representation"]
     for setting, n_train in settings.items():
         title = _setting_title(setting, n_train)
