@@ -5,7 +5,7 @@ each name is imported from its subpackage on first use, so ``import gan_probe`` 
 
 ==================  ==============================================================================================
 ``data``            dataset readers (cifar10, svhn, imagenet, image folders, digits): ``load_split``, ``ImageSplit``
-``models``          DCGAN generator / discriminator and presets; ``checkpoint``: ``load_models`` and saving
+``models``          DCGAN generator / discriminator and presets; ``models.checkpoint``: ``load_models`` and saving
 ``training``        model training: ``from gan_probe.training import train``; ``train(TrainConfig(...), out)``
 ``features``        pooled discriminator features -> feature stores: ``extract_features``, ``load_store``
 ``probe``           linear L2-SVM probes with the paper's protocols: ``probe_store``, ``ProbeConfig``, ``fit_svm``
@@ -34,7 +34,7 @@ from .errors import GanProbeError  # noqa: E402
 # public name -> the module that defines it (imported on first access)
 _LAZY = {
     "load_split": "gan_probe.data", "ImageSplit": "gan_probe.data", "DATASETS": "gan_probe.data",
-    "load_models": "gan_probe.checkpoint",
+    "load_models": "gan_probe.models.checkpoint",
     "TrainConfig": "gan_probe.training",
     "ExtractOptions": "gan_probe.features", "extract_features": "gan_probe.features",
     "load_store": "gan_probe.features",

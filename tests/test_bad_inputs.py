@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_probe.checkpoint import save_checkpoint
+from gan_probe.models.checkpoint import save_checkpoint
 from gan_probe.cli import main
 from gan_probe.features import load_store, save_store
 from gan_probe.models import Discriminator, Generator, preset_config

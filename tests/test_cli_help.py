@@ -86,7 +86,7 @@ ERROR_MODULES = {
             "viz/samples.py"],
     "convert": ["convert/dcgan_code.py"],
     "report": ["report/build.py", "report/results.py"],
-    "export": ["pretrained.py"],
+    "export": ["models/pretrained.py"],
     "train": ["training/config.py", "training/loop.py", "training/rundir.py", "training/control.py",
               "training/probe.py", "models/losses.py", "models/config.py"],
 }

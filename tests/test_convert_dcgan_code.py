@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import convolve2d
 
-from gan_probe.checkpoint import load_models
+from gan_probe.models.checkpoint import load_models
 from gan_probe.cli import main
 from gan_probe.convert import dcgan_code
 from gan_probe.convert.dcgan_code import MODELS, convert, save_converted, theano_conv_to_torch

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from gan_probe.checkpoint import load_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint
 from gan_probe.training import TrainConfig, train
 
 ARGS = ["--dataset", "digits", "--preset", "small32", "--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32",

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from gan_probe.checkpoint import load_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint
 from gan_probe.distributed import gather_batches, init_distributed, shard_batches
 from gan_probe.cli import main
 from gan_probe.features import extract_features, load_store

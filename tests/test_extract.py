@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_probe.checkpoint import save_checkpoint
+from gan_probe.models.checkpoint import save_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import ConfigError, FeatureStoreError
 from gan_probe.features import MatrixWriter, extract_features, load_store, pooled_features

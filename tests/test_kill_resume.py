@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_probe.checkpoint import save_checkpoint
+from gan_probe.models.checkpoint import save_checkpoint
 from gan_probe.features import load_store
 from gan_probe.models import Discriminator, Generator, preset_config
 from gan_probe.probe.resume import fits_dir

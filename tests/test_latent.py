@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gan_probe.checkpoint import load_checkpoint, load_models, save_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint, load_models, save_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import ConfigError
 from gan_probe.models import Generator, LatentPrior, preset_config

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_probe.checkpoint import save_checkpoint
+from gan_probe.models.checkpoint import save_checkpoint
 from gan_probe.errors import ConfigError
 from gan_probe.features import load_store, save_store
 from gan_probe.locks import LOCK_NAME, OutputLock, OutputLocked, lock_file

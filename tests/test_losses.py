@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gan_probe.checkpoint import load_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import ConfigError
 from gan_probe.models.losses import LOSSES, d_loss, g_loss

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_probe.checkpoint import save_checkpoint
+from gan_probe.models.checkpoint import save_checkpoint
 from gan_probe.errors import DataError
 from gan_probe.metrics.fid import FeatureStats
 from gan_probe.metrics.sources import (ArraySource, open_checkpoint, open_images, parse_dataset_spec, parse_source,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gan_probe.atomic import check_overwrite, file_format
-from gan_probe.checkpoint import load_checkpoint, save_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint, save_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import ConfigError
 from gan_probe.features import save_store

@@ -57,7 +57,7 @@ REPRESENTATIONS = {
 
 
 def test_pipeline_with_a_vae_and_knn_results_beside_the_svm(tmp_path):
-    from gan_probe.checkpoint import checkpoint_family, load_checkpoint
+    from gan_probe.models.checkpoint import checkpoint_family, load_checkpoint
 
     config = config_from_dict(REPRESENTATIONS, "tiny")
     out = tmp_path / "out"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gan_probe.checkpoint import load_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import ConfigError
 from gan_probe.features import load_store

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from gan_probe.checkpoint import load_checkpoint, load_models, save_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint, load_models, save_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import ConfigError
 from gan_probe.models import Discriminator, Generator, preset_config
-from gan_probe.pretrained import export_checkpoint, update_index, verify_index
+from gan_probe.models.pretrained import export_checkpoint, update_index, verify_index
 from gan_probe.provenance import sha256_file
 
 

@@ -123,7 +123,7 @@ def test_interpolation_uses_viz_when_available(tmp_path, monkeypatch):
 
     fake = types.SimpleNamespace(interpolate_figure=interpolate_figure, save_figure=figs.save_figure)
     monkeypatch.setitem(sys.modules, "gan_probe.viz", fake)
-    monkeypatch.setattr("gan_probe.checkpoint.load_models", lambda path, device, **kw: f"models of {path}")
+    monkeypatch.setattr("gan_probe.models.checkpoint.load_models", lambda path, device, **kw: f"models of {path}")
     run = run_dir(tmp_path / "r", with_samples=False)
     (run / "checkpoint.pt").write_bytes(b"x")
     res = load_results([run])

@@ -3,7 +3,7 @@ import csv
 import pytest
 import torch
 
-from gan_probe.checkpoint import load_checkpoint, load_models
+from gan_probe.models.checkpoint import load_checkpoint, load_models
 from gan_probe.cli import main
 from gan_probe.errors import CheckpointError, GanProbeError
 from gan_probe.training import TrainConfig, read_log, train

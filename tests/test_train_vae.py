@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_probe.checkpoint import load_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint
 from gan_probe.cli import main
 from gan_probe.errors import CheckpointError
 from gan_probe.features import ExtractOptions, extract_features, load_store
@@ -125,7 +125,7 @@ def test_viz_samples_decode_from_the_prior_and_d_only_figures_say_what_they_expe
 
 
 def test_export_refuses_a_vae_checkpoint_in_one_line(run, tmp_path):
-    from gan_probe.pretrained import export_checkpoint
+    from gan_probe.models.pretrained import export_checkpoint
 
     with pytest.raises(CheckpointError, match="a VAE checkpoint .*gan-probe export expects a DCGAN checkpoint"):
         export_checkpoint(run / "checkpoint.pt", tmp_path / "x.pt")

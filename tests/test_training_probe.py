@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_probe.checkpoint import load_checkpoint
+from gan_probe.models.checkpoint import load_checkpoint
 from gan_probe.cli import main
 from gan_probe.models import Discriminator, preset_config
 from gan_probe.report import build_figures, load_results

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_probe.checkpoint import load_models
+from gan_probe.models.checkpoint import load_models
 from gan_probe.errors import ConfigError
 from gan_probe.models import Discriminator, preset_config
 from gan_probe.viz import (arithmetic_figure, dataset_images, filters_figure, guided_backprop, interpolate,

@@ -63,7 +63,7 @@ def test_subcommand_is_required(capsys):
 def test_the_checkpoints_data_root_is_a_default_only_for_a_training_checkpoint(tmp_path, capsys, isolated_env):
     import torch
 
-    from gan_probe.checkpoint import save_checkpoint
+    from gan_probe.models.checkpoint import save_checkpoint
 
     state = torch.load(tiny_checkpoint(tmp_path / "c.pt"), weights_only=True)
     state["config"]["train"].update(dataset="svhn", data_root=str(tmp_path / "gone"))

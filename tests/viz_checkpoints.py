@@ -3,7 +3,7 @@ estimated on one batch, so that (in eval mode) different codes give visibly diff
 import torch
 from torch import nn
 
-from gan_probe.checkpoint import save_checkpoint
+from gan_probe.models.checkpoint import save_checkpoint
 from gan_probe.models import Discriminator, Generator, preset_config
 
 

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pretrained import export_checkpoint, read_index, update_index
+    from ..models.pretrained import export_checkpoint, read_index, update_index
 
     if args.index:
         read_index(args.index)  # a bad index is reported before anything is written

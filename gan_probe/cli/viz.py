@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..atomic import check_overwrite
-    from ..checkpoint import load_models
+    from ..models.checkpoint import load_models
     from ..devices import resolve_device
     from ..viz import common
 

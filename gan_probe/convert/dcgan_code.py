@@ -272,7 +272,7 @@ def save_converted(directory: str | os.PathLike, out: str | os.PathLike, channel
                    download: bool = False, progress: bool = False) -> tuple[Path, dict[str, Any]]:
     """Convert the released model in ``directory`` (fetching its files first with ``download``) into the
     checkpoint ``out``; returns the path and the state written."""
-    from ..checkpoint import save_checkpoint
+    from ..models.checkpoint import save_checkpoint
 
     out = Path(out)
     if out.is_dir():

@@ -39,7 +39,7 @@ import torch
 
 from ..atomic import atomic_write, remove_stale_temporaries, write_json
 from ..data.cache import cache_dir
-from ..checkpoint import LoadedModels, load_models
+from ..models.checkpoint import LoadedModels, load_models
 from ..data import ImageSplit, load_split
 from ..distributed import DistContext, agree, gather_batches, init_distributed, main_first, main_only, shard_batches
 from ..errors import ConfigError, FeatureStoreError
@@ -116,7 +116,7 @@ def random_discriminator(preset: str, seed: int, **overrides) -> tuple[Discrimin
     ``preset`` is a preset name, or the path of a checkpoint whose architecture (widths included) is copied.
     """
     if preset not in PRESETS and Path(preset).is_file():
-        from ..checkpoint import load_checkpoint, model_config
+        from ..models.checkpoint import load_checkpoint, model_config
 
         config = model_config(load_checkpoint(preset))
     elif preset in PRESETS:

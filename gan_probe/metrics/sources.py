@@ -174,7 +174,7 @@ def open_dataset(name: str, root: str | os.PathLike | None, split: str = "train"
 def open_checkpoint(path: str | os.PathLike, samples: int, seed: int, device: torch.device,
                     block: int = DEFAULT_GENERATOR_BATCH) -> GeneratorSource:
     """Samples from the generator stored in a gan-probe checkpoint."""
-    from ..checkpoint import load_models
+    from ..models.checkpoint import load_models
 
     if samples < 1:
         raise GanProbeError(f"--samples {samples}: expected a positive number")

@@ -441,7 +441,7 @@ def _check_with_the_stages_own_rules(config: PipelineConfig, source: str) -> Non
 
     t, p = config.train, config.probe
     if t.checkpoint:
-        from ..checkpoint import load_checkpoint, model_config
+        from ..models.checkpoint import load_checkpoint, model_config
 
         try:
             model = model_config(load_checkpoint(t.checkpoint))

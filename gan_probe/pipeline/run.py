@@ -393,7 +393,7 @@ def _store_key(features_dir: str) -> str:
 
 
 def _checkpoint_model(path: str) -> dict[str, Any]:
-    from ..checkpoint import load_checkpoint, model_config
+    from ..models.checkpoint import load_checkpoint, model_config
 
     return model_config(load_checkpoint(path)).to_dict()
 

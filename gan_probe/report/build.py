@@ -118,7 +118,7 @@ def _interpolation(checkpoint: str, path: Path) -> str | None:
     if draw is None or save is None:
         return "latent interpolation skipped: gan_probe.viz has no interpolate_figure/save_figure"
     try:
-        from ..checkpoint import load_models
+        from ..models.checkpoint import load_models
 
         models = load_models(checkpoint, device="cpu", vae=True)  # a VAE's decoder interpolates like G
         save(draw(models, rows=INTERPOLATION_ROWS, steps=INTERPOLATION_STEPS, seed=0), path)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..atomic import remove_stale_temporaries, write_json
-from ..checkpoint import load_checkpoint, require_training_state
+from ..models.checkpoint import load_checkpoint, require_training_state
 from ..data import ImageSplit, load_split
 from ..data.holdout import holdout_split
 from ..distributed import DistContext, agree, all_reduce, init_distributed, main_first, main_only

@@ -150,7 +150,7 @@ class BestProbe:
     def __call__(self, step: int, disc: torch.nn.Module, payload) -> tuple[float, float, bool]:
         """Score ``disc`` at ``step``; ``payload()`` is the checkpoint to keep if it is a new best."""
         from ..atomic import write_json
-        from ..checkpoint import save_checkpoint
+        from ..models.checkpoint import save_checkpoint
 
         score = self.probe(disc)
         new_best = self.best is None or score.accuracy > self.best["probe_acc"]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, GanProbeError
 
 CONFIG = "config.json"

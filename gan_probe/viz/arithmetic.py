@@ -4,7 +4,7 @@ Pick samples of three concepts from a seeded grid (``viz samples --seed S --numb
 average the codes of each concept, and decode ``mean(A) - mean(B) + mean(C)`` together with variations that
 add uniform noise in [-perturb, perturb] to it (the paper used 0.25).
 
->>> from gan_probe.checkpoint import load_models                          # doctest: +SKIP
+>>> from gan_probe.models.checkpoint import load_models                          # doctest: +SKIP
 >>> models = load_models("ckpt.pt")  # doctest: +SKIP
 >>> result = latent_arithmetic(models, a=[3, 9, 14], b=[1, 5, 7], c=[2, 8, 30], grid_seed=0)  # doctest: +SKIP
 >>> result.result_images.shape  # doctest: +SKIP

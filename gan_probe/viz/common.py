@@ -26,7 +26,7 @@ DPI = 150
 
 
 def require_generator(models) -> Generator:
-    """The generator of a :class:`~gan_probe.checkpoint.LoadedModels`; a discriminator-only file is an error."""
+    """The generator of a :class:`~gan_probe.models.checkpoint.LoadedModels`; a discriminator-only file is an error."""
     return models.require_generator()
 
 

@@ -5,7 +5,7 @@ and in discriminator-feature space (every conv layer max-pooled to a 4x4 grid an
 the linear probe uses; :func:`gan_probe.features.pooled_features`). A generator that memorised its data
 shows near-copies in the pixel column.
 
->>> from gan_probe.checkpoint import load_models                       # doctest: +SKIP
+>>> from gan_probe.models.checkpoint import load_models                       # doctest: +SKIP
 >>> found = nearest_neighbours(load_models("ckpt.pt"), train_images, n=8, k=5)  # doctest: +SKIP
 >>> found.pixel_index.shape, found.feature_index.shape  # doctest: +SKIP
 ((8, 5), (8, 5))

@@ -4,7 +4,7 @@ The codes are ``latents(prior, n, seed)``: the same ``--n`` and ``--seed`` give 
 ``viz samples`` and ``viz arithmetic --grid-seed`` (with ``--grid-n``), so indices read off a numbered
 grid select those samples.
 
->>> from gan_probe.checkpoint import load_models                    # doctest: +SKIP
+>>> from gan_probe.models.checkpoint import load_models                    # doctest: +SKIP
 >>> fig = samples_figure(load_models("run/checkpoint.pt"), n=64, seed=0, numbers=True)  # doctest: +SKIP
 >>> save_figure(fig, "samples.png")  # doctest: +SKIP
 """

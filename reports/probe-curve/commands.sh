@@ -26,7 +26,7 @@ import sys
 
 import torch
 
-from gan_probe.checkpoint import load_models
+from gan_probe.models.checkpoint import load_models
 from gan_probe.models import Discriminator, Generator
 from gan_probe.training.probe import OnlineProbe, ProbeSettings
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_path
-from .errors import CheckpointError
-from .models import Discriminator, Generator, ModelConfig
+from ..atomic import atomic_path
+from ..errors import CheckpointError
+from .config import ModelConfig
+from .dcgan import Discriminator, Generator
 
 FORMAT = "gan-probe-checkpoint"
 FORMAT_VERSION = 1
@@ -165,7 +166,7 @@ def load_models(path: str | os.PathLike, device: str | torch.device = "cpu", exp
 
 
 def _load_vae(state: dict[str, Any], config: ModelConfig, path: Path, device: str | torch.device) -> LoadedModels:
-    from .models.vae import VAE, VAEEncoder
+    from .vae import VAE, VAEEncoder
 
     try:
         model = VAE(config)

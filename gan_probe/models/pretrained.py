@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from .atomic import check_overwrite, checkpoint_state, write_json
+from ..atomic import check_overwrite, checkpoint_state, write_json
 from .checkpoint import load_checkpoint, model_config, require_dcgan, save_checkpoint
-from .errors import ConfigError
-from .provenance import provenance, sha256_file
+from ..errors import ConfigError
+from ..provenance import provenance, sha256_file
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 INDEX_FORMAT = "gan-probe-pretrained-index"
@@ -95,7 +95,7 @@ def check_export_target(source: Path, out: Path, force: bool = False) -> None:
 
 def _feature_dims(state: dict[str, Any]) -> int:
     """Pooled feature size at the default 4x4 grid (sum over conv layers of channels x 16)."""
-    from .models import Discriminator
+    from .dcgan import Discriminator
 
     return int(sum(c * 16 for c in Discriminator(model_config(state)).feature_channels))
 
