@@ -12,7 +12,9 @@ DESCRIPTION = (
     "features): the temperature-weighted vote of the self-supervised literature (--vote weighted, votes "
     "exp(similarity / T)) or the plain majority vote. k (and T) are chosen on a held-out validation split like "
     "the SVM's C. Protocols as in `gan-probe svm`: all labels, --labels-per-class K or the SVHN --labels N, with "
-    "--draws. The result file has the SVM result's format, with classifier \"knn\".")
+    "--draws. The result file has the SVM result's format, with classifier \"knn\". Under torchrun "
+    "(torchrun --nproc_per_node N -m gan_probe knn ...) each rank holds a share of the labelled training rows and "
+    "the ranks merge their nearest neighbours, with the one-process result; rank 0 writes.")
 
 
 def _numbers(value: str, flag: str, kind):
@@ -48,9 +50,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """One process, or every rank of ``torchrun -m gan_probe knn`` (each with a share of the bank rows, see
+    :class:`gan_probe.probe.knn.KnnBank`): rank 0 locks --json, writes the result and prints; all ranks search."""
+    from ..distributed import run_command
+
+    return run_command(args.device, lambda ctx: _locked(args, ctx))
+
+
+def _locked(args: argparse.Namespace, ctx) -> int:
+    from contextlib import ExitStack
+
+    from ..distributed import agree
+    from ..locks import output_lock
+
+    with ExitStack() as held:
+        def lock() -> None:
+            if args.json and ctx.is_main:     # one writer per result
+                held.enter_context(output_lock(args.json, "--json", directory=False))
+
+        agree(lock, ctx)
+        return _run(args, ctx)
+
+
+def _run(args: argparse.Namespace, ctx) -> int:
+    from ..distributed import agree, same_on_every_rank
     from ..features.store import load_store, select_store_layers
-    from ..probe.knn import KnnConfig, knn_store
     from ..probe import write_result
+    from ..probe.knn import KnnConfig, knn_store
+    from ..probe.rows import sharded_rows
     from .svm import _parse_layers, print_summary
 
     config = KnnConfig(vote=args.vote, k_grid=_numbers(args.k_grid, "--k-grid", int),
@@ -59,11 +86,16 @@ def run(args: argparse.Namespace) -> int:
                        draws=args.draws, selection_draws=args.selection_draws, seed=args.seed, device=args.device,
                        standardize=not args.no_standardize)
     config.validate()
-    store = load_store(args.features)
+    store = agree(lambda: load_store(args.features), ctx)
+    same_on_every_rank(store.identity(), "feature store", ctx)
     if args.layers:
         store = select_store_layers(store, _parse_layers(args.layers))
-    result = knn_store(store, config, dataset_name=args.dataset_name,
-                       log=lambda message: print(message, file=sys.stderr, flush=True))
+    with sharded_rows(ctx):   # under torchrun: each rank a share of the bank rows; rank 0 alone writes
+        result = knn_store(store, config, dataset_name=args.dataset_name,
+                           log=(lambda message: print(message, file=sys.stderr, flush=True)) if ctx.is_main
+                           else None)
+    if not ctx.is_main:
+        return 0
     if args.json:
         write_result(args.json, result)
     return print_summary(result, args.json)

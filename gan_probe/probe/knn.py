@@ -5,6 +5,9 @@ Data contract: rows are standardised with the training split's statistics (the s
 every training row, features only), then scaled to unit length, so the dot product of two rows is their cosine
 similarity. For a block of query rows, one product with the labelled bank gives their similarities, and
 ``torch.topk`` keeps the ``max(k)`` nearest; the block size bounds the memory (``block_rows x n_bank`` floats).
+Equal similarities go to the earlier bank row. Under ``torchrun -m gan_probe knn`` each rank holds a contiguous
+share of the bank rows and the ranks merge their nearest rows per query block (:class:`KnnBank`): the one-process
+neighbours, predictions, chosen ``k`` and ``T`` and accuracies.
 Every ``k`` of the grid and every temperature ``T`` are scored from those same neighbours:
 
 - ``majority``: the most frequent label among the ``k`` nearest; a tie goes to the smallest label (as
@@ -35,6 +38,7 @@ from ..devices import resolve_device
 from ..errors import ConfigError
 from ..protocol_names import FEW_LABELS, FULL, SVHN
 from .labels import per_class_draw, spread_draw, stratified_holdout
+from . import rows as row_sharing
 from .standardize import Standardizer, fit_standardizer
 
 VOTES = ("weighted", "majority")
@@ -109,23 +113,41 @@ class KnnConfig:
 
 
 class KnnBank:
-    """Labelled rows (standardised, unit length) that queries are compared with."""
+    """Labelled rows (standardised, unit length) that queries are compared with.
+
+    Bank rows are ordered as ``rows`` lists them (all of ``x`` when None); equal similarities go to the earlier
+    bank row. Within a :func:`~gan_probe.probe.rows.sharded_rows` block each rank embeds only its contiguous share
+    of the bank rows, finds its own nearest rows for every query block and the ranks merge their candidates (one
+    all-gather of similarities and bank positions per block), so the neighbours are the one-process ones.
+    """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, standardizer: Standardizer | None, device: str | torch.device,
                  rows: np.ndarray | None = None):
         self.device = resolve_device(device)
         self.standardizer = standardizer
-        self.y = torch.as_tensor(np.asarray(y if rows is None else np.asarray(y)[rows]), device=self.device)
+        self.reducer = row_sharing.active()
+        labels = np.asarray(y) if rows is None else np.asarray(y)[np.asarray(rows)]
+        self.n = len(labels)
+        self.start, end = self.reducer.share(self.n)
+        # every label on every rank (small): classes and the labels of merged neighbours
+        self.y = torch.as_tensor(labels, device=self.device)
         self.classes = torch.unique(self.y)
         self.label_index = torch.searchsorted(self.classes, self.y)
-        self.x = self._embed(x, rows)
+        span = slice(self.start, end)
+        self.x = self._embed(x, span if rows is None else np.asarray(rows)[span])
 
-    def _embed(self, x: np.ndarray, rows: np.ndarray | None) -> torch.Tensor:
-        """Standardised, unit-length float32 rows (read in chunks from a memory map)."""
-        n = len(x) if rows is None else len(rows)
+    def _embed(self, x: np.ndarray, rows: np.ndarray | slice | None) -> torch.Tensor:
+        """Standardised, unit-length float32 rows (read in chunks from a memory map); ``rows`` an index array,
+        a contiguous slice, or None for every row."""
+        if rows is None:
+            rows = slice(0, len(x))
+        n = len(rows) if not isinstance(rows, slice) else rows.stop - rows.start
         out = torch.empty(n, x.shape[1], dtype=torch.float32, device=self.device)
         for start in range(0, n, 4096):
-            idx = slice(start, start + 4096) if rows is None else np.asarray(rows[start:start + 4096])
+            if isinstance(rows, slice):
+                idx = slice(rows.start + start, min(rows.stop, rows.start + start + 4096))
+            else:
+                idx = np.asarray(rows[start:start + 4096])
             block = torch.as_tensor(np.array(x[idx], dtype=np.float32), device=self.device)
             if self.standardizer is not None:
                 mean = torch.as_tensor(self.standardizer.mean, device=self.device, dtype=torch.float32)
@@ -136,22 +158,37 @@ class KnnBank:
 
     def neighbours(self, queries: torch.Tensor, k: int, block_rows: int | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Similarities and bank indices of the ``k`` nearest bank rows of every query (most similar first)."""
-        k = min(k, len(self.x))
-        block = block_rows or max(1, BLOCK_ENTRIES // max(1, len(self.x)))
+        """Similarities and bank positions of the ``k`` nearest bank rows of every query (most similar first;
+        equal similarities in bank order)."""
+        k = min(k, self.n)
+        # the block depends on the whole bank, so that every rank makes the same blocks (one merge each)
+        block = block_rows or max(1, BLOCK_ENTRIES // max(1, self.n))
         sims, idx = [], []
         for start in range(0, len(queries), block):
-            s = queries[start:start + block] @ self.x.T
-            top = torch.topk(s, k, dim=1)
-            sims.append(top.values)
-            idx.append(top.indices)
+            s, i = _top(queries[start:start + block] @ self.x.T, min(k, len(self.x)))
+            if self.reducer.enabled:
+                s, i = self._merge(s, i + self.start, k)
+            sims.append(s)
+            idx.append(i)
         return torch.cat(sims), torch.cat(idx)
+
+    def _merge(self, sims: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` best of every rank's candidates: ranks hold ascending bank positions, so a stable sort of
+        the candidates in rank order keeps equal similarities in bank order, as one process does."""
+        missing = k - sims.shape[1]          # a share with fewer than k rows: padding that is never chosen
+        if missing:
+            sims = torch.cat([sims, sims.new_full((len(sims), missing), -math.inf)], 1)
+            idx = torch.cat([idx, idx.new_full((len(idx), missing), self.n)], 1)
+        all_sims = self.reducer.stack(sims).permute(1, 0, 2).reshape(len(sims), -1)
+        all_idx = self.reducer.stack(idx).permute(1, 0, 2).reshape(len(idx), -1)
+        order = torch.sort(all_sims, dim=1, descending=True, stable=True).indices[:, :k]
+        return all_sims.gather(1, order), all_idx.gather(1, order)
 
     def predict(self, x: np.ndarray, ks: Sequence[int], temperatures: Sequence[float | None], vote: str,
                 rows: np.ndarray | None = None, block_rows: int | None = None) -> dict[tuple, np.ndarray]:
         """Predicted labels of the rows of ``x`` for every ``(k, T)`` (``T`` None for the majority vote)."""
         queries = self._embed(x, rows)
-        kmax = min(max(ks), len(self.x))
+        kmax = min(max(ks), self.n)
         sims, idx = self.neighbours(queries, kmax, block_rows)
         labels = self.label_index[idx]                                   # (q, kmax) class positions
         n_classes = len(self.classes)
@@ -169,6 +206,28 @@ class KnnBank:
                 votes = (onehot * weights[:, :, None]).sum(1)
                 out[(k, T)] = self.classes[votes.argmax(1)].cpu().numpy()
         return out
+
+
+def _top(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest entries of every row of ``s`` and their columns, largest first; equal entries in column
+    order (``torch.topk`` leaves the order of equal values, and which of them make the cut, unspecified)."""
+    if k == 0:
+        return s[:, :0], torch.zeros((len(s), 0), dtype=torch.int64, device=s.device)
+    top = torch.topk(s, k, dim=1)
+    vals, cols = top.values, top.indices
+    kth = vals[:, -1:]
+    # rows with more entries equal to the k-th largest than topk kept: the first ones (by column) fill the places
+    cut = torch.nonzero((s == kth).sum(1) > (vals == kth).sum(1))[:, 0]
+    if len(cut):
+        part, level = s[cut], s[cut] == kth[cut]
+        room = k - (part > kth[cut]).sum(1, keepdim=True)
+        keep = (part > kth[cut]) | (level & (torch.cumsum(level, 1, dtype=torch.int32) <= room))
+        cols[cut] = torch.nonzero(keep)[:, 1].view(len(cut), k)
+        vals[cut] = part.gather(1, cols[cut])
+    cols, by_column = torch.sort(cols, dim=1)
+    vals = vals.gather(1, by_column)
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    return vals.gather(1, order), cols.gather(1, order)
 
 
 def _val_size(config: KnnConfig, n_train: int) -> int | None:

@@ -107,6 +107,20 @@ class RowReducer:
         self.reductions += 1
         return torch.cat([p[:e - s] for p, (s, e) in zip(parts, sizes)]).to(local.device)
 
+    def stack(self, local: torch.Tensor) -> torch.Tensor:
+        """``(world_size, ...)``: every rank's ``local`` (same shape and dtype on all ranks), in rank order."""
+        if not self.enabled:
+            return local[None]
+        import torch.distributed as dist
+
+        sent = local.to(self.ctx.device).contiguous()
+        parts = [torch.empty_like(sent) for _ in range(self.world_size)]
+        started = time.perf_counter()
+        dist.all_gather(parts, sent)
+        self.seconds += time.perf_counter() - started
+        self.reductions += 1
+        return torch.stack(parts).to(local.device)
+
     def agree(self, fn: Callable[[], T]) -> T:
         """``fn()`` on every rank; an error on any rank is raised on all of them (one line)."""
         return agree(fn, self.ctx) if self.enabled else fn()
