@@ -95,6 +95,19 @@ def test_svm_json_replaces_a_result_and_refuses_anything_else(tmp_path, capsys):
     assert json.loads(notes.read_text())["format"] == "gan-probe-svm"
 
 
+def test_knn_json_follows_the_same_rule(tmp_path, capsys):
+    store = _store(tmp_path / "feats")
+    notes = _notes(tmp_path / "notes.txt")
+    argv = ["knn", "--features", store, "--k", "1", "--device", "cpu"]
+    _refused(capsys, [*argv, "--json", notes], "--json", notes, "--force")
+    assert notes.read_text() == NOTES and not (tmp_path / "notes.txt.lock").exists()
+    earlier = write(tmp_path / "knn.json", probe())
+    assert main([str(a) for a in [*argv, "--json", earlier]]) == 0
+    assert json.loads(earlier.read_text())["classifier"] == "knn"  # replaced by the new result
+    assert main([str(a) for a in [*argv, "--json", notes, "--force"]]) == 0
+    assert json.loads(notes.read_text())["classifier"] == "knn"
+
+
 def test_fid_and_inception_score_outputs(tmp_path, capsys):
     notes = _notes(tmp_path / "notes.txt")
     images = tmp_path / "images.npy"

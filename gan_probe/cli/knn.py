@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-standardize", action="store_true", help="cosine of the raw features")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", metavar="OUT", help="write the result object here (atomically)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --json OUT even when it is not a gan-probe result (one is always replaced, "
+                        "atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,12 +63,14 @@ def run(args: argparse.Namespace) -> int:
 def _locked(args: argparse.Namespace, ctx) -> int:
     from contextlib import ExitStack
 
+    from ..atomic import check_overwrite
     from ..distributed import agree
     from ..locks import output_lock
 
     with ExitStack() as held:
         def lock() -> None:
-            if args.json and ctx.is_main:     # one writer per result
+            if args.json and ctx.is_main:     # the overwrite rule, then one writer per result
+                check_overwrite(args.json, "gan-probe-svm", args.force, "--json")  # kNN results share the schema
                 held.enter_context(output_lock(args.json, "--json", directory=False))
 
         agree(lock, ctx)
