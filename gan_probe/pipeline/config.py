@@ -25,19 +25,14 @@ NEEDS_ROOT = ("cifar10", "svhn", "imagenet", "folder")
 
 
 @dataclass
-class TrainSection:
-    """[train]: the GAN to train (or ``checkpoint`` to skip training and probe an existing one)."""
+class TrainingKeys:
+    """The training keys [train] and [vae] share; 0 means the preset's value (``epochs``, ``max_steps``: unset)."""
 
-    dataset: str = "digits"
-    data_root: str = ""
-    checkpoint: str = ""
     preset: str = "small32"
     image_size: int = 0
     nz: int = 0
     ngf: int = 0
     ndf: int = 0
-    latent: str = ""
-    loss: str = "bce"
     batch_size: int = 128
     lr: float = 2e-4
     beta1: float = 0.5
@@ -45,6 +40,19 @@ class TrainSection:
     max_steps: int = 0
     sample_every: int = 500
     checkpoint_every: int = 500
+
+    MODEL_KEYS = ("image_size", "nz", "ngf", "ndf")  # what goes into TrainConfig.model when set (class constant)
+
+
+@dataclass
+class TrainSection(TrainingKeys):
+    """[train]: the GAN to train (or ``checkpoint`` to skip training and probe an existing one)."""
+
+    dataset: str = "digits"
+    data_root: str = ""
+    checkpoint: str = ""
+    latent: str = ""
+    loss: str = "bce"
 
 
 @dataclass
@@ -101,7 +109,7 @@ class MetricsSection:
 
 
 @dataclass
-class VaeSection:
+class VaeSection(TrainingKeys):
     """[vae]: a VAE (``gan-probe train --model vae``) trained in ``OUT/vae`` on [train]'s data unless ``dataset`` is
     given; its encoder's store (``conv1`` .. ``convN`` pooled like D's, and ``mu``) is probed like the other stores.
     The training keys are [train]'s; 0 or an empty string means the preset's value (``layers``: every layer)."""
@@ -109,18 +117,6 @@ class VaeSection:
     enabled: bool = False
     dataset: str = ""
     data_root: str = ""
-    preset: str = "small32"
-    image_size: int = 0
-    nz: int = 0
-    ngf: int = 0
-    ndf: int = 0
-    batch_size: int = 128
-    lr: float = 2e-4
-    beta1: float = 0.5
-    epochs: int = 0
-    max_steps: int = 0
-    sample_every: int = 500
-    checkpoint_every: int = 500
     layers: list[str] = field(default_factory=list)  # names (conv1 .. convN, mu) or 0-based indices
 
 
@@ -282,28 +278,29 @@ def validate(config: PipelineConfig, source: str) -> None:
 
 def train_config(config: PipelineConfig):
     """The :class:`~gan_probe.training.TrainConfig` of the [train] section."""
-    from ..training import TrainConfig
-
     t = config.train
-    model = {k: getattr(t, k) for k in ("image_size", "nz", "ngf", "ndf", "latent") if getattr(t, k)}
-    return TrainConfig(dataset=t.dataset, data_root=t.data_root or None, preset=t.preset, model=model, loss=t.loss,
-                       batch_size=t.batch_size, lr=t.lr, beta1=t.beta1, epochs=t.epochs or None,
-                       max_steps=t.max_steps or None, seed=config.seed, device=config.device,
-                       sample_every=t.sample_every, checkpoint_every=t.checkpoint_every)
+    return _training_config(config, t, t.dataset, t.data_root, model={"latent": t.latent}, loss=t.loss)
 
 
 def vae_train_config(config: PipelineConfig):
     """The :class:`~gan_probe.training.TrainConfig` of the [vae] section (``family="vae"``), on [train]'s data unless
     [vae] names its own."""
-    from ..training import TrainConfig
-
     v, t = config.vae, config.train
     dataset, data_root = (v.dataset, v.data_root) if v.dataset else (t.dataset, t.data_root)
-    model = {k: getattr(v, k) for k in ("image_size", "nz", "ngf", "ndf") if getattr(v, k)}
-    return TrainConfig(family="vae", dataset=dataset, data_root=data_root or None, preset=v.preset, model=model,
-                       batch_size=v.batch_size, lr=v.lr, beta1=v.beta1, epochs=v.epochs or None,
-                       max_steps=v.max_steps or None, seed=config.seed, device=config.device,
-                       sample_every=v.sample_every, checkpoint_every=v.checkpoint_every)
+    return _training_config(config, v, dataset, data_root, family="vae")
+
+
+def _training_config(config: PipelineConfig, keys: TrainingKeys, dataset: str, data_root: str,
+                     model: dict[str, Any] | None = None, **extra: Any):
+    """A TrainConfig from a section's training keys (unset model values left to the preset)."""
+    from ..training import TrainConfig
+
+    model = {k: v for k, v in {**{k: getattr(keys, k) for k in TrainingKeys.MODEL_KEYS}, **(model or {})}.items()
+             if v}
+    return TrainConfig(dataset=dataset, data_root=data_root or None, preset=keys.preset, model=model,
+                       batch_size=keys.batch_size, lr=keys.lr, beta1=keys.beta1, epochs=keys.epochs or None,
+                       max_steps=keys.max_steps or None, seed=config.seed, device=config.device,
+                       sample_every=keys.sample_every, checkpoint_every=keys.checkpoint_every, **extra)
 
 
 def vae_layers(config: PipelineConfig) -> tuple[int | str, ...] | None:
@@ -368,13 +365,13 @@ def kmeans_configs(config: PipelineConfig) -> list:
 
 
 # (section, key, smallest allowed value): counts and sizes; 0 means "unset" where the smallest is 0
-MINIMA = (("train", "image_size", 0), ("train", "nz", 0), ("train", "ngf", 0), ("train", "ndf", 0),
-          ("train", "batch_size", 1), ("train", "epochs", 0), ("train", "max_steps", 0), ("train", "sample_every", 1),
-          ("train", "checkpoint_every", 1), ("probe", "holdout", 0), ("probe", "grid", 1), ("probe", "draws", 1),
+TRAINING_MINIMA = (("image_size", 0), ("nz", 0), ("ngf", 0), ("ndf", 0), ("batch_size", 1), ("epochs", 0),
+                   ("max_steps", 0), ("sample_every", 1), ("checkpoint_every", 1))  # of TrainingKeys
+MINIMA = (*(("train", key, least) for key, least in TRAINING_MINIMA),
+          ("probe", "holdout", 0), ("probe", "grid", 1), ("probe", "draws", 1),
           ("probe", "svhn_labels", 1), ("probe", "svhn_val_size", 1), ("kmeans", "patches", 1),
           ("kmeans", "patch", 1), ("kmeans", "stride", 1), ("metrics", "samples", 2), ("metrics", "splits", 1),
-          ("vae", "image_size", 0), ("vae", "nz", 0), ("vae", "ngf", 0), ("vae", "ndf", 0), ("vae", "batch_size", 1),
-          ("vae", "epochs", 0), ("vae", "max_steps", 0), ("vae", "sample_every", 1), ("vae", "checkpoint_every", 1))
+          *(("vae", key, least) for key, least in TRAINING_MINIMA))
 CHOICES = (("probe", "bn", ("recompute", "checkpoint")), ("probe", "solver", ("torch", "liblinear")),
            ("kmeans", "encoder", ("triangle", "hard")), ("knn", "vote", ("weighted", "majority")))
 
