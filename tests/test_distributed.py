@@ -1,9 +1,6 @@
 """Two gloo processes under torchrun give the single-process results: training (with --sync-bn, and resumed),
 feature extraction; only rank 0 writes. One torchrun launch runs every phase (process startup dominates)."""
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -18,6 +15,8 @@ from gan_probe.features import extract_features, load_store
 from gan_probe.metrics.weights import random_reference_state_dict
 from gan_probe.training.syncbn import GlobalBatchNorm2d, convert_sync_batchnorm
 from gan_probe.training import TrainConfig, read_log, train
+
+from rank_launch import launch_two_ranks
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
 
@@ -103,15 +102,9 @@ def _max_diff(a, b):
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
-    (tmp / "worker.py").write_text(WORKER)
     torch.save(random_reference_state_dict(0, logit_scale=30.0), tmp / "w.pth")  # Inception, reference layout
     np.savez(tmp / "imgs.npz", images=np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_PROBE_PROGRESS": "0", "GAN_PROBE_CACHE": str(tmp / "cache")}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(tmp / "worker.py"), str(tmp), *TRAIN], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = launch_two_ranks(tmp, WORKER, *TRAIN, env={"GAN_PROBE_CACHE": str(tmp / "cache")})
     return tmp, done
 
 

@@ -4,8 +4,6 @@ for the all-label and the few-label protocols with draws; the command writes on 
 store. One torchrun launch runs every case."""
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -18,6 +16,8 @@ from gan_probe.features.shards import shard_name, write_manifest_split
 from gan_probe.features.store import save_store
 from gan_probe.probe.knn import KnnBank, KnnConfig, _top, run_knn_protocol
 from gan_probe.probe.standardize import fit_standardizer
+
+from rank_launch import launch_two_ranks, rank_outputs
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
 
@@ -89,7 +89,6 @@ def fields(result):
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("knn_ddp")
-    (tmp / "worker.py").write_text(WORKER)
     x, y, xt, yt = data()
     save_store(tmp / "store", x, y, xt, yt, {"dataset": "toy"})
     save_store(tmp / "other", x[:-1], y[:-1], xt, yt, {"dataset": "toy"})
@@ -98,14 +97,8 @@ def two_ranks(tmp_path_factory):
     for r, (start, end) in enumerate([(0, 150), (150, 300)]):
         np.save(root / shard_name("train", r, 2), x[start:end])
     write_manifest_split(root, "train", [shard_name("train", r, 2) for r in range(2)], [150, 150], x.shape[1])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_PROBE_PROGRESS": "0"}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(tmp / "worker.py"), str(tmp), os.path.dirname(__file__)], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
-    return tmp, done, ranks
+    done = launch_two_ranks(tmp, WORKER, os.path.dirname(__file__))
+    return tmp, done, rank_outputs(tmp)
 
 
 def test_top_k_keeps_equal_values_in_column_order():

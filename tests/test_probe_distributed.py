@@ -3,8 +3,6 @@ same C, identical accuracies, objectives within 1e-6 relative (solver alone with
 full-label protocol with its C grid and a resume, the few-label protocol). One torchrun launch runs every case."""
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -20,6 +18,8 @@ from gan_probe.probe import ProbeConfig, run_protocol
 from gan_probe.probe.plan import SolverOptions
 from gan_probe.probe.rows import RowReducer
 from gan_probe.probe.svm import TrainingProblem
+
+from rank_launch import launch_two_ranks, rank_outputs
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
 
@@ -128,18 +128,11 @@ def jsonable(result):
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("probe_ddp")
-    (tmp / "worker.py").write_text(WORKER)
     x, y, xt, yt = data()
     save_store(tmp / "store", x, y, xt, yt, {"dataset": "toy"})
     save_store(tmp / "other", x[:-1], y[:-1], xt, yt, {"dataset": "toy"})
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_PROBE_PROGRESS": "0"}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(tmp / "worker.py"), str(tmp), os.path.dirname(__file__)], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
-    return tmp, done, ranks
+    done = launch_two_ranks(tmp, WORKER, os.path.dirname(__file__))
+    return tmp, done, rank_outputs(tmp)
 
 
 def _close(a, b, rel=1e-6):

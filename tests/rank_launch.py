@@ -1,0 +1,25 @@
+"""Launch a worker script on two gloo ranks under torchrun, as the distributed tests do (one launch per module:
+process start-up dominates). Not collected by pytest."""
+import json
+import os
+import subprocess
+import sys
+
+
+def launch_two_ranks(tmp, worker_source, *args, env=None, timeout=300):
+    """Write ``worker_source`` to ``tmp/worker.py`` and run it on 2 ranks with ``tmp`` and ``args`` as its
+    arguments (one thread each, no progress bars, outside any enclosing torchrun); returns the finished process,
+    whose exit status must be 0."""
+    (tmp / "worker.py").write_text(worker_source)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GAN_PROBE_PROGRESS": "0", **(env or {})}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(tmp / "worker.py"), str(tmp), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def rank_outputs(tmp):
+    """The ``tmp/rank{r}.json`` each rank wrote."""
+    return [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
