@@ -1,3 +1,4 @@
+import dataclasses
 import re
 
 import numpy as np
@@ -368,6 +369,11 @@ def test_rows_say_which_images_scored_them_and_how_many_labels_chose_C(tmp_path)
     assert "10,000 images held out of the CIFAR-10 training images (not the official test set)" in scored
     assert "the CIFAR-10 test split" in scored                     # the k-means row's store has no holdout
     assert not any("Accuracies on the CIFAR-10 test set" in n for n in table.notes)
+    from gan_probe.report.tables import describe_test_images
+
+    unsized = [dataclasses.replace(by_path["full.json"], n_test=None)]
+    assert describe_test_images(unsized, "CIFAR-10") == ("Measured rows are scored on images held out of the CIFAR-10 "
+                                                         "training images (not the official test set).")
 
     probes = probe_table(res.probes).display
     by_file = {r["File"].rsplit("/", 1)[-1]: r for r in probes.to_dict(orient="records")}

@@ -120,13 +120,14 @@ def selection_budget(r: ProbeResult) -> str:
 
 def describe_test_images(results: Sequence[ProbeResult], dataset: str) -> str:
     """One sentence on which images the measured rows were scored on, from their feature stores' records."""
-    held = sorted({r.n_test for r in results if r.evaluated_on == HELD_OUT and r.n_test})
+    held = [r for r in results if r.evaluated_on == HELD_OUT]
     official = [r for r in results if r.evaluated_on == TEST_SPLIT]
     unknown = [r for r in results if r.evaluated_on is None]
     parts = []
-    if held:
-        sizes = " or ".join(f"{n:,}" for n in held)
-        parts.append(f"on {sizes} images held out of the {dataset} training images (not the official test set)")
+    if held:  # with their number where the results record it
+        sizes = " or ".join(f"{n:,}" for n in sorted({r.n_test for r in held if r.n_test}))
+        parts.append(f"on {sizes + ' ' if sizes else ''}images held out of the {dataset} training images (not the "
+                     f"official test set)")
     if official:
         parts.append(f"on the {dataset} test split")
     if unknown:
