@@ -16,7 +16,7 @@ def launch_two_ranks(tmp, worker_source, *args, env=None, timeout=300):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(tmp / "worker.py"), str(tmp), *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, f"stdout: {done.stdout[-1500:]}\nstderr: {done.stderr[-3000:]}"
     return done
 
 

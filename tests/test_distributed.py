@@ -29,7 +29,7 @@ WORKER = textwrap.dedent("""
     import os, shutil, sys
     from pathlib import Path
     from gan_probe.cli import main
-    from gan_probe.distributed import init_distributed
+    from gan_probe.distributed import init_distributed, shutdown
 
     init_distributed("cpu")  # from torchrun's environment; every command below runs in this process group
     tmp, rank = Path(sys.argv[1]), int(os.environ["RANK"])
@@ -86,6 +86,7 @@ WORKER = textwrap.dedent("""
     codes["vae_extract"] = main(["extract", "--checkpoint", str(tmp / "vae" / "checkpoint.pt"), "--out",
                                  str(tmp / "vae_feats"), "--batch-size", "200", "--device", "cpu", "--no-progress"])
     print(f"rank {rank} codes {sorted(codes.items())}", flush=True)
+    shutdown()  # a gloo group left alive at interpreter exit can abort the process ("terminate called ...")
 """)
 
 
