@@ -86,7 +86,11 @@ WORKER = textwrap.dedent("""
     codes["vae_extract"] = main(["extract", "--checkpoint", str(tmp / "vae" / "checkpoint.pt"), "--out",
                                  str(tmp / "vae_feats"), "--batch-size", "200", "--device", "cpu", "--no-progress"])
     print(f"rank {rank} codes {sorted(codes.items())}", flush=True)
-    shutdown()  # a gloo group left alive at interpreter exit can abort the process ("terminate called ...")
+    shutdown()
+    # rank 1, which took the SIGTERM above, sometimes aborted in the interpreter's teardown after everything had
+    # run and been checked ("terminate called without an active exception"): leave without that teardown
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)
 """)
 
 
