@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="full labels, --C auto: stop going up the grid after N values in a row scored below "
                             "the best validation accuracy (the rest of the grid is recorded as skipped); unset: "
                             "fit every C. Large C values are the slowest fits on a CPU")
+    proto.add_argument("--settle", type=int, metavar="N",
+                       help="full labels, --C auto: a fit on the C grid stops once its validation predictions "
+                            "have settled (at most 0.05%% of them changed) in N Newton steps in a row: C is chosen on "
+                            "validation accuracy alone. The refit at the chosen C always runs to --tol. 0: every "
+                            "grid fit runs to --tol; unset: 2")
     proto.add_argument("--labels-per-class", type=int, metavar="K", help="K labelled rows per class per draw")
     proto.add_argument("--labels", type=int, metavar="N", help="SVHN protocol: N labels spread across classes")
     proto.add_argument("--val-size", type=int, metavar="V",
@@ -78,7 +83,7 @@ def probe_config_from_args(args: argparse.Namespace):
     return probe_config(C=args.C, C_grid=args.C_grid, labels_per_class=args.labels_per_class, labels=args.labels,
                         val_size=args.val_size, draws=args.draws, selection_draws=args.selection_draws,
                         C_patience=args.C_patience, seed=args.seed, solver=args.solver, device=args.device,
-                        method=args.method, tol=args.tol)
+                        method=args.method, tol=args.tol, settle=args.settle)
 
 
 def _parse_layers(value: str) -> list[int]:

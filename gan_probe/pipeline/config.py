@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, GanProbeError
+from ..probe.settle import DEFAULT_SETTLE_STEPS
 from ..protocol_names import FEW_LABELS, FULL, PROTOCOLS, SVHN
 
 if sys.version_info >= (3, 11):
@@ -71,6 +72,8 @@ class ProbeSection:
     C: str = "auto"
     C_grid: list[float] = field(default_factory=list)
     C_patience: int = 0  # full labels: stop the C grid after this many values below the best (0: fit it all)
+    settle: int = DEFAULT_SETTLE_STEPS  # full labels: grid fits stop after this many Newton steps with (almost) no
+    #                                     changed validation prediction (0: every grid fit runs to the tolerance)
     svhn_labels: int = 1000
     svhn_val_size: int = 10000
     solver: str = "torch"
@@ -331,8 +334,8 @@ def probe_run_config(config: PipelineConfig, protocol: str, per_class: int | Non
         settings = {"labels_per_class": per_class, "draws": p.draws}
     elif protocol == SVHN:
         settings = {"labels": p.svhn_labels, "val_size": p.svhn_val_size, "draws": p.draws}
-    elif p.C_patience:
-        settings = {"C_patience": p.C_patience}
+    else:
+        settings = {"C_patience": p.C_patience or None, "settle": p.settle}
     return probe_config(C=p.C, C_grid=p.C_grid or None, seed=config.seed, solver=p.solver, device=config.device,
                         names=PIPELINE_NAMES, **settings)
 

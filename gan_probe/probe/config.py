@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import ConfigError
 from ..protocol_names import FEW_LABELS, FULL, PROTOCOLS, SVHN
 from .plan import SolverOptionError, SolverOptions
+from .settle import DEFAULT_SETTLE_STEPS
 from .svm import check_C
 
 #: the default C grid: decades from 1e-6 to 1
@@ -35,12 +36,13 @@ CLI_NAMES: Mapping[str, str] = {
     "C": "--C", "C_grid": "--C-grid", "labels_per_class": "--labels-per-class", "labels": "--labels",
     "val_size": "--val-size", "draws": "--draws", "selection_draws": "--selection-draws",
     "C_patience": "--C-patience", "seed": "--seed", "solver": "--solver", "device": "--device",
-    "method": "--method", "tol": "--tol"}
+    "method": "--method", "tol": "--tol", "settle": "--settle"}
 #: how a pipeline config spells them (``seed`` and ``device`` are top-level keys; the rest are the CLI's)
 PIPELINE_NAMES: Mapping[str, str] = {
     **CLI_NAMES, "C": "[probe].C", "C_grid": "[probe].C_grid", "labels_per_class": "[probe].labels_per_class",
     "labels": "[probe].svhn_labels", "val_size": "[probe].svhn_val_size", "draws": "[probe].draws",
-    "C_patience": "[probe].C_patience", "solver": "[probe].solver", "seed": "seed", "device": "device"}
+    "C_patience": "[probe].C_patience", "solver": "[probe].solver", "seed": "seed", "device": "device",
+    "settle": "[probe].settle"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class ProbeConfig:
     selection_draws: int | None = None      # draws scored for C selection (default: all)
     C_patience: int | None = None           # full labels: stop the grid after this many C values in a row
     #                                         scored below the best validation accuracy (default: fit all)
+    settle: int = DEFAULT_SETTLE_STEPS      # full labels: a grid fit stops once its validation predictions have
+    #                                         settled for this many Newton steps (gan_probe.probe.settle; 0: every
+    #                                         grid fit runs to the tolerance)
     seed: int = 0
     solver: str = "torch"
     device: str = "auto"
@@ -87,6 +92,9 @@ class ProbeConfig:
             raise ConfigError(f"{name('selection_draws')} must be between 1 and {name('draws')} ({self.n_draws})")
         if self.val_size is not None and self.val_size < 1:
             raise ConfigError(f"{name('val_size')} must be positive, got {self.val_size}")
+        if isinstance(self.settle, bool) or not isinstance(self.settle, int) or self.settle < 0:
+            raise ConfigError(f"{name('settle')} {self.settle!r}: expected a whole number of Newton steps, 0 or "
+                              f"more (0: every grid fit runs to the solver's tolerance)")
         if self.C_patience is not None:
             if self.C_patience < 1:
                 raise ConfigError(f"{name('C_patience')} must be at least 1, got {self.C_patience}")
@@ -119,12 +127,13 @@ def probe_config(*, C: float | str | None = "auto", C_grid: str | Sequence[float
                  labels_per_class: int | None = None, labels: int | None = None, val_size: int | None = None,
                  draws: int | None = None, selection_draws: int | None = None, C_patience: int | None = None,
                  seed: int = 0, solver: str = "torch", device: str = "auto", method: str = "auto",
-                 tol: float | None = None, names: Mapping[str, str] = CLI_NAMES) -> ProbeConfig:
+                 tol: float | None = None, settle: int | None = None,
+                 names: Mapping[str, str] = CLI_NAMES) -> ProbeConfig:
     """The :class:`ProbeConfig` of a probe run from the values a user set (``None``: unset, the default applies).
 
     ``C``: ``"auto"`` (or None) to choose it on a validation split, else a number (or its text); ``C_grid``: the
     values ``C="auto"`` tries, comma-separated text or a sequence (None: :data:`DEFAULT_C_GRID`); ``tol``: the
-    solver's stopping tolerance. Errors name each setting as ``names`` spells it.
+    solver's stopping tolerance; ``settle``: see :class:`ProbeConfig` (None: :data:`DEFAULT_SETTLE_STEPS`). Errors name each setting as ``names`` spells it.
     """
     spell = {**CLI_NAMES, **names}
     if C is None or (isinstance(C, str) and C.strip().lower() == "auto"):
@@ -141,7 +150,8 @@ def probe_config(*, C: float | str | None = "auto", C_grid: str | Sequence[float
     return ProbeConfig(C=C, C_grid=DEFAULT_C_GRID if C_grid is None else tuple(C_grid),
                        labels_per_class=labels_per_class, labels=labels, val_size=val_size, draws=draws,
                        selection_draws=selection_draws, C_patience=C_patience, seed=seed, solver=solver,
-                       device=device, method=method, options=options, names=spell)
+                       device=device, method=method, options=options, names=spell,
+                       settle=DEFAULT_SETTLE_STEPS if settle is None else settle)
 
 
 __all__ = ["ProbeConfig", "probe_config", "CLI_NAMES", "PIPELINE_NAMES", "DEFAULT_C_GRID", "SVHN_VAL_SIZE",

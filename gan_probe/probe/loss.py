@@ -129,6 +129,7 @@ class SolveResult:
     subspace: Any = None           # the preconditioner, reusable by the next solve on the design
     bfloat16_passes: int = 0       # Hessian-vector products on the bfloat16 copy (``passes`` counts the others)
     plan: "SolvePlan | None" = None  # what the primal route's options resolved to (None: the other routes)
+    stopped: str = ""              # why a monitor ended the solve before convergence ("" when it did not)
 
     @property
     def preconditioner(self) -> str:

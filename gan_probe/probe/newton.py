@@ -129,15 +129,35 @@ def _line_search(W: torch.Tensor, P: torch.Tensor, m: torch.Tensor, d: torch.Ten
     return line_search((W * P).sum(0), (P * P).sum(0), (W * W).sum(0), m, d, C, reducer=reducer)
 
 
+def _preconditioner(plan: SolvePlan, opts: SolverOptions, hessian: Design, previous, basis, done: bool):
+    """The plan's preconditioner: the previous solve's (same design), else a sketch (of ``hessian``, or ``basis``
+    moved onto it), else none yet (a subspace is built from CG's directions)."""
+    if plan.preconditioner == "sketch":
+        if isinstance(previous, SketchPreconditioner) or done:
+            return previous if isinstance(previous, SketchPreconditioner) else None
+        return SketchPreconditioner(basis.on(hessian) if basis is not None else
+                                    SketchedSpectrum.compute(hessian, opts.sketch_rank,
+                                                             power_iterations=opts.sketch_power))
+    if plan.preconditioner == "subspace" and plan.subspace_rank > 0 and isinstance(previous, Subspace):
+        return previous
+    return None
+
+
 def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None = None,
               options: SolverOptions | None = None, subspace: Subspace | SketchPreconditioner | None = None,
-              callback: Callable[[dict], None] | None = None, plan: SolvePlan | None = None) -> SolveResult:
+              callback: Callable[[dict], None] | None = None, plan: SolvePlan | None = None,
+              basis: SketchedSpectrum | None = None,
+              monitor: Callable[[torch.Tensor], str | None] | None = None) -> SolveResult:
     """Minimise the one-vs-rest L2-SVM objective over ``design`` for targets ``Y`` (``(n, K)``, +-1).
 
     ``W0`` warm-starts (e.g. the solution for the previous C of a grid) and ``subspace`` passes on the
     preconditioner of an earlier solve on the same design (the result carries the updated one). ``plan``: what
     to execute (default: :func:`~gan_probe.probe.plan.plan_solve` of ``design`` and ``options``). ``callback``
-    receives one dict per Newton iteration (objective, CG steps, passes so far).
+    receives one dict per Newton iteration (objective, CG steps, passes so far). ``basis``: a sketch of other rows
+    of the same standardised features (e.g. the grid's rows when refitting on all of them), moved onto this design
+    instead of sketching anew (:meth:`~gan_probe.probe.sketch.SketchedSpectrum.on`). ``monitor(W)`` is called after
+    every Newton step; a text it returns ends the solve early, as the result's ``stopped`` (e.g. the validation
+    predictions of a grid fit have settled, :mod:`gan_probe.probe.settle`).
     """
     opts = options or SolverOptions()
     if not C > 0:
@@ -161,20 +181,13 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     start_shadow = hessian.passes if low_precision else 0
     gnorm0 = g.norm(dim=0)
     done = gnorm0 <= 0
-    sketch_seconds = 0.0
-    pre: Subspace | SketchPreconditioner | None = None
-    if plan.preconditioner == "sketch":
-        pre = subspace if isinstance(subspace, SketchPreconditioner) else None
-        if pre is None and not bool(done.all()):
-            started = time.perf_counter()
-            pre = SketchPreconditioner(SketchedSpectrum.compute(hessian, opts.sketch_rank,
-                                                                  power_iterations=opts.sketch_power))
-            sketch_seconds = time.perf_counter() - started
-    elif plan.preconditioner == "subspace" and rank > 0:
-        pre = subspace if isinstance(subspace, Subspace) else None
+    started = time.perf_counter()
+    pre = _preconditioner(plan, opts, hessian, subspace, basis, bool(done.all()))
+    sketch_seconds = time.perf_counter() - started if plan.preconditioner == "sketch" else 0.0
     recycle = plan.preconditioner == "subspace" and rank > 0   # CG's directions build the next subspace
     history: list[dict] = []
     newton_steps = cg_steps = 0
+    stopped = ""
     for it in range(opts.max_newton):
         cols = (~done).nonzero().flatten()
         if len(cols) == 0:
@@ -217,9 +230,10 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
                                  else n_any_active / max(1, design.n_total)), "seconds":
                  time.perf_counter() - start_time, "sketch_seconds": sketch_seconds,
                  "classes": int(len(cols)), "step_min": float(t.min()), "step_max": float(t.max())}
+        stop = monitor(W) if monitor is not None and not bool(done.all()) else None   # (none once converged)
         # the gradient (one pass) for the classes still running, from their margins
         cols = (~done).nonzero().flatten()
-        if len(cols):
+        if len(cols) and stop is None:
             g[:, cols] = _gradient(design, W[:, cols], Y[:, cols], Z[:, cols], C)
             gn = g[:, cols].norm(dim=0)
             done[cols[gn <= opts.grad_tol * gnorm0[cols]]] = True
@@ -228,11 +242,16 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
         entry["passes"] = design.passes - start_passes
         if low_precision:
             entry["bfloat16_passes"] = hessian.passes - start_shadow
+        if stop is not None:
+            entry["stopped"] = stopped = stop
         history.append(entry)
         if callback:
             callback(entry)
+        if stopped:
+            break
     converged = bool(done.all())
     return SolveResult(W=W, objective=f.cpu().numpy(), margins=Z, newton_iterations=newton_steps,
                        cg_iterations=cg_steps, passes=design.passes - start_passes, converged=converged,
                        seconds=time.perf_counter() - start_time, history=history, subspace=pre,
-                       bfloat16_passes=hessian.passes - start_shadow if low_precision else 0, plan=plan)
+                       bfloat16_passes=hessian.passes - start_shadow if low_precision else 0, plan=plan,
+                       stopped=stopped)

@@ -44,7 +44,9 @@ from ..protocol_names import FEW_LABELS, FULL, PROTOCOLS, SVHN
 from ..provenance import sha256_array
 from .config import DEFAULT_C_GRID, SVHN_VAL_SIZE, ProbeConfig
 from .labels import per_class_draw, spread_draw, stratified_holdout
+from .design import standardized_design
 from .resume import GridFits
+from .settle import SettledPredictions
 from .standardize import Standardizer, fit_standardizer
 from .svm import TrainingProblem, predict_from_scores, scores
 
@@ -87,7 +89,8 @@ def _describe_fit(C: float, res, seconds: float | None = None) -> dict[str, Any]
                 "bfloat16_passes": int(res.bfloat16_passes)} if res.preconditioner else {}),
             **({"hessian_layout": res.hessian_layout} if res.hessian_layout else {}),
             **({"max_cg": int(res.max_cg)} if res.max_cg else {}),
-            **({"plan": res.plan.to_dict()} if getattr(res, "plan", None) is not None else {})}
+            **({"plan": res.plan.to_dict()} if getattr(res, "plan", None) is not None else {}),
+            **({"stopped": res.stopped} if getattr(res, "stopped", "") else {})}
 
 
 def run_protocol(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
@@ -184,7 +187,8 @@ def grid_edge(grid: list[float], best: int) -> str | None:
 
 def _fit_summary(res) -> str:
     """One line on a fit for the run's log: objective, Newton steps, convergence, time."""
-    state = "" if res.converged else ", NOT converged"
+    state = (f", stopped early: {res.stopped}" if getattr(res, "stopped", "") else "" if res.converged
+             else ", NOT converged")
     return (f"objective {float(np.sum(res.objective)):.6g}, {res.newton_iterations} Newton steps{state}, "
             f"{res.seconds:.1f} s")
 
@@ -198,7 +202,8 @@ def _grid_fits(resume_dir, problem, config: ProbeConfig, standardizer: Standardi
            "standardization": [sha256_array(standardizer.mean), sha256_array(standardizer.scale)],
            "n_features": standardizer.dim,
            "solver": config.solver, "method": problem.method, "device": str(problem.device),
-           "intercept_scaling": config.intercept_scaling, "options": asdict(config.options)}
+           "intercept_scaling": config.intercept_scaling, "options": asdict(config.options),
+           "settle": config.settle}
     return GridFits(resume_dir, key)
 
 
@@ -210,6 +215,7 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
     if not fixed or val is not None:
         problem = _problem(x_train, y_train, rest, standardizer, classes, config, progress)
         saved_fits = _grid_fits(resume_dir, problem, config, standardizer, y_train, rest, val)
+        watch = None if fixed else _settle_monitor(x_train, standardizer, val, config, problem)
         weights: list = []
         scored: list[float] = []
         patience = config.C_patience if not fixed else None
@@ -221,8 +227,12 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
                 how = f"resumed from {saved_fits.directory}"
             else:
                 # from the previous C's weights (the solver's own last solution, or the one read from disk)
-                res = problem.solve(C, W0=weights[-1] if weights else None)
+                if watch is not None:
+                    watch.reset()
+                res = problem.solve(C, W0=weights[-1] if weights else None, monitor=watch)
                 W, fit = res.W, {"rows": "train minus validation", **_describe_fit(C, res)}
+                if watch is not None:
+                    fit["val_prediction_changes"] = list(watch.changes)
                 # scored as the grid goes (one read of the validation rows), to report it and to stop once the
                 # curve has turned down
                 s = _stack_scores(x_train, standardizer, [W], val, config, problem.device, "train")[0]
@@ -245,14 +255,21 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
                               "stopped": f"validation accuracy fell below its best for {patience} C values in a "
                                          f"row ({config.setting('C_patience')} {patience}); larger C values were "
                                          f"not fitted"})
+        if watch is not None:
+            selection["grid_fits"] = (f"each fit on the grid stopped once at most {watch.allowed} of its "
+                                      f"{watch.design.n_total} validation predictions changed in each of "
+                                      f"{config.settle} Newton steps in a row ({config.setting('settle')}), or at "
+                                      f"the solver's tolerance; the fit at the chosen C on all training rows ran to "
+                                      f"the solver's tolerance")
         chosen = selection["chosen"]
         warm = weights[fitted.index(chosen)] if problem.method == "primal" else None
+        basis = problem.sketch   # the refit reuses the grid's sketch of the data (one product instead of a sketch)
         del problem
     else:
         selection = _selection(grid, np.zeros((1, 1)), None, True, 0, 1)
-        chosen = grid[0]
+        chosen, basis = grid[0], None
     problem = _problem(x_train, y_train, None, standardizer, classes, config, progress)
-    res = problem.solve(chosen, W0=warm)
+    res = problem.solve(chosen, W0=warm, basis=basis)
     fits.append({"rows": "all training rows", **_describe_fit(chosen, res)})
     if log:
         log(f"C={chosen:g} on all {len(y_train)} training rows: {_fit_summary(res)}")
@@ -339,6 +356,19 @@ def _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, 
                   "draws": [[config.seed, d] for d in range(n_draws)]},
         "solver": config.solver, "solver_info": solver_info,
     }
+
+
+def _settle_monitor(x, standardizer, val, config: ProbeConfig, problem: TrainingProblem):
+    """The monitor that ends grid fits once the validation predictions settle (primal route, ``settle`` > 0)."""
+    if not config.settle or val is None or problem.method != "primal":
+        return None
+    reducer = problem.reducer
+    mine = np.asarray(val)
+    if reducer.enabled:   # this rank's contiguous share of the validation rows
+        start, end = reducer.share(len(mine))
+        mine = mine[start:end]
+    design = standardized_design(x, standardizer, mine, config.intercept_scaling, problem.device, reducer=reducer)
+    return SettledPredictions(design, config.settle)
 
 
 def _problem(x, y, rows, standardizer, classes, config: ProbeConfig, progress: bool = False) -> TrainingProblem:

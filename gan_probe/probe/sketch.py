@@ -52,6 +52,21 @@ class SketchedSpectrum:
             _, Y = design.fused(Y, lambda start, end, Z: Z)     # X~^T X~ Y
         Q = torch.linalg.qr(Y)[0]
         del Y
+        return SketchedSpectrum._rayleigh_ritz(design, Q, rank)
+
+    def on(self, design: Design) -> "SketchedSpectrum":
+        """This basis for the rows of another design over the same (standardised) features, e.g. all the training
+        rows after a sketch of the rows minus a validation split: one product ``X~ V`` and Rayleigh-Ritz on the new
+        rows instead of a new sketch (``q + 1/2`` reads with as many columns). The preconditioner only speeds CG
+        up; the solution does not depend on it."""
+        if design.dim != self.V.shape[0]:
+            raise ValueError(f"a sketch over {self.V.shape[0]} weights cannot precondition a design with "
+                             f"{design.dim}")
+        return SketchedSpectrum._rayleigh_ritz(design, self.V.to(torch.float64), self.rank)
+
+    @staticmethod
+    def _rayleigh_ritz(design: Design, Q: torch.Tensor, rank: int) -> "SketchedSpectrum":
+        """Rotate the orthonormal ``Q`` to the eigenvectors of ``Q^T X~^T X~ Q`` (one read: ``X~ Q``)."""
         Z = design.matmul(Q).to(torch.float32)                   # X~ Q
         T = linalg.mm(Z.T.contiguous(), Z).to(torch.float64)
         design.reducer.sum(T)

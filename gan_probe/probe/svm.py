@@ -135,11 +135,20 @@ class TrainingProblem:
     def n_rows(self) -> int:
         return self.design.n_total
 
-    def solve(self, C: float, warm_start: bool = True, W0: torch.Tensor | None = None) -> SolveResult:
+    @property
+    def sketch(self):
+        """The sketch of the data the last primal solve was preconditioned with (None without one): another
+        problem on the same standardised features can start from it (``solve(..., basis=...)``)."""
+        return getattr(self._subspace, "spectrum", None)
+
+    def solve(self, C: float, warm_start: bool = True, W0: torch.Tensor | None = None, *,
+              basis: Any = None, monitor: Any = None) -> SolveResult:
         """Fit for one C; the result's ``W`` is over the standardised features (bias row last).
 
         The previous solution warm-starts the solve unless ``warm_start`` is False; ``W0`` (primal route only,
-        e.g. the solution on a subset of these rows) replaces it.
+        e.g. the solution on a subset of these rows) replaces it. Primal route only: ``basis``, the sketch of
+        another problem on the same features, replaces a new sketch; ``monitor`` may end the solve early (see
+        :func:`~gan_probe.probe.newton.newton_cg`).
         """
         C = check_C(C)
         if self.solver == "liblinear":
@@ -150,7 +159,7 @@ class TrainingProblem:
         if self.method == "primal":
             bar = _newton_bar(self.progress, C)
             result = newton_cg(self.design, self.Y, C, warm, self.options,
-                               subspace=self._subspace if warm_start else None,
+                               subspace=self._subspace if warm_start else None, basis=basis, monitor=monitor,
                                callback=None if bar is None else lambda e: _advance(bar, e))
             if bar is not None:
                 bar.close()

@@ -1,0 +1,129 @@
+"""Grid fits that stop once their validation predictions settle, and the refit's reuse of the grid's sketch."""
+import numpy as np
+import pytest
+import torch
+
+from gan_probe.errors import ConfigError
+from gan_probe.probe import probe_config
+from gan_probe.probe.config import PIPELINE_NAMES
+from gan_probe.probe.design import dense_design
+from gan_probe.probe.newton import newton_cg
+from gan_probe.probe.plan import SolverOptions
+from gan_probe.probe.protocols import run_protocol
+from gan_probe.probe.settle import SettledPredictions
+from gan_probe.probe.sketch import SketchedSpectrum
+
+
+def _blobs(n, dim, k=4, seed=0, spread=2.5):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0, 1, (k, dim))
+    y = np.arange(n) % k
+    x = (means[y] + spread * rng.normal(0, 1, (n, dim))).astype(np.float32)
+    return x, y
+
+
+def test_monitor_counts_changes_and_stops_after_steps_unchanged():
+    val = dense_design(torch.tensor([[1.0], [-1.0], [2.0]], dtype=torch.float64), intercept_scaling=1.0)
+    watch = SettledPredictions(val, steps=2)
+    first = torch.tensor([[1.0, -1.0], [0.0, 0.0]], dtype=torch.float64)     # predicts 0, 1, 0
+    flipped = torch.tensor([[-1.0, 1.0], [0.0, 0.0]], dtype=torch.float64)   # predicts 1, 0, 1
+    assert watch(first) is None and watch(flipped) is None and watch(flipped) is None
+    assert watch.changes == [3, 3, 0]
+    assert watch(flipped) == "validation predictions settled: at most 0 of 3 changed in each of 2 Newton steps"
+    watch.reset()
+    assert watch(flipped) is None and watch.changes == [3]
+    two_class = SettledPredictions(val, steps=1)       # one decision column: its sign
+    assert two_class.predictions(torch.tensor([[1.0], [0.0]], dtype=torch.float64)).tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="at least 1"):
+        SettledPredictions(val, steps=0)
+
+
+def test_settled_grid_chooses_the_same_C_and_reports_the_converged_refit():
+    x, y = _blobs(1200, 60, seed=1)
+    xt, yt = _blobs(400, 60, seed=2)
+    results = {}
+    for settle in (0, 1):
+        config = probe_config(C_grid="1e-3,1e-2,1e-1,1", settle=settle, method="primal", device="cpu")
+        results[settle] = run_protocol(x, y, xt, yt, config)
+    full, settled = results[0], results[1]
+    assert settled["C"] == full["C"]
+    assert settled["accuracy"] == full["accuracy"]
+    grid_fits = lambda r: [f for f in r["fits"] if f["rows"] == "train minus validation"]  # noqa: E731
+    # a fit stopped by the monitor is marked, records the changes it saw, and is cheaper than the converged one
+    stopped = [f for f in grid_fits(settled) if "stopped" in f]
+    assert stopped and all(f["val_prediction_changes"][-1] == 0 for f in stopped)
+    assert sum(f["passes"] for f in grid_fits(settled)) < sum(f["passes"] for f in grid_fits(full))
+    assert not any("stopped" in f for f in grid_fits(full))
+    # the validation accuracies of the settled fits are the converged fits' (the predictions had settled)
+    curve = lambda r: [p["val_accuracy"] for p in r["C_selection"]["curve"]]  # noqa: E731
+    assert np.allclose(curve(settled), curve(full), atol=1.5 / 120)
+    assert "grid_fits" in settled["C_selection"] and "grid_fits" not in full["C_selection"]
+    # the refit runs to the tolerance either way: the same objective
+    assert settled["objective"] == pytest.approx(full["objective"], rel=1e-5)
+    assert settled["fits"][-1]["converged"] and "stopped" not in settled["fits"][-1]
+
+
+def test_settle_is_checked_and_named_as_the_user_spelled_it():
+    with pytest.raises(ConfigError, match="--settle -1"):
+        probe_config(settle=-1)
+    with pytest.raises(ConfigError, match=r"\[probe\].settle"):
+        probe_config(settle=True, names=PIPELINE_NAMES)
+    assert probe_config().settle == 2 and probe_config(settle=0).settle == 0
+
+
+def test_a_sketch_moved_onto_other_rows_is_their_rayleigh_ritz_and_leaves_the_solution_unchanged():
+    x, y = _blobs(900, 80, seed=3, spread=1.0)
+    X = torch.as_tensor((x - x.mean(0)) / x.std(0), dtype=torch.float64)
+    Y = torch.where(torch.as_tensor(y)[:, None] == torch.arange(4)[None, :], 1.0, -1.0).to(torch.float64)
+    part, whole = dense_design(X[:600]), dense_design(X)
+    sketch = SketchedSpectrum.compute(part, rank=20, power_iterations=2)
+    moved = sketch.on(whole)
+    V = moved.V.double()
+    assert torch.allclose(V.T @ V, torch.eye(20, dtype=torch.float64), atol=1e-5)
+    # the same span, now diagonalising the whole design's Gram matrix on it
+    proj = sketch.V.double() @ sketch.V.double().T
+    assert torch.allclose(proj @ V, V, atol=1e-4)
+    XV = whole.matmul(V)
+    assert torch.allclose(moved.XV.double(), XV, rtol=1e-4, atol=1e-3)
+    T = XV.T @ XV
+    assert torch.allclose(T, torch.diag(moved.theta), rtol=1e-4, atol=1e-2 * float(moved.theta[0]) * 1e-3)
+    assert bool((moved.theta[:-1] >= moved.theta[1:]).all())
+    with pytest.raises(ValueError, match="80 weights"):
+        sketch.on(dense_design(X[:, :10]))
+    opts = SolverOptions(precondition="sketch", sketch_rank=20)
+    plain = newton_cg(whole, Y, 0.05, options=opts)
+    reused = newton_cg(whole, Y, 0.05, options=opts, basis=sketch)
+    assert reused.converged and reused.objective.sum() == pytest.approx(plain.objective.sum(), rel=1e-7)
+
+
+def test_newton_stops_when_the_monitor_says_so():
+    x, y = _blobs(300, 20, seed=4)
+    X = torch.as_tensor(x, dtype=torch.float64)
+    Y = torch.where(torch.as_tensor(y)[:, None] == torch.arange(4)[None, :], 1.0, -1.0).to(torch.float64)
+    calls = []
+
+    def monitor(W):
+        calls.append(W.clone())
+        return "enough" if len(calls) == 2 else None
+
+    res = newton_cg(dense_design(X), Y, 1.0, monitor=monitor)
+    assert res.stopped == "enough" and res.newton_iterations == 2 and not res.converged
+    assert res.history[-1]["stopped"] == "enough"
+    assert torch.equal(calls[-1], res.W)
+
+
+def test_a_step_may_change_a_small_share_of_the_predictions_and_still_count_as_settled():
+    x = torch.linspace(-1, 1, 4000, dtype=torch.float64)[:, None]
+    watch = SettledPredictions(dense_design(x, intercept_scaling=1.0), steps=2, fraction=5e-4)
+    assert watch.allowed == 2
+    # the rows sit at +-0.00025, +-0.00075, ...: moving the boundary to 0.0004, 0.0008, 0.0011 flips 1, 1, 0 rows
+    W = lambda b: torch.tensor([[1.0, -1.0], [-b, b]], dtype=torch.float64)  # noqa: E731
+    said = [watch(W(b)) for b in (0.0, 0.0004, 0.0008, 0.0011)]
+    assert watch.changes == [4000, 1, 1, 0]
+    assert said[:2] == [None, None] and said[2] == said[3] == ("validation predictions settled: at most 2 of 4000 "
+                                                               "changed in each of 2 Newton steps")
+    watch.reset()
+    big = [watch(W(b)) for b in (0.0, 0.01, 0.02, 0.03)]   # 20 rows change each step: never settled
+    assert big == [None] * 4 and min(watch.changes[1:]) > 2
+    with pytest.raises(ValueError, match="fraction"):
+        SettledPredictions(dense_design(x, intercept_scaling=1.0), fraction=1.0)
