@@ -418,3 +418,18 @@ def test_conjugate_gradient_steps_per_newton_step_are_capped():
     assert solve(hessian_precision="bfloat16", hessian_layout="plain", max_cg=250).max_cg == 250
     with pytest.raises(ValueError, match="max_cg must be at least 1"):
         solve(max_cg=0)
+
+
+def test_the_auto_sketch_rank_grows_with_the_design_and_an_explicit_sketch_keeps_its_rank():
+    from types import SimpleNamespace
+
+    from gan_probe.probe.plan import sketch_rank
+
+    def rank(n, d, **options):
+        return sketch_rank(SimpleNamespace(n_total=n, n_features=d), SolverOptions(**options))
+
+    # one column per 2^17 entries, a power of two between 128 and SolverOptions.sketch_rank (1,024)
+    assert [rank(3000, 3584), rank(5000, 14336), rank(40000, 28672), rank(10, 10)] == [128, 512, 1024, 128]
+    assert rank(5000, 14336, sketch_rank=256) == 256
+    assert rank(3000, 3584, precondition="sketch") == 1024 and rank(3000, 3584, precondition="sketch",
+                                                                      sketch_rank=8) == 8

@@ -136,7 +136,7 @@ def _preconditioner(plan: SolvePlan, opts: SolverOptions, hessian: Design, previ
         if isinstance(previous, SketchPreconditioner) or done:
             return previous if isinstance(previous, SketchPreconditioner) else None
         return SketchPreconditioner(basis.on(hessian) if basis is not None else
-                                    SketchedSpectrum.compute(hessian, opts.sketch_rank,
+                                    SketchedSpectrum.compute(hessian, plan.sketch_rank or opts.sketch_rank,
                                                              power_iterations=opts.sketch_power))
     if plan.preconditioner == "subspace" and plan.subspace_rank > 0 and isinstance(previous, Subspace):
         return previous

@@ -8,7 +8,8 @@ products, oneDNN packing; :mod:`gan_probe.devices`, :mod:`gan_probe.probe.packed
 :func:`gan_probe.probe.newton.newton_cg` only executes the plan, and its result records it.
 
 What "auto" resolves to on a CPU for designs of at least :data:`LARGE_ELEMENTS` entries: the sketch
-preconditioner when its row products fit in half the available memory; CG on a standardised bfloat16 copy of the
+preconditioner when its row products fit in half the available memory, with a rank that grows with the design
+(:func:`sketch_rank`: 128 up to 2^24 entries, 1,024 from 2^27); CG on a standardised bfloat16 copy of the
 rows on processors with bfloat16 instructions when the copy fits there too, in oneDNN's packed layouts where torch
 can pack them; at most :data:`LARGE_MAX_CG` CG steps per Newton step on that copy. Everything else: the recycled
 Krylov-subspace preconditioner, the data's own precision, :data:`DEFAULT_MAX_CG`.
@@ -16,7 +17,7 @@ Krylov-subspace preconditioner, the data's own precision, :data:`DEFAULT_MAX_CG`
 >>> import torch
 >>> from gan_probe.probe.design import dense_design
 >>> plan_solve(dense_design(torch.ones(4, 3, dtype=torch.float64)), SolverOptions())
-SolvePlan(preconditioner='subspace', hessian_precision='storage', hessian_layout='', max_cg=250, compact_fraction=0.0, subspace_rank=3)
+SolvePlan(preconditioner='subspace', hessian_precision='storage', hessian_layout='', max_cg=250, compact_fraction=0.0, subspace_rank=3, sketch_rank=0)
 >>> SolverOptions(precondition="jacobi")
 Traceback (most recent call last):
 ...
@@ -39,8 +40,17 @@ PRECONDITIONERS = ("auto", "sketch", "subspace", "none")
 PRECISIONS = ("auto", "storage", "bfloat16")
 LAYOUTS = ("auto", "packed", "plain")
 
-#: the smallest design (rows x features) for which the "auto" options use a bfloat16 copy and a sketch
-LARGE_ELEMENTS = 1 << 27
+#: the smallest design (rows x features) for which the "auto" options use a bfloat16 copy and a sketch. Measured
+#: at 3,000 x 3,584 (2^23.4 entries; pooled features of a random paper32 D at half width on real CIFAR-10 images,
+#: C = 0.01, one thread): 0.98 s with a rank-128 sketch and CG on the packed bfloat16 copy, 2.0 s with the sketch in
+#: float32, 4.7 s with the subspace preconditioner (235 passes), 2.9 s on the kernel route, 61 s for liblinear
+LARGE_ELEMENTS = 1 << 23
+#: design entries per sketch column when "auto" chooses the rank (rounded to a power of two, from
+#: MIN_SKETCH_RANK up to SolverOptions.sketch_rank): a sketch costs about 2.5 products with that many columns, so
+#: its rank follows the size of the design (at 3,000 x 3,584 rank 128 took 2.0 s, 256 2.2 s, 512 3.3 s, 1,024 10.7 s
+#: in float32)
+ENTRIES_PER_SKETCH_COLUMN = 1 << 17
+MIN_SKETCH_RANK = 128
 #: CG steps per Newton step at most, unless the options say otherwise
 DEFAULT_MAX_CG = 250
 #: the same on the bfloat16 path. Capping each Newton step's CG lowers the passes needed at large C: on 16,600 x
@@ -120,6 +130,7 @@ class SolvePlan:
     max_cg: int                # CG steps per Newton step at most
     compact_fraction: float    # CG works on a copy of the active rows when they are at most this share (0: never)
     subspace_rank: int         # columns of the recycled Krylov subspace (0 unless that preconditioner)
+    sketch_rank: int = 0       # columns of the sketch (0 unless that preconditioner)
 
     @property
     def low_precision(self) -> bool:
@@ -154,13 +165,29 @@ def _large_on_cpu(design: Design) -> bool:
     return design.device.type == "cpu" and design.n_total * design.n_features >= LARGE_ELEMENTS
 
 
+def sketch_rank(design: Design, opts: SolverOptions) -> int:
+    """The sketch's rank under "auto": one column per :data:`ENTRIES_PER_SKETCH_COLUMN` entries of the design
+    (over every rank), as a power of two between :data:`MIN_SKETCH_RANK` and ``opts.sketch_rank``; an explicit
+    ``precondition="sketch"`` keeps ``opts.sketch_rank``.
+
+    >>> from gan_probe.probe.design import dense_design
+    >>> sketch_rank(dense_design(torch.zeros(3000, 3584)), SolverOptions())
+    128
+    """
+    if opts.precondition == "sketch":
+        return opts.sketch_rank
+    columns = design.n_total * design.n_features / ENTRIES_PER_SKETCH_COLUMN
+    scaled = 2 ** round(math.log2(max(columns, 1)))
+    return int(min(opts.sketch_rank, max(MIN_SKETCH_RANK, scaled)))
+
+
 def _preconditioner(design: Design, opts: SolverOptions, machine: Machine) -> str:
     """"auto" picks the sketch on CPUs only (the GPU figures were measured with the subspace preconditioner), when
     its row products (``X~ Q`` in float64 while it is formed, then ``X~ V`` in float32: about 16 bytes per row and
     column) fit."""
     if opts.precondition != "auto":
         return opts.precondition
-    sketch_bytes = 16 * design.n * (opts.sketch_rank + 16)
+    sketch_bytes = 16 * design.n * (sketch_rank(design, opts) + 16)
     return "sketch" if _large_on_cpu(design) and machine.fits_in_half(sketch_bytes) else "subspace"
 
 
@@ -198,4 +225,4 @@ def plan_solve(design: Design, options: SolverOptions | None = None, machine: Ma
     return SolvePlan(preconditioner=kind, hessian_precision="bfloat16" if low else "storage",
                      hessian_layout=("packed" if packed else "plain") if low else "", max_cg=max_cg,
                      compact_fraction=(PACKED_COMPACT_FRACTION if packed else COMPACT_FRACTION) if low else 0.0,
-                     subspace_rank=rank)
+                     subspace_rank=rank, sketch_rank=sketch_rank(design, opts) if kind == "sketch" else 0)
