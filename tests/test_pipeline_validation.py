@@ -38,6 +38,7 @@ pytestmark = pytest.mark.usefixtures("isolated_env")
     ("[probe]\nsolver = 'sgd'\n", "[probe].solver 'sgd'"),
     ("[probe]\nlabels_per_class = []\n", "[probe].labels_per_class is empty"),
     ("[probe]\ndraws = 0\n", "[probe].draws must be at least 1"),
+    ("[probe]\nsettle = -1\n", "[probe].settle -1: expected a whole number of Newton steps"),
     ("[kmeans]\ncentroids = [0]\n", "[kmeans].centroids: 0 is below 1"),
     ("[kmeans]\nencoder = 'soft'\n", "[kmeans].encoder 'soft'"),
     ("[kmeans]\npatch = 0\n", "[kmeans].patch must be at least 1"),

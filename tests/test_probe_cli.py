@@ -34,6 +34,23 @@ def test_json_result_has_the_documented_fields(tmp_path, capsys):
     assert res["provenance"]["seeds"] == {"seed": 0} and "versions" in res["provenance"]
 
 
+def test_settle_flag_reaches_the_grid_and_is_recorded(tmp_path):
+    store = make_store(tmp_path / "feats")
+    results = {}
+    for settle in ("0", "1"):
+        out = tmp_path / f"settle{settle}.json"
+        assert main(["svm", "--features", str(store), "--C-grid", "0.01,1", "--val-size", "9", "--method", "primal",
+                     "--settle", settle, "--json", str(out), "--no-progress"]) == 0
+        results[settle] = json.loads(out.read_text())
+    assert results["0"]["config"]["settle"] == 0 and results["1"]["config"]["settle"] == 1
+    assert "grid_fits" not in results["0"]["C_selection"]
+    assert "at most 0 of its 9 validation predictions changed in each of 1 Newton steps" in \
+        results["1"]["C_selection"]["grid_fits"]
+    grid_fits = [f for f in results["1"]["fits"] if f["rows"] == "train minus validation"]
+    assert all(len(f["val_prediction_changes"]) == f["iterations"] for f in grid_fits if "stopped" in f)
+    assert results["1"]["C"] == results["0"]["C"] and results["1"]["accuracy"] == results["0"]["accuracy"]
+
+
 def test_each_fit_of_the_grid_is_logged_as_it_ends(tmp_path, capsys):
     """A run whose stderr is a file (a batch job) still says how each C went, with the curve's own numbers."""
     store = make_store(tmp_path / "feats")
@@ -140,6 +157,7 @@ def test_nan_features_name_the_split_and_row(tmp_path, capsys, split):
     (["--C", "-0.5"], "--C -0.5"),
     (["--C", "abc"], "--C 'abc'"),
     (["--C-grid", "0.1,0"], "--C-grid value 0"),
+    (["--settle", "-2"], "--settle -2: expected a whole number of Newton steps"),
     (["--labels-per-class", "30", "--C", "1"], "--labels-per-class 30: class"),
 ])
 def test_bad_flags_are_clear_errors(tmp_path, capsys, argv, match):
