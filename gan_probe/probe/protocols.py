@@ -43,8 +43,8 @@ from ..errors import ConfigError
 from ..protocol_names import FEW_LABELS, FULL, PROTOCOLS, SVHN
 from ..provenance import sha256_array
 from .config import DEFAULT_C_GRID, SVHN_VAL_SIZE, ProbeConfig
-from .labels import per_class_draw, spread_draw, stratified_holdout
 from .design import standardized_design
+from .labels import per_class_draw, spread_draw, stratified_holdout
 from .resume import GridFits
 from .settle import SettledPredictions
 from .standardize import Standardizer, fit_standardizer
