@@ -363,10 +363,7 @@ def _settle_monitor(x, standardizer, val, config: ProbeConfig, problem: Training
     if not config.settle or val is None or problem.method != "primal":
         return None
     reducer = problem.reducer
-    mine = np.asarray(val)
-    if reducer.enabled:   # this rank's contiguous share of the validation rows
-        start, end = reducer.share(len(mine))
-        mine = mine[start:end]
+    mine = reducer.my_rows(np.asarray(val), len(val))   # this rank's contiguous share of the validation rows
     design = standardized_design(x, standardizer, mine, config.intercept_scaling, problem.device, reducer=reducer)
     return SettledPredictions(design, config.settle)
 

@@ -27,6 +27,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
+import numpy as np
 import torch
 
 from ..distributed import DistContext, agree, broadcast_object
@@ -63,6 +64,14 @@ class RowReducer:
     def share(self, n: int) -> tuple[int, int]:
         """This rank's share of ``n`` rows."""
         return self.share_of(n, self.rank, self.world_size)
+
+    def my_rows(self, rows: np.ndarray | None, n: int) -> np.ndarray | None:
+        """This rank's contiguous share of the row indices ``rows`` (of ``range(n)`` when None); in one process,
+        ``rows`` as given."""
+        if not self.enabled:
+            return rows
+        start, end = self.share(n)
+        return (np.arange(n) if rows is None else np.asarray(rows))[start:end]
 
     def sum(self, *tensors: torch.Tensor) -> None:
         """Sum each tensor over the ranks, in place, with one all-reduce for all of them (float64 on the wire)."""

@@ -115,10 +115,9 @@ class TrainingProblem:
         n = len(y)
         self.method = ("primal" if reducer.enabled else choose_method(n, x.shape[1], method) if solver == "torch"
                        else "liblinear")
-        mine = self.rows
-        if reducer.enabled:   # this rank's contiguous share of the training rows
-            start, end = reducer.share(n)
-            mine, y = (np.arange(n) if self.rows is None else self.rows)[start:end], y[start:end]
+        mine = reducer.my_rows(self.rows, n)   # this rank's contiguous share of the training rows
+        if reducer.enabled:
+            y = labels[mine]
         # the kernel route re-reads its (few) rows block by block for the Gram matrix: keep them standardised
         self.design: Design = standardized_design(x, self.standardizer, mine, self.intercept_scaling,
                                                   self.device, cache_bytes=(1 << 62) if self.method == "kernel"
@@ -221,8 +220,7 @@ def scores(x: np.ndarray, standardizer: Standardizer, W: torch.Tensor, rows: np.
     if not reducer.enabled:
         return _scores(x, standardizer, W, rows, intercept_scaling, device, split)
     n = len(rows) if rows is not None else x.shape[0]
-    start, end = reducer.share(n)
-    mine = (np.arange(n) if rows is None else np.asarray(rows))[start:end]
+    mine = reducer.my_rows(rows, n)
     local = reducer.agree(lambda: _scores(x, standardizer, W, mine, intercept_scaling, reducer.ctx.device, split)
                           if len(mine) else np.zeros((0, W.shape[1])))
     return reducer.gather_rows(torch.as_tensor(local, dtype=torch.float64), n).numpy()
