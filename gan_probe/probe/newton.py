@@ -133,8 +133,10 @@ def _preconditioner(plan: SolvePlan, opts: SolverOptions, hessian: Design, previ
     """The plan's preconditioner: the previous solve's (same design), else a sketch (of ``hessian``, or ``basis``
     moved onto it), else none yet (a subspace is built from CG's directions)."""
     if plan.preconditioner == "sketch":
-        if isinstance(previous, SketchPreconditioner) or done:
-            return previous if isinstance(previous, SketchPreconditioner) else None
+        if isinstance(previous, SketchPreconditioner):
+            return previous
+        if done:
+            return None
         return SketchPreconditioner(basis.on(hessian) if basis is not None else
                                     SketchedSpectrum.compute(hessian, plan.sketch_rank or opts.sketch_rank,
                                                              power_iterations=opts.sketch_power))
