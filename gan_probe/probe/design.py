@@ -66,8 +66,10 @@ class Design:
                  device: torch.device, intercept_scaling: float | None = 1.0,
                  resident: list[torch.Tensor] | None = None,
                  fold: tuple[torch.Tensor, torch.Tensor] | None = None, reducer: RowReducer | None = None,
-                 n_total: int | None = None):
+                 n_total: int | None = None, transient: bool = False):
         self._chunks = chunks
+        # transient: a chunk from ``chunks`` is only valid until the next one is requested (a reused buffer)
+        self.transient = transient
         # this rank's rows are n of n_total; the reducer sums row reductions over the ranks (identity: one process)
         self.reducer = reducer or LOCAL
         self.n_total = int(n if n_total is None else n_total)
@@ -140,8 +142,11 @@ class Design:
         return self.n_features + (self.intercept_scaling is not None)
 
     def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """Yield ``(start, end, block)`` with the standardised rows ``start:end`` (without the constant column)."""
+        """Yield ``(start, end, block)`` with the standardised rows ``start:end`` (without the constant column);
+        each block is the caller's to keep."""
         if self.fold is None:
+            if self.transient:
+                return ((s, e, b.clone()) for s, e, b in self._chunks())
             return self._chunks()
         mean, inv = self.fold
         return ((s, e, ((b.to(torch.float64) - mean) * inv).to(b.dtype)) for s, e, b in self._chunks())
@@ -309,6 +314,13 @@ def _as_tensor(block: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(block))
 
 
+def _shared_tensor(x: np.ndarray) -> torch.Tensor:
+    """``x`` as a tensor sharing its memory (strided as it is; read-only memory maps included)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(x)
+
+
 def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: np.ndarray | None = None,
                         intercept_scaling: float | None = 1.0, device: str | torch.device = "cpu",
                         chunk_rows: int | None = None, cache_bytes: int | None = None,
@@ -337,23 +349,71 @@ def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: 
     else:
         mean = inv = shift = scale = None
 
-    def raw() -> Iterator[tuple[int, int, torch.Tensor]]:
-        for start in range(0, n, step):
-            end = min(n, start + step)
-            block = x[rows[start:end]] if rows is not None else x[start:end]
-            block = _as_tensor(np.asarray(block, dtype=np.float32 if dtype == torch.float32 else np.float64))
-            yield start, end, block.to(device, non_blocking=False)
-
+    reader = _RowReader(x, rows, dtype, device, step)
     n_total = (reducer or LOCAL).count(n)
     if cache_bytes is None:
         cache_bytes = _default_cache_bytes(device)
     if n * dim * itemsize <= cache_bytes:
-        resident = [(s, e, b if scale is None else torch.addcmul(shift, b, scale)) for s, e, b in raw()]
+        resident = [(s, e, b.clone() if scale is None else torch.addcmul(shift, b, scale))
+                    for s, e, b in reader.chunks()]
         return Design(lambda: iter(resident), n, dim, device, intercept_scaling,
                       resident=[b for _, _, b in resident], reducer=reducer, n_total=n_total)
     # streamed: raw chunks, standardisation folded into the products (no standardised copy, no extra sweep)
-    return Design(raw, n, dim, device, intercept_scaling, fold=None if mean is None else (mean, inv),
-                  reducer=reducer, n_total=n_total)
+    return Design(reader.chunks, n, dim, device, intercept_scaling, fold=None if mean is None else (mean, inv),
+                  reducer=reducer, n_total=n_total, transient=True)
+
+
+class _RowReader:
+    """The rows ``x[rows]`` chunk by chunk, read with as few copies as the rows allow.
+
+    A chunk of consecutive rows is a view of ``x`` (of its memory map: no copy at all); other chunks are gathered
+    by ``torch.index_select`` into one buffer per pass, on the pass's threads. A chunk is therefore valid until
+    the next one is requested. Measured on 45,000 of 50,000 rows x 28,672 float32 features memory-mapped from
+    the page cache (2 CPU cores), a pass's reads: NumPy's fancy indexing into fresh arrays 0.5-0.9 s, the gather
+    into one buffer 0.2 s, views of consecutive rows nothing (the products themselves take about 0.6 s).
+    """
+
+    def __init__(self, x: np.ndarray, rows: np.ndarray | None, dtype: torch.dtype, device: torch.device,
+                 step: int):
+        self.x, self.rows, self.dtype, self.device, self.step = x, rows, dtype, device, step
+        self.np_dtype = np.float32 if dtype == torch.float32 else np.float64
+        self._source: torch.Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.rows) if self.rows is not None else self.x.shape[0]
+
+    def _view(self, start: int, end: int) -> np.ndarray | None:
+        """``x[rows[start:end]]`` as a view when those rows are consecutive, else None."""
+        if self.rows is None:
+            return self.x[start:end]
+        r = self.rows[start:end]
+        first = int(r[0])
+        if int(r[-1]) - first == len(r) - 1 and bool(np.all(np.diff(r) == 1)):
+            return self.x[first:first + len(r)]
+        return None
+
+    def _gatherable(self) -> bool:
+        return (isinstance(self.x, np.ndarray) and self.x.dtype == self.np_dtype and self.x.ndim == 2
+                and all(stride >= 0 for stride in self.x.strides))
+
+    def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
+        buffer = None
+        for start in range(0, self.n, self.step):
+            end = min(self.n, start + self.step)
+            view = self._view(start, end)
+            if view is not None:
+                block = _as_tensor(np.asarray(view, dtype=self.np_dtype))
+            elif self._gatherable():
+                if self._source is None:
+                    self._source = _shared_tensor(self.x)
+                if buffer is None:
+                    buffer = torch.empty(min(self.step, self.n), self.x.shape[1], dtype=self.dtype)
+                index = torch.from_numpy(np.ascontiguousarray(self.rows[start:end]))
+                block = torch.index_select(self._source, 0, index, out=buffer[:end - start])
+            else:
+                block = _as_tensor(np.asarray(self.x[self.rows[start:end]], dtype=self.np_dtype))
+            yield start, end, block.to(self.device, non_blocking=False)
 
 
 def dense_design(matrix: torch.Tensor, intercept_scaling: float | None = None,
