@@ -31,3 +31,19 @@ def test_products_into_a_buffer_agree_between_the_libraries():
         np.testing.assert_allclose(out.numpy(), (a @ b).numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="expected one of auto, numpy, torch"):
         linalg.check_backend("mkl")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_through_syrk_is_the_symmetric_product_of_torch(dtype):
+    a = torch.as_tensor(np.random.default_rng(5).normal(size=(700, 40)), dtype=dtype)
+    expected = (a.T.to(torch.float64) @ a.to(torch.float64))
+    with linalg.prefer_numpy():                       # the syrk route at any size
+        via_numpy = linalg.gram(a)
+    via_torch = linalg.gram(a)                        # small: torch
+    for g in (via_numpy, via_torch):
+        assert g.dtype == dtype and g.shape == (40, 40) and g.is_contiguous()
+        assert torch.equal(g, g.T)
+        assert torch.allclose(g.to(torch.float64), expected, rtol=0, atol=1e-3 if dtype == torch.float32 else 1e-9)
+    # a non-contiguous input (a column slice) is read as it is
+    with linalg.prefer_numpy():
+        assert torch.allclose(linalg.gram(a[:, ::2]).to(torch.float64), expected[::2, ::2], rtol=0, atol=1e-3)

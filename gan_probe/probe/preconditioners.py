@@ -125,7 +125,7 @@ class SketchPreconditioner:
     def _full_gram(self) -> torch.Tensor:
         if self._gram is None:
             XV = self.spectrum.XV
-            self._gram = linalg.mm(XV.T.contiguous(), XV).to(torch.float64)
+            self._gram = linalg.gram(XV).to(torch.float64)
         return self._gram
 
     def _weighted_gram(self, k: int, mask: torch.Tensor) -> torch.Tensor:
@@ -136,7 +136,7 @@ class SketchPreconditioner:
             if not bool(rows.any()):
                 return torch.zeros(XV.shape[1], XV.shape[1], dtype=torch.float64, device=XV.device)
             part = XV[rows]
-            return linalg.mm(part.T.contiguous(), part).to(torch.float64)
+            return linalg.gram(part).to(torch.float64)
 
         active = int(mask.sum())
         previous = self._state.get(k)

@@ -68,7 +68,7 @@ class SketchedSpectrum:
     def _rayleigh_ritz(design: Design, Q: torch.Tensor, rank: int) -> "SketchedSpectrum":
         """Rotate the orthonormal ``Q`` to the eigenvectors of ``Q^T X~^T X~ Q`` (one read: ``X~ Q``)."""
         Z = design.matmul(Q).to(torch.float32)                   # X~ Q
-        T = linalg.mm(Z.T.contiguous(), Z).to(torch.float64)
+        T = linalg.gram(Z).to(torch.float64)
         design.reducer.sum(T)
         theta, S = torch.linalg.eigh(0.5 * (T + T.T))
         order = torch.argsort(theta, descending=True)[:rank]
