@@ -33,9 +33,34 @@ def test_monitor_counts_changes_and_stops_after_steps_unchanged():
     watch.reset()
     assert watch(flipped) is None and watch.changes == [3]
     two_class = SettledPredictions(val, steps=1)       # one decision column: its sign
-    assert two_class.predictions(torch.tensor([[1.0], [0.0]], dtype=torch.float64)).tolist() == [0, 1, 0]
+    assert two_class.predictions(torch.tensor([[1.0], [0.0]], dtype=torch.float64)).tolist() == [1, 0, 1]
     with pytest.raises(ValueError, match="at least 1"):
         SettledPredictions(val, steps=0)
+
+
+def test_a_fit_trailing_the_best_settles_at_a_tenth_of_its_gap_per_step():
+    # 40 validation rows on a line, labelled by sign; weights (a, b) predict class 0 where a * x + b > 0
+    xs = torch.linspace(-1, 1, 40, dtype=torch.float64)[:, None]
+    val = dense_design(xs, intercept_scaling=1.0)
+    labels = (xs[:, 0] > 0).to(torch.int64)                         # class 1 right of 0 (all correct: 40)
+    two = lambda shift: torch.tensor([[-1.0, 1.0], [shift, -shift]], dtype=torch.float64)  # noqa: E731
+
+    def run(best):
+        watch = SettledPredictions(val, steps=2, fraction=0.0, labels=labels, catch_up=10)
+        watch.reset(best_accuracy=best)
+        # each step moves the boundary left by one row: one prediction changes; 30, 29, 28, 27 rows right
+        return [watch(two(-0.5 - 0.0513 * i)) for i in range(4)], watch
+
+    strict, watch = run(None)               # no best yet: at most 0 changes (fraction 0), never settled
+    assert strict == [None] * 4 and watch.changes[1:] == [1, 1, 1]
+    # all 40 right at best, this fit 10-13 rows behind: a step may change 10 // 10 = 1 prediction
+    behind, watch = run(40 / 40)
+    assert behind[:2] == [None, None] and behind[2].startswith("validation predictions settled: at most 1 of 40")
+    assert "trailing the best C so far (at most 1/10 of the gap)" in behind[2]
+    level, _ = run(12 / 40)                 # this fit is the best so far: the strict count again
+    assert level == [None] * 4
+    with pytest.raises(ValueError, match="labels for 40 validation rows"):
+        SettledPredictions(val, labels=labels[:3])
 
 
 def test_settled_grid_chooses_the_same_C_and_reports_the_converged_refit():

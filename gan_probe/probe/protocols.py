@@ -46,7 +46,7 @@ from .config import DEFAULT_C_GRID, SVHN_VAL_SIZE, ProbeConfig
 from .design import standardized_design
 from .labels import per_class_draw, spread_draw, stratified_holdout
 from .resume import GridFits
-from .settle import SettledPredictions
+from .settle import SETTLE_CATCH_UP, SETTLE_FRACTION, SettledPredictions
 from .standardize import Standardizer, fit_standardizer
 from .svm import TrainingProblem, predict_from_scores, scores
 
@@ -203,7 +203,7 @@ def _grid_fits(resume_dir, problem, config: ProbeConfig, standardizer: Standardi
            "n_features": standardizer.dim,
            "solver": config.solver, "method": problem.method, "device": str(problem.device),
            "intercept_scaling": config.intercept_scaling, "options": asdict(config.options),
-           "settle": config.settle}
+           "settle": [config.settle, SETTLE_FRACTION, SETTLE_CATCH_UP]}
     return GridFits(resume_dir, key)
 
 
@@ -215,7 +215,7 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
     if not fixed or val is not None:
         problem = _problem(x_train, y_train, rest, standardizer, classes, config, progress)
         saved_fits = _grid_fits(resume_dir, problem, config, standardizer, y_train, rest, val)
-        watch = None if fixed else _settle_monitor(x_train, standardizer, val, config, problem)
+        watch = None if fixed else _settle_monitor(x_train, y_train, standardizer, val, config, problem)
         weights: list = []
         scored: list[float] = []
         patience = config.C_patience if not fixed else None
@@ -228,8 +228,9 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
             else:
                 # from the previous C's weights (the solver's own last solution, or the one read from disk)
                 if watch is not None:
-                    watch.reset()
-                res = problem.solve(C, W0=weights[-1] if weights else None, monitor=watch)
+                    watch.reset(best_accuracy=max(scored) if scored else None)
+                # independent of earlier solves' state, so that a resumed grid repeats this one exactly
+                res = problem.solve(C, W0=weights[-1] if weights else None, monitor=watch, independent=True)
                 W, fit = res.W, {"rows": "train minus validation", **_describe_fit(C, res)}
                 if watch is not None:
                     fit["val_prediction_changes"] = list(watch.changes)
@@ -258,9 +259,10 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
         if watch is not None:
             selection["grid_fits"] = (f"each fit on the grid stopped once at most {watch.allowed} of its "
                                       f"{watch.design.n_total} validation predictions changed in each of "
-                                      f"{config.settle} Newton steps in a row ({config.setting('settle')}), or at "
-                                      f"the solver's tolerance; the fit at the chosen C on all training rows ran to "
-                                      f"the solver's tolerance")
+                                      f"{config.settle} Newton steps in a row ({config.setting('settle')}) -- a "
+                                      f"fit trailing the best validation accuracy so far by G predictions once at "
+                                      f"most G/{watch.catch_up} changed -- or at the solver's tolerance; the fit at "
+                                      f"the chosen C on all training rows ran to the solver's tolerance")
         chosen = selection["chosen"]
         warm = weights[fitted.index(chosen)] if problem.method == "primal" else None
         basis = problem.sketch   # the refit reuses the grid's sketch of the data (one product instead of a sketch)
@@ -358,14 +360,16 @@ def _run_draws(x_train, y_train, x_test, y_test, config, standardizer, classes, 
     }
 
 
-def _settle_monitor(x, standardizer, val, config: ProbeConfig, problem: TrainingProblem):
+def _settle_monitor(x, y, standardizer, val, config: ProbeConfig, problem: TrainingProblem):
     """The monitor that ends grid fits once the validation predictions settle (primal route, ``settle`` > 0)."""
     if not config.settle or val is None or problem.method != "primal":
         return None
     reducer = problem.reducer
     mine = reducer.my_rows(np.asarray(val), len(val))   # this rank's contiguous share of the validation rows
     design = standardized_design(x, standardizer, mine, config.intercept_scaling, problem.device, reducer=reducer)
-    return SettledPredictions(design, config.settle)
+    # the rows' classes as the monitor's prediction columns (one column: 1 for the second class)
+    labels = torch.as_tensor(np.searchsorted(problem.classes, np.asarray(y)[mine]))
+    return SettledPredictions(design, config.settle, labels=labels)
 
 
 def _problem(x, y, rows, standardizer, classes, config: ProbeConfig, progress: bool = False) -> TrainingProblem:

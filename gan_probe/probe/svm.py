@@ -39,6 +39,7 @@ from .kernel import KernelNewton
 from .loss import SolveResult, class_targets, objective
 from .newton import newton_cg
 from .plan import SolverOptions
+from .preconditioners import SketchPreconditioner
 from .rows import active as active_reducer
 from .standardize import Standardizer, fit_standardizer
 
@@ -141,13 +142,16 @@ class TrainingProblem:
         return getattr(self._subspace, "spectrum", None)
 
     def solve(self, C: float, warm_start: bool = True, W0: torch.Tensor | None = None, *,
-              basis: Any = None, monitor: Any = None) -> SolveResult:
+              basis: Any = None, monitor: Any = None, independent: bool = False) -> SolveResult:
         """Fit for one C; the result's ``W`` is over the standardised features (bias row last).
 
         The previous solution warm-starts the solve unless ``warm_start`` is False; ``W0`` (primal route only,
         e.g. the solution on a subset of these rows) replaces it. Primal route only: ``basis``, the sketch of
         another problem on the same features, replaces a new sketch; ``monitor`` may end the solve early (see
-        :func:`~gan_probe.probe.newton.newton_cg`).
+        :func:`~gan_probe.probe.newton.newton_cg`). ``independent``: the solve depends only on C, its starting
+        weights and the data -- no preconditioner state is carried over from earlier solves (a sketch of the data,
+        which depends on the data alone, is kept; its per-class state is rebuilt), so that a grid resumed from saved
+        weights repeats the uninterrupted grid step for step.
         """
         C = check_C(C)
         if self.solver == "liblinear":
@@ -157,8 +161,11 @@ class TrainingProblem:
             warm = W0
         if self.method == "primal":
             bar = _newton_bar(self.progress, C)
+            carried = self._subspace if warm_start else None
+            if independent:
+                carried = SketchPreconditioner(carried.spectrum) if isinstance(carried, SketchPreconditioner) else None
             result = newton_cg(self.design, self.Y, C, warm, self.options,
-                               subspace=self._subspace if warm_start else None, basis=basis, monitor=monitor,
+                               subspace=carried, basis=basis, monitor=monitor,
                                callback=None if bar is None else lambda e: _advance(bar, e))
             if bar is not None:
                 bar.close()
