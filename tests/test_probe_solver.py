@@ -326,7 +326,8 @@ def test_the_plan_takes_a_bfloat16_copy_only_with_the_instructions_and_the_memor
     assert newton_cg(design, Y, 0.1, options=opts, plan=chosen).bfloat16_passes > 0
     need = (1 + plan.COMPACT_FRACTION) * 2 * 200 * 30
     tight = Machine(available_memory=int(1.9 * need), fast_bfloat16=True, packing=False)   # the copy would not fit
-    assert plan_solve(design, opts, tight).hessian_precision == "storage"
+    assert plan_solve(design, opts, tight).hessian_precision == "bfloat16"     # ... but this design holds one
+    assert plan_solve(standardized_design(x, fit_standardizer(x)), opts, tight).hessian_precision == "storage"
     emulated = Machine(available_memory=10 ** 9, fast_bfloat16=False, packing=False)        # no bfloat16 instructions
     assert plan_solve(design, opts, emulated) == plan.SolvePlan("subspace", "storage", "", 250, 0.0, 31)  # dim: 30 + bias
 

@@ -115,6 +115,29 @@ class Design:
             self.fused(torch.zeros(self.dim, 0, dtype=torch.float64, device=self.device), None)
         return self.shadow
 
+    def adopt_shadow(self, parts: list["Design"]) -> None:
+        """Take the low-precision copies of ``parts`` -- designs over consecutive groups of this design's rows, in
+        order, each holding its copy (and the rows' norms) -- as this design's copy, without reading the data."""
+        if sum(p.n for p in parts) != self.n or any(p.shadow is None for p in parts):
+            raise ValueError("the parts must hold copies of all this design's rows, in order")
+        dtype, packed = parts[0].shadow_dtype, parts[0].shadow_packed
+        if any(p.shadow_dtype != dtype or p.shadow_packed != packed for p in parts):
+            raise ValueError("the parts' copies differ in precision or layout")
+        row_sq = torch.cat([p.row_sq for p in parts])
+        if packed:
+            blocks, offset = [], 0
+            for p in parts:
+                blocks += [(start + offset, end + offset, block) for start, end, block in p.shadow.blocks]
+                offset += p.n
+            shadow: Design = PackedDesign(blocks, self.n, self.n_features, self.intercept_scaling, row_sq)
+        else:
+            shadow = dense_design(torch.cat([p.shadow.resident[0] for p in parts]), self.intercept_scaling,
+                                  SHADOW_CHUNK_ROWS)
+        self.row_sq = row_sq
+        self.shadow_dtype, self.shadow_packed = dtype, packed
+        self.shadow = self._inherit(shadow)
+        self.shadow.n_total = self.n_total
+
     def subset(self, rows: torch.Tensor) -> "Design":
         """A resident design over a copy of ``rows`` (sorted indices) of this one, which must hold all its rows in
         one resident tensor (a low-precision copy does)."""

@@ -191,9 +191,17 @@ def _preconditioner(design: Design, opts: SolverOptions, machine: Machine) -> st
     return "sketch" if _large_on_cpu(design) and machine.fits_in_half(sketch_bytes) else "subspace"
 
 
+def _holds_copy(design: Design, packed: bool | None = None) -> bool:
+    """Whether the design already holds a bfloat16 copy (of that layout): its memory is spent."""
+    return (design.shadow is not None and design.shadow_dtype == torch.bfloat16
+            and (packed is None or design.shadow_packed == packed))
+
+
 def _low_precision(design: Design, opts: SolverOptions, machine: Machine) -> bool:
     if opts.hessian_precision != "auto":
         return opts.hessian_precision == "bfloat16"
+    if _holds_copy(design) and _large_on_cpu(design) and machine.fast_bfloat16:
+        return True
     # the copy (2 bytes an entry) and, at most, CG's copy of the active rows
     copies_bytes = (1 + COMPACT_FRACTION) * 2 * design.n * design.n_features
     return _large_on_cpu(design) and machine.fast_bfloat16 and machine.fits_in_half(copies_bytes)
@@ -206,6 +214,8 @@ def _packed(design: Design, opts: SolverOptions, machine: Machine) -> bool:
         if not machine.packing:
             raise SolverOptionError("hessian_layout 'packed': this torch build cannot pack bfloat16 blocks (no "
                                     "oneDNN)")
+        return True
+    if _holds_copy(design, packed=True):
         return True
     # two layouts of 2 bytes an entry, and at most CG's packed copy of the active rows
     copies_bytes = (1 + PACKED_COMPACT_FRACTION) * 4 * design.n * design.n_features

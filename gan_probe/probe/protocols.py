@@ -265,12 +265,17 @@ def _run_full(x_train, y_train, x_test, y_test, config, standardizer, classes, r
                                       f"the chosen C on all training rows ran to the solver's tolerance")
         chosen = selection["chosen"]
         warm = weights[fitted.index(chosen)] if problem.method == "primal" else None
-        basis = problem.sketch   # the refit reuses the grid's sketch of the data (one product instead of a sketch)
-        del problem
+        # the refit: the grid's rows, then the validation rows; it takes over the grid's bfloat16 copy and sketch
+        # of its rows (extended to the validation rows), else it reuses the sketch (one product with all rows)
+        grid_problem = problem
+        problem = _problem(x_train, y_train, np.concatenate([rest, val]) if val is not None else None,
+                           standardizer, classes, config, progress)
+        basis = None if problem.continue_from(grid_problem) else grid_problem.sketch
+        del grid_problem
     else:
         selection = _selection(grid, np.zeros((1, 1)), None, True, 0, 1)
         chosen, basis = grid[0], None
-    problem = _problem(x_train, y_train, None, standardizer, classes, config, progress)
+        problem = _problem(x_train, y_train, None, standardizer, classes, config, progress)
     res = problem.solve(chosen, W0=warm, basis=basis)
     fits.append({"rows": "all training rows", **_describe_fit(chosen, res)})
     if log:

@@ -64,6 +64,21 @@ class SketchedSpectrum:
                              f"{design.dim}")
         return SketchedSpectrum._rayleigh_ritz(design, self.V.to(torch.float64), self.rank)
 
+    def stacked(self, more: Design) -> "SketchedSpectrum":
+        """This basis for its own rows followed by the rows of ``more`` (e.g. the grid's training rows, then the
+        validation rows added for the refit): the product ``X~ V`` of the new rows only, then Rayleigh-Ritz from the
+        small Gram matrix of all of them -- a fraction of :meth:`on`'s product with every row. One process only
+        (with rows shared among ranks the ranks' shares of the two designs do not line up; use :meth:`on`)."""
+        if self.reducer.enabled or more.reducer.enabled:
+            raise ValueError("stacked() needs all rows in one process; use on()")
+        if more.dim != self.V.shape[0]:
+            raise ValueError(f"a sketch over {self.V.shape[0]} weights cannot take rows of {more.dim}")
+        XV = torch.cat([self.XV, more.matmul(self.V.to(torch.float64)).to(torch.float32)])
+        theta, S = torch.linalg.eigh(linalg.gram(XV).to(torch.float64))
+        order = torch.argsort(theta, descending=True)
+        S = S[:, order].to(torch.float32)
+        return SketchedSpectrum(linalg.mm(self.V, S), linalg.mm(XV, S), theta[order].clamp_min(0), self.reducer)
+
     @staticmethod
     def _rayleigh_ritz(design: Design, Q: torch.Tensor, rank: int) -> "SketchedSpectrum":
         """Rotate the orthonormal ``Q`` to the eigenvectors of ``Q^T X~^T X~ Q`` (one read: ``X~ Q``)."""

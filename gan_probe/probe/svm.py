@@ -141,6 +141,27 @@ class TrainingProblem:
         problem on the same standardised features can start from it (``solve(..., basis=...)``)."""
         return getattr(self._subspace, "spectrum", None)
 
+    def continue_from(self, grid: "TrainingProblem") -> bool:
+        """Take over what ``grid`` holds if it is a problem over the first rows of this one (the C grid's training
+        rows, to which the refit adds the validation rows): its low-precision copy of those rows and its sketch of
+        the data, extended to the other rows -- a copy of those rows only, and a product of the sketch's basis with
+        them only. The next solve starts from them; the solution is the same either way. Returns whether anything
+        was taken (nothing on the kernel route, under torchrun, or when ``grid`` holds no copy)."""
+        n = len(grid.rows) if grid.rows is not None else 0
+        if (self.method != "primal" or grid.method != "primal" or self.reducer.enabled or grid.design.shadow is None
+                or self.rows is None or not 0 < n < len(self.rows) or not np.array_equal(self.rows[:n], grid.rows)
+                or self.standardizer is not grid.standardizer or self.intercept_scaling != grid.intercept_scaling
+                or self.device != grid.device):
+            return False
+        extra = standardized_design(self.x, self.standardizer, self.rows[n:], self.intercept_scaling, self.device,
+                                    cache_bytes=0)
+        extra.request_shadow(grid.design.shadow_dtype, packed=grid.design.shadow_packed)
+        extra.ensure_shadow()
+        self.design.adopt_shadow([grid.design, extra])
+        if grid.sketch is not None:
+            self._subspace = SketchPreconditioner(grid.sketch.stacked(extra.shadow))
+        return True
+
     def solve(self, C: float, warm_start: bool = True, W0: torch.Tensor | None = None, *,
               basis: Any = None, monitor: Any = None, independent: bool = False) -> SolveResult:
         """Fit for one C; the result's ``W`` is over the standardised features (bias row last).
