@@ -12,7 +12,6 @@ from gan_probe.probe.design import dense_design, standardized_design
 from gan_probe.probe.packed import packing_available
 from gan_probe.probe.plan import Machine, SolverOptions, plan_solve
 from gan_probe.probe.protocols import run_protocol
-from gan_probe.probe.sketch import SketchedSpectrum
 from gan_probe.probe.standardize import fit_standardizer
 from gan_probe.probe.svm import TrainingProblem
 
