@@ -21,6 +21,7 @@ ROWS = {
     "consecutive": np.arange(5, 41),
     "sorted with gaps": np.array([0, 1, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 30, 31, 32, 59]),
     "shuffled": np.random.default_rng(1).permutation(60)[:45],
+    "counted from the end": np.array([-3, -2, -1, 0, 1, 5]),
 }
 
 

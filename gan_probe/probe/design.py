@@ -401,6 +401,8 @@ class _RowReader:
         self.x, self.rows, self.dtype, self.device, self.step = x, rows, dtype, device, step
         self.np_dtype = np.float32 if dtype == torch.float32 else np.float64
         self._source: torch.Tensor | None = None
+        # views and the gather take row numbers as they are; negative ones (from the end) go through NumPy
+        self._plain_rows = rows is None or len(rows) == 0 or int(np.min(rows)) >= 0
 
     @property
     def n(self) -> int:
@@ -410,6 +412,8 @@ class _RowReader:
         """``x[rows[start:end]]`` as a view when those rows are consecutive, else None."""
         if self.rows is None:
             return self.x[start:end]
+        if not self._plain_rows:
+            return None
         r = self.rows[start:end]
         first = int(r[0])
         if int(r[-1]) - first == len(r) - 1 and bool(np.all(np.diff(r) == 1)):
@@ -417,8 +421,8 @@ class _RowReader:
         return None
 
     def _gatherable(self) -> bool:
-        return (isinstance(self.x, np.ndarray) and self.x.dtype == self.np_dtype and self.x.ndim == 2
-                and all(stride >= 0 for stride in self.x.strides))
+        return (self._plain_rows and isinstance(self.x, np.ndarray) and self.x.dtype == self.np_dtype
+                and self.x.ndim == 2 and all(stride >= 0 for stride in self.x.strides))
 
     def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
         buffer = None
