@@ -135,8 +135,7 @@ class Design:
                                   SHADOW_CHUNK_ROWS)
         self.row_sq = row_sq
         self.shadow_dtype, self.shadow_packed = dtype, packed
-        self.shadow = self._inherit(shadow)
-        self.shadow.n_total = self.n_total
+        self._set_shadow(shadow)
 
     def subset(self, rows: torch.Tensor) -> "Design":
         """A resident design over a copy of ``rows`` (sorted indices) of this one, which must hold all its rows in
@@ -154,8 +153,8 @@ class Design:
     def _shadow_capture(self) -> "_ShadowCapture":
         return _ShadowCapture(self.n, self.n_features, self.shadow_dtype, self.device, self.shadow_packed)
 
-    def _set_shadow(self, capture: "_ShadowCapture") -> None:
-        self.shadow = self._inherit(capture.design(self.intercept_scaling, self.row_sq))
+    def _set_shadow(self, shadow: "Design") -> None:
+        self.shadow = self._inherit(shadow)
         self.shadow.n_total = self.n_total
         self._standardise_buffer = None
 
@@ -228,7 +227,7 @@ class Design:
             self.row_sq = row_sq + (self.intercept_scaling or 0.0) ** 2
             self._standardise_buffer = None
         if capture is not None:
-            self._set_shadow(capture)
+            self._set_shadow(capture.design(self.intercept_scaling, self.row_sq))
         if coef_fn is not None:
             self.reducer.sum(GT, rsum, *reduce_with)
         GT = self._unfold(GT, rsum)
