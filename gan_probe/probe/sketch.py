@@ -73,21 +73,24 @@ class SketchedSpectrum:
             raise ValueError("stacked() needs all rows in one process; use on()")
         if more.dim != self.V.shape[0]:
             raise ValueError(f"a sketch over {self.V.shape[0]} weights cannot take rows of {more.dim}")
-        XV = torch.cat([self.XV, more.matmul(self.V.to(torch.float64)).to(torch.float32)])
-        theta, S = torch.linalg.eigh(linalg.gram(XV).to(torch.float64))
-        order = torch.argsort(theta, descending=True)
-        S = S[:, order].to(torch.float32)
-        return SketchedSpectrum(linalg.mm(self.V, S), linalg.mm(XV, S), theta[order].clamp_min(0), self.reducer)
+        V = self.V.to(torch.float64)
+        XV = torch.cat([self.XV, more.matmul(V).to(torch.float32)])
+        return SketchedSpectrum._rotated(V, XV, self.rank, self.reducer)
 
     @staticmethod
     def _rayleigh_ritz(design: Design, Q: torch.Tensor, rank: int) -> "SketchedSpectrum":
         """Rotate the orthonormal ``Q`` to the eigenvectors of ``Q^T X~^T X~ Q`` (one read: ``X~ Q``)."""
-        Z = design.matmul(Q).to(torch.float32)                   # X~ Q
+        return SketchedSpectrum._rotated(Q, design.matmul(Q).to(torch.float32), rank, design.reducer)   # X~ Q
+
+    @staticmethod
+    def _rotated(Q: torch.Tensor, Z: torch.Tensor, rank: int, reducer: RowReducer) -> "SketchedSpectrum":
+        """Rayleigh-Ritz from ``Z = X~ Q`` (float32, this rank's rows): ``Q`` rotated to the eigenvectors of
+        ``Z^T Z`` summed over the ranks, the top ``rank`` of them, and ``Z`` with it."""
         T = linalg.gram(Z).to(torch.float64)
-        design.reducer.sum(T)
+        reducer.sum(T)
         theta, S = torch.linalg.eigh(0.5 * (T + T.T))
         order = torch.argsort(theta, descending=True)[:rank]
         S = S[:, order]
         V = (Q @ S).to(torch.float32)
         XV = linalg.mm(Z, S.to(torch.float32))
-        return SketchedSpectrum(V, XV, theta[order].clamp_min(0), design.reducer)
+        return SketchedSpectrum(V, XV, theta[order].clamp_min(0), reducer)
