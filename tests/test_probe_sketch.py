@@ -144,3 +144,60 @@ def test_newton_directions_from_the_active_rows_equal_those_from_all_rows(packed
     assert float((P_rows - P_all).norm()) < 1e-2 * scale
     P_wrong, _, _ = _cg(shadow.subset(rows), active[rows.flip(0)], g, 0.2, eta, 200)   # rows mismatched
     assert float((P_wrong - P_all).norm()) > 0.1 * scale
+
+
+def test_inverses_in_float32_match_float64_and_fall_back_where_float32_cannot_factor():
+    from gan_probe.probe.preconditioners import _inverses
+
+    rng = np.random.default_rng(7)
+    A = torch.as_tensor(rng.normal(size=(3, 30, 40)))
+    # the sketch's kind of matrix: I + 2C (X~V)^T A (X~V), eigenvalues spread over four orders of magnitude
+    scales = torch.logspace(4, 0, 30, dtype=torch.float64)
+    M = torch.eye(30, dtype=torch.float64) + (A * scales[:, None]) @ (A * scales[:, None]).transpose(1, 2)
+    got = _inverses(M)
+    assert got.dtype == torch.float32
+    exact = torch.linalg.inv(M)
+    # relative to each inverse's own size (the products in M^-1 r are dominated by its largest entries)
+    for k in range(3):
+        assert float((got[k].double() - exact[k]).norm() / exact[k].norm()) < 1e-3
+    # nearly singular in float32 (an off-diagonal entry that rounds to 1): factored in float64 instead
+    tight = torch.tensor([[[1.0, 1 - 1e-9], [1 - 1e-9, 1.0]]], dtype=torch.float64)
+    np.testing.assert_allclose(_inverses(tight)[0].double().numpy(), torch.linalg.inv(tight[0]).numpy(), rtol=1e-6)
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch build cannot pack (no oneDNN)")
+def test_packed_basis_products_give_the_float32_operator_up_to_bfloat16_rounding():
+    X = decaying_matrix(200, 40, seed=9)
+    spectrum = SketchedSpectrum.compute(dense_design(X), rank=6)
+    rng = np.random.default_rng(10)
+    active = torch.as_tensor(rng.random((200, 3)) < 0.5, dtype=torch.float64)
+    classes, R = torch.tensor([0, 1, 2]), torch.as_tensor(rng.normal(size=(40, 3)))
+    row_sq = (X * X).sum(1)
+    plain = SketchPreconditioner(spectrum).operator(active, classes, 0.3, row_sq)(R, classes)
+    packed = SketchPreconditioner(spectrum, packed=True).operator(active, classes, 0.3, row_sq)(R, classes)
+    # bfloat16 keeps 8 bits: within 2% of the result's norm, column by column
+    for k in range(3):
+        assert float((packed[:, k] - plain[:, k]).norm()) < 2e-2 * float(plain[:, k].norm())
+    assert not torch.equal(packed, plain)          # the packed products did run
+    # the packed layouts hold V^T: forward is V^T r, backward V s
+    basis = spectrum.packed_basis()
+    np.testing.assert_allclose(basis.forward(R.T.to(torch.bfloat16)).float().numpy(),
+                               (R.T.float() @ spectrum.V).numpy(), rtol=3e-2, atol=3e-2)
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch build cannot pack (no oneDNN)")
+def test_a_packed_copy_takes_packed_products_with_the_basis_and_reaches_the_same_optimum():
+    from gan_probe.probe.plan import plan_solve
+
+    x, st, Y = labelled_problem(500, 70, seed=11, spread=0.5)
+    objectives = {}
+    for layout in ("plain", "packed"):
+        opts = SolverOptions(precondition="sketch", sketch_rank=20, hessian_precision="bfloat16",
+                             hessian_layout=layout, tol=1e-10)
+        design = standardized_design(x, st)
+        plan = plan_solve(design, opts)
+        assert plan.sketch_products == ("packed" if layout == "packed" else "float32")
+        res = newton_cg(design, Y, 0.05, options=opts, plan=plan)
+        assert res.subspace.packed == (layout == "packed")
+        objectives[layout] = res.objective
+    np.testing.assert_allclose(objectives["packed"], objectives["plain"], rtol=1e-6)

@@ -234,6 +234,42 @@ def test_products_of_float32_rows_equal_float64_ones(columns, numpy_blas, monkey
         np.testing.assert_allclose(G.numpy(), (exact.T @ R).numpy(), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("cache", [1 << 40, 0])
+def test_a_fused_pass_with_numpy_blas_reads_twice_and_gives_the_same_products(cache, monkeypatch):
+    """Where X~^T R goes through NumPy's BLAS, a fused pass after the first reads the data twice (Z, then G from
+    coefficients of all rows at once): the same Z, G and accumulated sums as one read, two passes counted."""
+    from gan_probe import linalg
+
+    x, _ = correlated_features(90, 33, seed=32)
+    st = fit_standardizer(x)
+    gen = torch.Generator().manual_seed(3)
+    W = torch.randn(34, 4, dtype=torch.float64, generator=gen)
+    A = (torch.rand(90, 4, generator=gen) > 0.5).to(torch.float64)
+    calls = []
+
+    def coef(s, e, Z, acc):
+        calls.append((s, e))
+        acc.add_(Z.sum(0))
+        return A[s:e] * Z
+
+    results = {}
+    for numpy_blas in (False, True):
+        monkeypatch.setattr(linalg, "SMALL_WORK", 0 if numpy_blas else 1 << 62)
+        design = standardized_design(x, st, cache_bytes=cache, chunk_rows=16)
+        design.fused(W, None)                     # the first pass takes the row norms: always one read
+        assert design.passes == 1
+        calls.clear()
+        acc = torch.zeros(4, dtype=torch.float64)
+        Z, G = design.fused(W, lambda s, e, Zc: coef(s, e, Zc, acc), reduce_with=(acc,))
+        assert design.passes == (3 if numpy_blas else 2)
+        assert calls == ([(0, 90)] if numpy_blas else [(s, min(90, s + 16)) for s in range(0, 90, 16)])
+        results[numpy_blas] = (Z, G, acc)
+        skipped = design.fused(W, lambda s, e, Zc: None)[1]
+        assert torch.equal(skipped, torch.zeros_like(skipped))
+    for one, two in zip(results[False], results[True]):
+        np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("method", ["kernel", "primal"])
 def test_cuda_matches_cpu(method):
