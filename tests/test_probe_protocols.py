@@ -138,8 +138,7 @@ def test_fits_record_the_preconditioner_the_precision_and_the_cg_cap_the_solver_
     assert fast["bfloat16_passes"] > 0 and fast["hessian_layout"] == "plain" and fast["max_cg"] == 30
     # the whole plan the solve executed is recorded with each fit
     assert fast["plan"] == {"preconditioner": "sketch", "hessian_precision": "bfloat16", "hessian_layout": "plain",
-                            "max_cg": 30, "compact_fraction": 0.85, "subspace_rank": 0, "sketch_rank": 4,
-                            "sketch_products": "float32"}
+                            "max_cg": 30, "compact_fraction": 0.85, "subspace_rank": 0, "sketch_rank": 4}
 
 
 def test_labels_per_class_protocol_reports_mean_and_std_over_draws():

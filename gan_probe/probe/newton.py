@@ -133,14 +133,13 @@ def _preconditioner(plan: SolvePlan, opts: SolverOptions, hessian: Design, previ
     """The plan's preconditioner: the previous solve's (same design), else a sketch (of ``hessian``, or ``basis``
     moved onto it), else none yet (a subspace is built from CG's directions)."""
     if plan.preconditioner == "sketch":
-        packed = plan.sketch_products == "packed"
         if isinstance(previous, SketchPreconditioner):
-            return previous if previous.packed == packed else previous.fresh(packed)
+            return previous
         if done:
             return None
         return SketchPreconditioner(basis.on(hessian) if basis is not None else
                                     SketchedSpectrum.compute(hessian, plan.sketch_rank or opts.sketch_rank,
-                                                             power_iterations=opts.sketch_power), packed)
+                                                             power_iterations=opts.sketch_power))
     if plan.preconditioner == "subspace" and plan.subspace_rank > 0 and isinstance(previous, Subspace):
         return previous
     return None

@@ -131,9 +131,6 @@ class SolvePlan:
     compact_fraction: float    # CG works on a copy of the active rows when they are at most this share (0: never)
     subspace_rank: int         # columns of the recycled Krylov subspace (0 unless that preconditioner)
     sketch_rank: int = 0       # columns of the sketch (0 unless that preconditioner)
-    # the sketch preconditioner's products with its basis: "packed" (bfloat16 in oneDNN's packed layouts, with a
-    # packed copy for CG), "float32", or "" without a sketch
-    sketch_products: str = ""
 
     @property
     def low_precision(self) -> bool:
@@ -238,5 +235,4 @@ def plan_solve(design: Design, options: SolverOptions | None = None, machine: Ma
     return SolvePlan(preconditioner=kind, hessian_precision="bfloat16" if low else "storage",
                      hessian_layout=("packed" if packed else "plain") if low else "", max_cg=max_cg,
                      compact_fraction=(PACKED_COMPACT_FRACTION if packed else COMPACT_FRACTION) if low else 0.0,
-                     subspace_rank=rank, sketch_rank=sketch_rank(design, opts) if kind == "sketch" else 0,
-                     sketch_products=("packed" if packed else "float32") if kind == "sketch" else "")
+                     subspace_rank=rank, sketch_rank=sketch_rank(design, opts) if kind == "sketch" else 0)

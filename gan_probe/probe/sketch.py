@@ -20,7 +20,6 @@ import torch
 
 from .. import linalg
 from .design import Design
-from .packed import PackedBlock
 from .rows import LOCAL, RowReducer
 
 
@@ -32,14 +31,6 @@ class SketchedSpectrum:
         self.V, self.XV, self.theta = V.contiguous(), XV, theta   # XV: this rank's rows
         self.reducer = reducer
         self.Vt = V.T.contiguous()
-        self._packed: PackedBlock | None = None
-
-    def packed_basis(self) -> PackedBlock:
-        """``V^T`` in bfloat16 in oneDNN's packed layouts (made on first use and kept): ``forward`` multiplies
-        by ``V^T``, ``backward`` by ``V``. CPU only."""
-        if self._packed is None:
-            self._packed = PackedBlock(self.Vt.to(torch.bfloat16))
-        return self._packed
 
     @property
     def rank(self) -> int:

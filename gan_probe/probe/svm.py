@@ -184,7 +184,7 @@ class TrainingProblem:
             bar = _newton_bar(self.progress, C)
             carried = self._subspace if warm_start else None
             if independent:
-                carried = carried.fresh() if isinstance(carried, SketchPreconditioner) else None
+                carried = SketchPreconditioner(carried.spectrum) if isinstance(carried, SketchPreconditioner) else None
             result = newton_cg(self.design, self.Y, C, warm, self.options,
                                subspace=carried, basis=basis, monitor=monitor,
                                callback=None if bar is None else lambda e: _advance(bar, e))
