@@ -270,6 +270,28 @@ def test_a_fused_pass_with_numpy_blas_reads_twice_and_gives_the_same_products(ca
         np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-5, atol=1e-4)
 
 
+def test_a_plain_bfloat16_copy_keeps_torch_products_where_numpy_blas_would_take_float32(monkeypatch):
+    """NumPy has no bfloat16: with NumPy's BLAS preferred for every product, a plain bfloat16 design (CG's copy
+    where oneDNN cannot pack) still runs fused passes and X~^T R, and matches the float64 products of its rows."""
+    from gan_probe import linalg
+
+    monkeypatch.setattr(linalg, "SMALL_WORK", 0)
+    gen = torch.Generator().manual_seed(5)
+    rows = torch.randn(70, 12, dtype=torch.float64, generator=gen).to(torch.bfloat16)
+    design = dense_design(rows, 1.0, chunk_rows=16)
+    design.row_sq = rows.to(torch.float64).square().sum(1) + 1.0
+    W = torch.randn(13, 3, dtype=torch.float64, generator=gen)
+    A = (torch.rand(70, 3, generator=gen) > 0.5).to(torch.float64)
+    Z, G = design.fused(W, lambda s, e, Zc: A[s:e] * Zc)
+    X = torch.cat([rows.to(torch.float64), torch.ones(70, 1, dtype=torch.float64)], 1)
+    Wb = W.to(torch.bfloat16).to(torch.float64)          # the products run in the rows' precision
+    np.testing.assert_allclose(Z.numpy(), (X @ Wb).numpy(), rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(G.numpy(), (X.T @ (A * Z)).numpy(), rtol=2e-2, atol=5e-2)
+    R = torch.randn(70, 3, dtype=torch.float64, generator=gen)
+    np.testing.assert_allclose(design.rmatmul(R).numpy(), (X.T @ R.to(torch.bfloat16).to(torch.float64)).numpy(),
+                               rtol=2e-2, atol=5e-2)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("method", ["kernel", "primal"])
 def test_cuda_matches_cpu(method):
