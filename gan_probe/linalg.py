@@ -1,9 +1,9 @@
 """Dense linear algebra routed to the faster library for the tensors: one policy for the probe and the baselines.
 
 The policy. An operation goes through NumPy and SciPy (the OpenBLAS and LAPACK of their wheels) when its tensors
-are on the CPU, need no gradient, and it is large: a product of at least :data:`SMALL_WORK` multiply-adds, a
-factorisation or triangular solve of a matrix side of at least :data:`SMALL_SIDE`. Everything else -- CUDA tensors,
-small operations -- stays with torch. Inside a :func:`prefer_numpy` block the size rule is off and CPU operations
+are float32 or float64 on the CPU, need no gradient, and it is large: a product of at least :data:`SMALL_WORK`
+multiply-adds, a factorisation or triangular solve of a matrix side of at least :data:`SMALL_SIDE`. Everything else
+-- CUDA tensors, bfloat16 ones (NumPy has no bfloat16), small operations -- stays with torch. Inside a :func:`prefer_numpy` block the size rule is off and CPU operations
 of any size go to NumPy: the k-means baseline opens one (its :class:`~gan_probe.baselines.parallel.WorkerPool` and
 its patch encoder), since its worker threads run one-thread kernels (no thread pool to switch), its products were
 measured faster in OpenBLAS at every size, and its results must not depend on the number of workers.
@@ -43,6 +43,8 @@ SMALL_WORK = 1 << 27
 #: factorisations and triangular solves of a smaller matrix side stay with torch
 SMALL_SIDE = 1024
 BACKENDS = ("auto", "numpy", "torch")
+#: the tensor dtypes the NumPy route takes
+NUMPY_DTYPES = (torch.float32, torch.float64)
 _prefer_numpy = 0  # depth of prefer_numpy() blocks
 
 
@@ -71,7 +73,7 @@ def use_numpy(*tensors: torch.Tensor, work: int = 0, side: int = 0, backend: str
     ``side`` (a factorisation) goes through NumPy/SciPy."""
     if backend != "auto":
         return backend == "numpy"
-    on_cpu = all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
+    on_cpu = all(t.device.type == "cpu" and not t.requires_grad and t.dtype in NUMPY_DTYPES for t in tensors)
     return on_cpu and (_prefer_numpy > 0 or (work >= SMALL_WORK if work else side >= SMALL_SIDE))
 
 
@@ -94,7 +96,7 @@ def gram(a: torch.Tensor) -> torch.Tensor:
     [[10.0, 14.0], [14.0, 20.0]]
     """
     r = a.shape[1]
-    if a.dtype in (torch.float32, torch.float64) and use_numpy(a, work=a.shape[0] * r * (r + 1) // 2):
+    if use_numpy(a, work=a.shape[0] * r * (r + 1) // 2):
         syrk = scipy.linalg.blas.ssyrk if a.dtype == torch.float32 else scipy.linalg.blas.dsyrk
         # a^T in Fortran order is a's own memory (C order): syrk with trans=0 forms a^T (a^T)^T, upper triangle
         upper = syrk(1.0, np.ascontiguousarray(a.numpy()).T, trans=0, lower=0)

@@ -277,10 +277,9 @@ class Design:
         return self._join(self._unfold(GT, rsum).T, rsum)
 
     def _numpy_backward(self, columns: int) -> bool:
-        # NumPy has no bfloat16: a plain low-precision copy keeps torch's products
-        numpy_dtype = self.resident is None or self.resident[0].dtype in (torch.float32, torch.float64)
-        return (self.device.type == "cpu" and type(self)._backward is Design._backward and numpy_dtype
-                and linalg.use_numpy(work=self.n * self.n_features * columns))
+        # the resident rows' dtype decides too: a plain bfloat16 copy keeps torch's products
+        return (self.device.type == "cpu" and type(self)._backward is Design._backward
+                and linalg.use_numpy(*(self.resident or ()), work=self.n * self.n_features * columns))
 
     def _rmatmul_numpy(self, R: torch.Tensor) -> np.ndarray:
         GT = np.zeros((R.shape[1], self.n_features))
