@@ -20,8 +20,14 @@ Below the thresholds, switching between torch's and OpenBLAS's thread pools cost
 (single-threaded, 4,096 x 110 @ 110 x 100 in float32: 1.44 ms against torch's 2.01 ms). Thread counts follow each
 library's own settings (``OPENBLAS_NUM_THREADS`` or ``threadpoolctl``). The probe's fused passes over the data
 stay with torch (interleaving the two libraries' thread pools chunk by chunk made them slower, not faster); a pass
-that only computes ``X~^T R`` (:meth:`gan_probe.probe.design.Design.rmatmul`) asks :func:`use_numpy` once for all
-its chunks.
+that only computes ``X~^T R`` (:meth:`gan_probe.probe.design.Design.rmatmul`) asks :func:`use_numpy_flat` once
+for all its chunks. Those flat products (ten rows of coefficients times thousands of rows of features) are where
+the libraries' order depends on the processor: OpenBLAS ran them twice as fast as torch on the AMD EPYC, torch
+(MKL) twice as fast as OpenBLAS on an Intel Xeon (2 cores, 40,000 x 28,672 memory-mapped float32 rows, 10 columns:
+0.45 s in torch against 0.67 s in NumPy), so on processors of the vendors in :data:`TORCH_FLAT_PRODUCT_VENDORS`
+they stay with torch. (On that Intel Xeon torch also factorised faster -- a 5,000 x 5,000 Cholesky in 0.40 against
+0.68 s -- while OpenBLAS kept its lead for the symmetric rank-k update of :func:`gram` and the k-means products; the
+rest of the policy is unchanged there.)
 
 >>> a, b = torch.ones(2, 3), torch.ones(3, 4)
 >>> mm(a, b).tolist()[0], mm(a, b, out=torch.empty(2, 4), backend="numpy").tolist()[1]
@@ -38,6 +44,8 @@ import scipy.linalg.blas
 import torch
 from scipy.linalg import lapack
 
+from .devices import cpu_vendor
+
 #: products of fewer multiply-adds than this stay with torch
 SMALL_WORK = 1 << 27
 #: factorisations and triangular solves of a smaller matrix side stay with torch
@@ -45,6 +53,9 @@ SMALL_SIDE = 1024
 BACKENDS = ("auto", "numpy", "torch")
 #: the tensor dtypes the NumPy route takes
 NUMPY_DTYPES = (torch.float32, torch.float64)
+#: processor vendors (``vendor_id`` of ``/proc/cpuinfo``) whose flat products ``X~^T R`` stay with torch
+#: (:func:`use_numpy_flat`)
+TORCH_FLAT_PRODUCT_VENDORS = frozenset({"GenuineIntel"})
 _prefer_numpy = 0  # depth of prefer_numpy() blocks
 
 
@@ -75,6 +86,12 @@ def use_numpy(*tensors: torch.Tensor, work: int = 0, side: int = 0, backend: str
         return backend == "numpy"
     on_cpu = all(t.device.type == "cpu" and not t.requires_grad and t.dtype in NUMPY_DTYPES for t in tensors)
     return on_cpu and (_prefer_numpy > 0 or (work >= SMALL_WORK if work else side >= SMALL_SIDE))
+
+
+def use_numpy_flat(*tensors: torch.Tensor, work: int) -> bool:
+    """:func:`use_numpy` for a flat product ``R^T X`` (few rows of coefficients, many rows of data), except on
+    processors of :data:`TORCH_FLAT_PRODUCT_VENDORS`, where torch runs them faster (see the module docstring)."""
+    return use_numpy(*tensors, work=work) and cpu_vendor() not in TORCH_FLAT_PRODUCT_VENDORS
 
 
 def mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:

@@ -90,8 +90,10 @@ def device_info(device: str | None = None) -> dict[str, Any]:
     """Describe the compute device (CPU model and thread count, or the CUDA device name)."""
     import torch
 
+    from .devices import cpu_vendor
+
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                            "cpu_model": cpu_model(), "cpu_vendor": cpu_vendor(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     dev = str(device) if device is not None else "cpu"
     info["device"] = dev

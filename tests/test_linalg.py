@@ -15,6 +15,16 @@ def test_large_cpu_operations_go_to_numpy_small_ones_stay_with_torch():
     assert linalg.use_numpy(a, backend="numpy") and not linalg.use_numpy(a, work=1 << 40, backend="torch")
 
 
+@pytest.mark.parametrize("vendor, numpy_blas", [("AuthenticAMD", True), ("GenuineIntel", False), ("", True)])
+def test_flat_products_stay_with_torch_on_the_listed_vendors_only(vendor, numpy_blas, monkeypatch):
+    monkeypatch.setattr(linalg, "cpu_vendor", lambda: vendor)
+    a = torch.ones(4, 3)
+    assert linalg.use_numpy_flat(a, work=linalg.SMALL_WORK) == numpy_blas
+    assert not linalg.use_numpy_flat(a, work=linalg.SMALL_WORK - 1)
+    assert not linalg.use_numpy_flat(a.to(torch.bfloat16), work=linalg.SMALL_WORK)
+    assert linalg.use_numpy(a, work=linalg.SMALL_WORK)          # the rest of the policy is the vendor's own
+
+
 def test_the_kmeans_worker_pool_prefers_numpy_at_every_size_with_any_number_of_workers():
     a = torch.ones(4, 3)
     for workers in (1, 2):

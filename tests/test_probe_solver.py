@@ -210,8 +210,10 @@ def test_products_of_float32_rows_equal_float64_ones(columns, numpy_blas, monkey
     from gan_probe.probe.design import PACKED_WEIGHT_COLUMNS
     from gan_probe.probe.packed import weight_packing_available
 
-    # X~^T R goes through NumPy's BLAS from SMALL_WORK multiply-adds on (these products are far smaller)
+    # X~^T R goes through NumPy's BLAS from SMALL_WORK multiply-adds on (these products are far smaller), on
+    # processors of every vendor
     monkeypatch.setattr(linalg, "SMALL_WORK", 0 if numpy_blas else 1 << 62)
+    monkeypatch.setattr(linalg, "TORCH_FLAT_PRODUCT_VENDORS", frozenset())
 
     x, _ = correlated_features(90, 33, seed=31)
     x = x + 40.0
@@ -253,6 +255,7 @@ def test_a_fused_pass_with_numpy_blas_reads_twice_and_gives_the_same_products(ca
         return A[s:e] * Z
 
     results = {}
+    monkeypatch.setattr(linalg, "TORCH_FLAT_PRODUCT_VENDORS", frozenset())
     for numpy_blas in (False, True):
         monkeypatch.setattr(linalg, "SMALL_WORK", 0 if numpy_blas else 1 << 62)
         design = standardized_design(x, st, cache_bytes=cache, chunk_rows=16)
@@ -276,6 +279,7 @@ def test_a_plain_bfloat16_copy_keeps_torch_products_where_numpy_blas_would_take_
     from gan_probe import linalg
 
     monkeypatch.setattr(linalg, "SMALL_WORK", 0)
+    monkeypatch.setattr(linalg, "TORCH_FLAT_PRODUCT_VENDORS", frozenset())
     gen = torch.Generator().manual_seed(5)
     rows = torch.randn(70, 12, dtype=torch.float64, generator=gen).to(torch.bfloat16)
     design = dense_design(rows, 1.0, chunk_rows=16)

@@ -48,11 +48,17 @@ from .standardize import Standardizer
 STREAM_CHUNK_BYTES = 64 << 20
 #: rows per chunk of a low-precision copy (see :meth:`Design.request_shadow`)
 SHADOW_CHUNK_ROWS = 2048
+#: a streamed chunk of increasing rows is read as the span of the source from its first row to its last when it
+#: holds at least this share of that span's rows (see :class:`_RowReader`)
+SPAN_DENSITY = 0.5
 #: products ``X~ W`` of float32 rows on a CPU with at most this many columns use weights packed for oneDNN
 #: (:class:`~gan_probe.probe.packed.PackedWeights`)
 PACKED_WEIGHT_COLUMNS = 64
 
 CoefFn = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
+#: what a pass reads: ``(start, end, block, take)`` -- the design's rows ``start:end`` are ``block[take]``, or
+#: ``block`` itself where ``take`` is None (see :meth:`_RowReader.spans`)
+Span = tuple[int, int, torch.Tensor, "torch.Tensor | None"]
 
 
 class Design:
@@ -66,8 +72,11 @@ class Design:
                  device: torch.device, intercept_scaling: float | None = 1.0,
                  resident: list[torch.Tensor] | None = None,
                  fold: tuple[torch.Tensor, torch.Tensor] | None = None, reducer: RowReducer | None = None,
-                 n_total: int | None = None, transient: bool = False):
+                 n_total: int | None = None, transient: bool = False,
+                 spans: Callable[[], Iterator[Span]] | None = None):
         self._chunks = chunks
+        # the passes' reads: chunks, or (streamed rows) spans of the source that hold a chunk's rows among others
+        self._spans = spans
         # transient: a chunk from ``chunks`` is only valid until the next one is requested (a reused buffer)
         self.transient = transient
         # this rank's rows are n of n_total; the reducer sums row reductions over the ranks (identity: one process)
@@ -177,6 +186,12 @@ class Design:
         """All rows as one tensor (small designs only: kernel factors, tests)."""
         return torch.cat([block for _, _, block in self.chunks()])
 
+    def _read(self) -> Iterator[Span]:
+        """A pass's reads (raw rows where the design is folded), see :data:`Span`."""
+        if self._spans is not None:
+            return self._spans()
+        return ((s, e, b, None) for s, e, b in self._chunks())
+
     # -- passes ---------------------------------------------------------------------------------------------
     def fused(self, W: torch.Tensor, coef_fn: CoefFn | None, reduce_with: tuple[torch.Tensor, ...] = ()):
         """One read of the data: returns ``(Z, G)`` with ``Z = X~ W`` and ``G = X~^T R``, ``R`` stacked from
@@ -210,16 +225,18 @@ class Design:
                   else None)
         capture = self._shadow_capture() if self.shadow_dtype is not None and self.shadow is None else None
         Wc = None
-        for start, end, block in self._chunks():
+        for start, end, block, take in self._read():
             if Wc is None or Wc.dtype != block.dtype:
                 Wc = Wx.to(block.dtype)
                 WcT = self._forward_weights(Wc.T.contiguous(), block.shape[0])
             Zc = self._forward(block, WcT)
+            if take is not None:
+                Zc = Zc[take]
             if wb is not None:
                 Zc += wb
             Z[start:end] = Zc
             if row_sq is not None or capture is not None:
-                standardised = self._standardised(block)
+                standardised = self._standardised(block if take is None else block[take])
                 if row_sq is not None:
                     row_sq[start:end] = torch.linalg.vector_norm(standardised, dim=1).to(torch.float64) ** 2
                 if capture is not None:
@@ -229,7 +246,7 @@ class Design:
             Rc = coef_fn(start, end, Zc)
             if Rc is None:
                 continue
-            GT += self._backward(block, Rc.T.to(block.dtype))
+            GT += self._backward(block, _spread(Rc.T.to(block.dtype), take, block.shape[0]))
             rsum += Rc.sum(0)
         self.passes += 1
         if row_sq is not None:
@@ -257,11 +274,12 @@ class Design:
         """``X~^T R`` for an ``(n, K)`` coefficient matrix; float64 ``(dim, K)``. ``reduce_with``: other row sums
         to add up over the ranks in the same all-reduce (as :meth:`fused`'s).
 
-        On a CPU the chunks' products go through NumPy's BLAS (see :mod:`gan_probe.linalg`): for these
-        wide, flat products (10 x rows @ rows x 28,672 in float32) OpenBLAS ran a pass over 50,000 rows in 0.60 s
-        where torch took 1.18 s (2 cores of an AMD EPYC). A pass with nothing else in it keeps the two libraries'
-        thread pools from taking turns chunk by chunk; small products (below ``linalg.SMALL_WORK`` multiply-adds
-        in all) stay with torch, for which switching pools would cost more than they gain.
+        On a CPU the chunks' products go through NumPy's BLAS where :func:`gan_probe.linalg.use_numpy_flat` says
+        so: for these wide, flat products (10 x rows @ rows x 28,672 in float32) OpenBLAS ran a pass over 50,000
+        rows in 0.60 s where torch took 1.18 s on 2 cores of an AMD EPYC (on an Intel Xeon torch was the faster,
+        and keeps them). A pass with nothing else in it keeps the two libraries' thread pools from taking turns
+        chunk by chunk; small products (below ``linalg.SMALL_WORK`` multiply-adds in all) stay with torch, for
+        which switching pools would cost more than they gain.
         """
         R = R.to(self.device, torch.float64)
         K = R.shape[1]
@@ -269,8 +287,8 @@ class Design:
             GT = torch.from_numpy(self._rmatmul_numpy(R))
         else:
             GT = torch.zeros(K, self.n_features, dtype=torch.float64, device=self.device)
-            for start, end, block in self._chunks():
-                GT += self._backward(block, R[start:end].T.to(block.dtype))
+            for start, end, block, take in self._read():
+                GT += self._backward(block, _spread(R[start:end].T.to(block.dtype), take, block.shape[0]))
         self.passes += 1
         rsum = R.sum(0)
         self.reducer.sum(GT, rsum, *reduce_with)
@@ -279,16 +297,19 @@ class Design:
     def _numpy_backward(self, columns: int) -> bool:
         # the resident rows' dtype decides too: a plain bfloat16 copy keeps torch's products
         return (self.device.type == "cpu" and type(self)._backward is Design._backward
-                and linalg.use_numpy(*(self.resident or ()), work=self.n * self.n_features * columns))
+                and linalg.use_numpy_flat(*(self.resident or ()), work=self.n * self.n_features * columns))
 
     def _rmatmul_numpy(self, R: torch.Tensor) -> np.ndarray:
         GT = np.zeros((R.shape[1], self.n_features))
         RT = None
-        for start, end, block in self._chunks():
+        for start, end, block, take in self._read():
             rows = block.numpy()
             if RT is None or RT.dtype != rows.dtype:
                 RT = np.ascontiguousarray(R.T.numpy(), dtype=rows.dtype)
-            GT += RT[:, start:end] @ rows
+            RTc = RT[:, start:end]
+            if take is not None:
+                RTc = _spread(torch.from_numpy(RTc), take, rows.shape[0]).numpy()
+            GT += RTc @ rows
         return GT
 
     # -- the two products, per chunk ------------------------------------------------------------------------
@@ -348,6 +369,16 @@ class Design:
         return torch.cat([G, (gb * self.intercept_scaling)[None]], 0)
 
 
+def _spread(RT: torch.Tensor, take: torch.Tensor | None, rows: int) -> torch.Tensor:
+    """``RT`` (``(K, chunk rows)``) as coefficients of a span's ``rows`` rows: zero where the span holds rows
+    of no chunk (see :data:`Span`)."""
+    if take is None:
+        return RT
+    full = torch.zeros(RT.shape[0], rows, dtype=RT.dtype, device=RT.device)
+    full[:, take] = RT
+    return full
+
+
 def _as_tensor(block: np.ndarray) -> torch.Tensor:
     with warnings.catch_warnings():  # read-only memory maps: we never write through these views
         warnings.simplefilter("ignore", UserWarning)
@@ -400,7 +431,8 @@ def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: 
                       resident=[b for _, _, b in resident], reducer=reducer, n_total=n_total)
     # streamed: raw chunks, standardisation folded into the products (no standardised copy, no extra sweep)
     return Design(reader.chunks, n, dim, device, intercept_scaling, fold=None if mean is None else (mean, inv),
-                  reducer=reducer, n_total=n_total, transient=True)
+                  reducer=reducer, n_total=n_total, transient=True,
+                  spans=reader.spans if device.type == "cpu" else None)
 
 
 class _RowReader:
@@ -411,6 +443,14 @@ class _RowReader:
     the next one is requested. Measured on 45,000 of 50,000 rows x 28,672 float32 features memory-mapped from
     the page cache (2 CPU cores), a pass's reads: NumPy's fancy indexing into fresh arrays 0.5-0.9 s, the gather
     into one buffer 0.2 s, views of consecutive rows nothing (the products themselves take about 0.6 s).
+
+    The passes of a streamed design on a CPU read :meth:`spans` instead: where a chunk's rows are increasing and
+    fill at least :data:`SPAN_DENSITY` of the source rows from its first to its last (a training split minus a
+    validation split), the products run on that span itself, a view, and keep the chunk's rows of the result
+    (``Z``) or give the other rows zero coefficients (``X^T R``). Copying the rows costs more than multiplying
+    the few others: on 36,000 of 40,000 rows x 28,672 memory-mapped float32 features (2 cores of an Intel Xeon),
+    ``X^T R`` with 10 columns through NumPy's BLAS took 1.4-1.6 s gathered (the gather alone 0.31 s; torch's
+    threads and OpenBLAS's take turns) and 0.70 s on the spans.
     """
 
     def __init__(self, x: np.ndarray, rows: np.ndarray | None, dtype: torch.dtype, device: torch.device,
@@ -442,22 +482,53 @@ class _RowReader:
                 and self.x.ndim == 2 and all(stride >= 0 for stride in self.x.strides))
 
     def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
-        buffer = None
+        buffer: list[torch.Tensor] = []
         for start in range(0, self.n, self.step):
             end = min(self.n, start + self.step)
-            view = self._view(start, end)
-            if view is not None:
-                block = _as_tensor(np.asarray(view, dtype=self.np_dtype))
-            elif self._gatherable():
-                if self._source is None:
-                    self._source = _shared_tensor(self.x)
-                if buffer is None:
-                    buffer = torch.empty(min(self.step, self.n), self.x.shape[1], dtype=self.dtype)
-                index = torch.from_numpy(np.ascontiguousarray(self.rows[start:end]))
-                block = torch.index_select(self._source, 0, index, out=buffer[:end - start])
-            else:
-                block = _as_tensor(np.asarray(self.x[self.rows[start:end]], dtype=self.np_dtype))
-            yield start, end, block.to(self.device, non_blocking=False)
+            yield start, end, self._chunk(start, end, buffer)
+
+    def spans(self) -> Iterator[Span]:
+        """The chunks as :data:`Span` s: a chunk whose rows are increasing and fill at least
+        :data:`SPAN_DENSITY` of the source rows from its first to its last is that span of ``x`` (a view) with the
+        rows' positions in it; every other chunk is :meth:`chunks`' block as it is."""
+        buffer: list[torch.Tensor] = []
+        for start in range(0, self.n, self.step):
+            end = min(self.n, start + self.step)
+            take = self._span(start, end)
+            if take is None:
+                yield start, end, self._chunk(start, end, buffer), None
+                continue
+            first = int(self.rows[start])
+            span = self.x[first:first + int(take[-1]) + 1]
+            yield start, end, _as_tensor(np.asarray(span, dtype=self.np_dtype)).to(self.device), take
+
+    def _span(self, start: int, end: int) -> torch.Tensor | None:
+        """The positions of ``rows[start:end]`` in the span of ``x`` from the first to the last of them, when they
+        are increasing (and not consecutive) and fill at least :data:`SPAN_DENSITY` of it; else None."""
+        if self.rows is None or not self._plain_rows or not isinstance(self.x, np.ndarray):
+            return None
+        r = self.rows[start:end]
+        first, width = int(r[0]), int(r[-1]) - int(r[0]) + 1
+        if width == len(r) or len(r) < SPAN_DENSITY * width or not bool(np.all(np.diff(r) > 0)):
+            return None
+        return torch.from_numpy(r - first)
+
+    def _chunk(self, start: int, end: int, buffer: list[torch.Tensor]) -> torch.Tensor:
+        """The rows ``rows[start:end]``: a view where they are consecutive, else gathered into ``buffer``'s one
+        tensor (made on first use)."""
+        view = self._view(start, end)
+        if view is not None:
+            block = _as_tensor(np.asarray(view, dtype=self.np_dtype))
+        elif self._gatherable():
+            if self._source is None:
+                self._source = _shared_tensor(self.x)
+            if not buffer:
+                buffer.append(torch.empty(min(self.step, self.n), self.x.shape[1], dtype=self.dtype))
+            index = torch.from_numpy(np.ascontiguousarray(self.rows[start:end]))
+            block = torch.index_select(self._source, 0, index, out=buffer[0][:end - start])
+        else:
+            block = _as_tensor(np.asarray(self.x[self.rows[start:end]], dtype=self.np_dtype))
+        return block.to(self.device, non_blocking=False)
 
 
 def dense_design(matrix: torch.Tensor, intercept_scaling: float | None = None,
