@@ -81,12 +81,13 @@ def _gradient(design: Design, W: torch.Tensor, Y: torch.Tensor, Z: torch.Tensor,
 
 
 def _cg(design: Design, active: torch.Tensor, g: torch.Tensor, C: float, eta: torch.Tensor, max_cg: int,
-        precond=None, collect: list | None = None, max_collect: int = 0):
+        precond=None, collect: list | None = None, max_collect: int = 0, products: bool = True):
     """Approximately solve ``(I + 2C X~^T diag(active) X~) P = -g`` column-wise by preconditioned CG.
 
-    ``precond(R, idx)`` applies the inverse preconditioner to the columns ``idx``. Returns ``P``, ``X~ P`` and
-    the number of steps; the directions and their products are appended to ``collect`` (up to ``max_collect``
-    columns) for the next subspace.
+    ``precond(R, idx)`` applies the inverse preconditioner to the columns ``idx``. Returns ``P``, ``X~ P`` (None
+    unless ``products``: on a low-precision copy the caller computes it exactly) and the number of steps; the
+    directions and their products are appended to ``collect`` (up to ``max_collect`` columns) for the next
+    subspace.
     """
     K = g.shape[1]
     all_idx = torch.arange(K, device=g.device)
@@ -96,7 +97,7 @@ def _cg(design: Design, active: torch.Tensor, g: torch.Tensor, C: float, eta: to
     rz = (r * z).sum(0)
     target = eta * (r * r).sum(0).sqrt()
     P = torch.zeros_like(g)
-    XP = torch.zeros(design.n, K, dtype=torch.float64, device=design.device)
+    XP = torch.zeros(design.n, K, dtype=torch.float64, device=design.device) if products else None
     live = torch.ones(K, dtype=torch.bool, device=design.device)
     steps = collected = 0
     for _ in range(max_cg):
@@ -111,7 +112,8 @@ def _cg(design: Design, active: torch.Tensor, g: torch.Tensor, C: float, eta: to
         Hp = pl + (2 * C) * XtAXp
         alpha = rz[idx] / (pl * Hp).sum(0)
         P[:, idx] += alpha * pl
-        XP[:, idx] += alpha * Xp
+        if XP is not None:
+            XP[:, idx] += alpha * Xp
         r[:, idx] -= alpha * Hp
         rl = r[:, idx]
         zl = precond(rl, idx) if precond is not None else rl
@@ -209,7 +211,8 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
             count = len(rows) if n_any_active is None else n_any_active  # (over every rank)
             if not recycle and count <= plan.compact_fraction * design.n_total:  # (a subspace needs all rows)
                 cg_design, cg_active = hessian.subset(rows), active[rows]
-            P, _, steps = _cg(cg_design, cg_active, gc, C, eta, plan.max_cg, precond, collect, 2 * rank)
+            P, _, steps = _cg(cg_design, cg_active, gc, C, eta, plan.max_cg, precond, collect, 2 * rank,
+                              products=False)
             if cg_design is not hessian:
                 hessian.passes += cg_design.passes
             del cg_design
