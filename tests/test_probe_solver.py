@@ -385,6 +385,8 @@ def test_the_plan_takes_a_bfloat16_copy_only_with_the_instructions_and_the_memor
     roomy = Machine(available_memory=10 ** 9, fast_bfloat16=True, packing=False)
     chosen = plan_solve(design, opts, roomy)
     assert (chosen.hessian_precision, chosen.hessian_layout, chosen.max_cg) == ("bfloat16", "plain", 30)
+    assert plan_solve(design, opts, roomy, monitored=True).max_cg == 20          # a grid fit's monitor looks sooner
+    assert plan_solve(design, SolverOptions(precondition="subspace", max_cg=7), roomy, monitored=True).max_cg == 7
     assert newton_cg(design, Y, 0.1, options=opts, plan=chosen).bfloat16_passes > 0
     need = (1 + plan.COMPACT_FRACTION) * 2 * 200 * 30
     tight = Machine(available_memory=int(1.9 * need), fast_bfloat16=True, packing=False)   # the copy would not fit
@@ -392,6 +394,7 @@ def test_the_plan_takes_a_bfloat16_copy_only_with_the_instructions_and_the_memor
     assert plan_solve(standardized_design(x, fit_standardizer(x)), opts, tight).hessian_precision == "storage"
     emulated = Machine(available_memory=10 ** 9, fast_bfloat16=False, packing=False)        # no bfloat16 instructions
     assert plan_solve(design, opts, emulated) == plan.SolvePlan("subspace", "storage", "", 250, 0.0, 31)  # dim: 30 + bias
+    assert plan_solve(design, opts, emulated, monitored=True).max_cg == 250        # (without a copy: no cap to lower)
 
 
 def test_the_plan_takes_the_sketch_only_with_room_for_its_row_products(monkeypatch):

@@ -26,7 +26,8 @@ answer: CG is preconditioned by a randomized sketch of the data's top eigenvecto
 a standardised bfloat16 copy of the rows (in oneDNN's packed layouts where torch can pack them, see
 :mod:`gan_probe.probe.packed`), while the margins, objective and gradient are computed from the data in its own
 precision: after CG, one more pass computes the exact ``X~ P`` for the line search and the margins, so every
-step lowers the true objective. Each Newton step there runs at most ``LARGE_MAX_CG`` CG steps: at large C the
+step lowers the true objective. Each Newton step there runs at most ``LARGE_MAX_CG`` CG steps (``MONITORED_MAX_CG``
+where a monitor may end the solve, e.g. a fit on the C grid): at large C the
 Newton systems are ill-conditioned and the long CG runs of a tight tolerance cost many passes for directions whose
 steps the line search then cuts short; more, cheaper Newton steps reach the optimum with fewer passes. On the
 paper's 28,672-dim CIFAR-10 features (2 CPU cores, 50,000 rows) C = 0.01 converges in 270 s from a cold start,
@@ -167,7 +168,7 @@ def newton_cg(design: Design, Y: torch.Tensor, C: float, W0: torch.Tensor | None
     if not C > 0:
         raise ValueError(f"C must be positive, got {C}")
     # every rank executes rank 0's plan (the machine facts a plan reads may differ between ranks)
-    plan = plan or design.reducer.from_main(plan_solve(design, opts))
+    plan = plan or design.reducer.from_main(plan_solve(design, opts, monitored=monitor is not None))
     reducer = design.reducer
     start_time = time.perf_counter()
     start_passes = design.passes
