@@ -26,8 +26,8 @@ the libraries' order depends on the processor: OpenBLAS ran them twice as fast a
 (MKL) twice as fast as OpenBLAS on an Intel Xeon (2 cores, 40,000 x 28,672 memory-mapped float32 rows, 10 columns:
 0.45 s in torch against 0.67 s in NumPy), so on processors of the vendors in :data:`TORCH_FLAT_PRODUCT_VENDORS`
 they stay with torch. (On that Intel Xeon torch also factorised faster -- a 5,000 x 5,000 Cholesky in 0.40 against
-0.68 s -- while OpenBLAS kept its lead for the symmetric rank-k update of :func:`gram` and the k-means products; the
-rest of the policy is unchanged there.)
+0.68 s -- while OpenBLAS kept its lead for the k-means products and, from a few thousand rows, the symmetric
+rank-k update of :func:`gram`; the rest of the policy is unchanged there.)
 
 >>> a, b = torch.ones(2, 3), torch.ones(3, 4)
 >>> mm(a, b).tolist()[0], mm(a, b, out=torch.empty(2, 4), backend="numpy").tolist()[1]

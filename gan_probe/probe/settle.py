@@ -23,7 +23,12 @@ within 0.125 points of the converged fit's and the same chosen C. The catch-up r
 records: 206 s, every accuracy within 0.175 points, the same C (with 5 catch-up steps, or 1 settled step instead of
 2, accuracies moved by up to 0.225 and 0.875 points). Run on all 50,000 images (5,000 for validation), the trailing
 fits at C = 1e-3, 1e-2, 0.1 and 1 stopped after 6, 8, 3 and 3 Newton steps where the fixed count alone took 7, 13,
-5 and 3, at validation accuracies of 69.58, 67.12, 66.42 and 66.36% against 69.58, 67.12, 66.42 and 66.40%.
+5 and 3, at validation accuracies of 69.58, 67.12, 66.42 and 66.36% against 69.58, 67.12, 66.42 and 66.40%. With
+at most 20 CG steps a Newton step in grid fits (:data:`~gan_probe.probe.plan.MONITORED_MAX_CG`; 2 cores of an
+Intel Xeon) they stopped after 6, 9, 3 and 3 steps at 69.58, 67.00, 66.36 and 66.26%, where the same fits run to
+the tolerance reached 69.58, 67.12, 66.52 and 66.44% (on the 40,000 rows, 4,000 for validation: 68.05, 64.92, 64.35
+and 64.12% against 68.05, 65.18, 64.45 and 64.45%): a trailing fit's reported accuracy may be off by a third of a
+point, the chosen C and its accuracy are not.
 
 >>> import torch
 >>> from gan_probe.probe.design import dense_design
