@@ -7,8 +7,9 @@ design of the same rows is timed too. Prints seconds per pass and the ratios, fo
 ``--columns``, and checks that the two bfloat16 layouts give the same products.
 
 Then the solver's two passes in float32 (per Newton step: the exact ``X~ P`` after CG, and the gradient
-``X~^T r``): :meth:`Design.matmul` (weights packed for oneDNN) and :meth:`Design.rmatmul` (NumPy's BLAS) against
-torch's plain products over the same chunks in the same run, with the largest difference between them.
+``X~^T r``): :meth:`Design.matmul` (weights packed for oneDNN) and :meth:`Design.rmatmul` (NumPy's BLAS, or
+torch's on the processors of ``linalg.TORCH_FLAT_PRODUCT_VENDORS``) against torch's plain products over the same
+chunks in the same run, with the largest difference between them.
 
     python benchmarks/bench_products.py                          # 20,480 x 28,672, 10 and 20 columns, 2 threads
     python benchmarks/bench_products.py --rows 4096 --features 4096 --columns 10
