@@ -64,9 +64,10 @@ def test_extract_killed_inside_its_training_split_resumes_to_the_same_store(tmp_
     row_bytes = reference.train_features.shape[1] * 4
     partial = tmp_path / "f" / ".partial" / "train_features.npy"
 
-    def some_rows_written():  # past the header and at least 20 whole rows, long before the split's 1,347
+    def some_rows_written():  # past the header and at least 20 whole rows, long before the split's 1,347 (one
+        # batch of 8 more: a rerun keeps whole batches only, and 20 written rows are 16 kept ones)
         try:
-            return partial.stat().st_size > 128 + 20 * row_bytes
+            return partial.stat().st_size > 128 + (20 + 8) * row_bytes
         except FileNotFoundError:
             return False
 
