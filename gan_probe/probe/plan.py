@@ -72,12 +72,6 @@ MONITORED_MAX_CG = 20
 COMPACT_FRACTION = 0.85
 #: the same for a packed copy, whose re-packing costs about 60 of its (faster) passes per row: 6.5 s for 23,000 of
 #: 50,000 x 28,672 rows on 2 CPU cores, where a pass over all of them takes 0.24 s. With at most LARGE_MAX_CG = 30
-#: the same for a solve that a monitor may end early (a fit on the C grid, which stops once its validation
-#: predictions settle: :mod:`gan_probe.probe.settle`): cheaper Newton steps let the monitor look more often. On the
-#: paper model's 50,000 x 28,672 CIFAR-10 features (2 cores of an Intel Xeon; grid 1e-4, 1e-3, 1e-2, 5,000
-#: validation rows) the trailing fits at C = 1e-3 and 1e-2 took 46 and 63 s instead of 57 and 75 s (6 and 9
-#: Newton steps instead of 6 and 8), at validation accuracies of 69.58 and 67.04% against 69.58 and 67.12%
-MONITORED_MAX_CG = 20
 #: CG steps a Newton step, a copy of a share f of the rows saves 30 (1 - f) passes and costs 60 f: worth it below
 #: a third (at 0.46, with the earlier bound of 0.5, a Newton step took 17 s instead of 11)
 PACKED_COMPACT_FRACTION = 0.25
