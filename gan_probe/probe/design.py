@@ -509,8 +509,9 @@ class _RowReader:
 
     def _span(self, start: int, end: int) -> torch.Tensor | None:
         """The positions of ``rows[start:end]`` in the span of ``x`` from the first to the last of them, when they
-        are increasing (and not consecutive) and fill at least :data:`SPAN_DENSITY` of it; else None."""
-        if self.rows is None or not self._plain_rows or not isinstance(self.x, np.ndarray):
+        are increasing (and not consecutive) and fill at least :data:`SPAN_DENSITY` of it, in a source the spans
+        are views of (what a gather takes); else None."""
+        if self.rows is None or not self._gatherable():
             return None
         r = self.rows[start:end]
         first, width = int(r[0]), int(r[-1]) - int(r[0]) + 1
