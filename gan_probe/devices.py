@@ -53,18 +53,18 @@ def available_memory() -> int | None:
 def cpu_vendor() -> str:
     """The processor's vendor as ``/proc/cpuinfo`` names it (``GenuineIntel``, ``AuthenticAMD``, ...; "" where it
     cannot be read): a fixed property of the machine, like :func:`fast_bfloat16`."""
-    return _cpuinfo_field("vendor_id")
+    return cpuinfo_field("vendor_id")
 
 
 def _cpu_flags() -> frozenset[str]:
-    return frozenset(_cpuinfo_field("flags").split())
+    return frozenset(cpuinfo_field("flags").split())
 
 
 @functools.lru_cache(maxsize=None)
-def _cpuinfo_field(name: str) -> str:
-    """The value of the first ``name`` line of ``/proc/cpuinfo`` ("" where there is none)."""
+def cpuinfo_field(name: str) -> str:
+    """The value of the first ``name`` line of ``/proc/cpuinfo`` ("" where there is none or it cannot be read)."""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if line.split(":", 1)[0].strip() == name:
                     return line.split(":", 1)[1].strip()

@@ -76,14 +76,9 @@ def versions() -> dict[str, str]:
 def cpu_model() -> str:
     """The processor's model name (``/proc/cpuinfo`` on Linux, else what the platform says; "" if unknown).
     Together with the CPU capability torch dispatches to (e.g. AVX512) it decides the last bits of CPU results."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    from .devices import cpuinfo_field
+
+    return cpuinfo_field("model name") or platform.processor()
 
 
 def device_info(device: str | None = None) -> dict[str, Any]:
@@ -93,7 +88,8 @@ def device_info(device: str | None = None) -> dict[str, Any]:
     from .devices import cpu_vendor
 
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                            "cpu_model": cpu_model(), "cpu_vendor": cpu_vendor(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                            "cpu_model": cpu_model(), "cpu_vendor": cpu_vendor(),
+                            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     dev = str(device) if device is not None else "cpu"
     info["device"] = dev
