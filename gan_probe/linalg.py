@@ -3,10 +3,11 @@
 The policy. An operation goes through NumPy and SciPy (the OpenBLAS and LAPACK of their wheels) when its tensors
 are float32 or float64 on the CPU, need no gradient, and it is large: a product of at least :data:`SMALL_WORK`
 multiply-adds, a factorisation or triangular solve of a matrix side of at least :data:`SMALL_SIDE`. Everything else
--- CUDA tensors, bfloat16 ones (NumPy has no bfloat16), small operations -- stays with torch. Inside a :func:`prefer_numpy` block the size rule is off and CPU operations
-of any size go to NumPy: the k-means baseline opens one (its :class:`~gan_probe.baselines.parallel.WorkerPool` and
-its patch encoder), since its worker threads run one-thread kernels (no thread pool to switch), its products were
-measured faster in OpenBLAS at every size, and its results must not depend on the number of workers.
+-- CUDA tensors, bfloat16 ones (NumPy has no bfloat16), small operations -- stays with torch. Inside a
+:func:`prefer_numpy` block the size rule is off and CPU operations of any size go to NumPy: the k-means baseline
+opens one (its :class:`~gan_probe.baselines.parallel.WorkerPool` and its patch encoder), since its worker threads
+run one-thread kernels (no thread pool to switch), its products were measured faster in OpenBLAS at every size,
+and its results must not depend on the number of workers.
 ``backend="numpy"`` or ``"torch"`` forces one library for an operation (``"numpy"`` only on the CPU), e.g. to
 compare the two (``benchmarks/bench_kmeans.py``). Results are torch tensors either way, sharing memory with NumPy's
 where they can.
