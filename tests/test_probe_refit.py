@@ -15,14 +15,9 @@ from gan_probe.probe.protocols import run_protocol
 from gan_probe.probe.standardize import fit_standardizer
 from gan_probe.probe.svm import TrainingProblem
 
+from feature_stores import gaussian_blobs
+
 LAYOUTS = ["plain"] + (["packed"] if packing_available() else [])
-
-
-def _blobs(n, dim, k=4, seed=0, spread=2.0):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0, 1, (k, dim))
-    y = np.arange(n) % k
-    return (means[y] + spread * rng.normal(0, 1, (n, dim))).astype(np.float32), y
 
 
 def _options(layout):
@@ -31,7 +26,7 @@ def _options(layout):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_the_refit_continues_from_the_grid_and_reaches_the_fresh_refits_solution(layout):
-    x, y = _blobs(700, 90, seed=1)
+    x, y = gaussian_blobs(700, 90, seed=1)
     st = fit_standardizer(x)
     order = np.random.default_rng(2).permutation(700)
     rest, val = np.sort(order[:560]), np.sort(order[560:])
@@ -68,7 +63,7 @@ def test_the_refit_continues_from_the_grid_and_reaches_the_fresh_refits_solution
 
 
 def test_nothing_is_taken_from_a_problem_over_other_rows_or_without_a_copy():
-    x, y = _blobs(300, 20, seed=4)
+    x, y = gaussian_blobs(300, 20, seed=4)
     st = fit_standardizer(x)
     rows = np.arange(300)
     grid = TrainingProblem(x, y, rows=rows[:200], standardizer=st, device="cpu", method="primal")
@@ -102,8 +97,8 @@ def _with_copy(design):
 
 
 def test_the_protocols_refit_is_the_grid_rows_then_the_validation_rows():
-    x, y = _blobs(600, 40, seed=5)
-    xt, yt = _blobs(200, 40, seed=6)
+    x, y = gaussian_blobs(600, 40, seed=5)
+    xt, yt = gaussian_blobs(200, 40, seed=6)
     config = probe_config(C_grid="1e-3,1e-2,1e-1", method="primal", device="cpu")
     config = dataclasses.replace(config, options=_options("plain"))
     out = run_protocol(x, y, xt, yt, config)

@@ -13,13 +13,7 @@ from gan_probe.probe.protocols import run_protocol
 from gan_probe.probe.settle import SettledPredictions
 from gan_probe.probe.sketch import SketchedSpectrum
 
-
-def _blobs(n, dim, k=4, seed=0, spread=2.5):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0, 1, (k, dim))
-    y = np.arange(n) % k
-    x = (means[y] + spread * rng.normal(0, 1, (n, dim))).astype(np.float32)
-    return x, y
+from feature_stores import gaussian_blobs
 
 
 def test_monitor_counts_changes_and_stops_after_steps_unchanged():
@@ -64,8 +58,8 @@ def test_a_fit_trailing_the_best_settles_at_a_tenth_of_its_gap_per_step():
 
 
 def test_settled_grid_chooses_the_same_C_and_reports_the_converged_refit():
-    x, y = _blobs(1200, 60, seed=1)
-    xt, yt = _blobs(400, 60, seed=2)
+    x, y = gaussian_blobs(1200, 60, seed=1, spread=2.5)
+    xt, yt = gaussian_blobs(400, 60, seed=2, spread=2.5)
     results = {}
     for settle in (0, 1):
         config = probe_config(C_grid="1e-3,1e-2,1e-1,1", settle=settle, method="primal", device="cpu")
@@ -97,7 +91,7 @@ def test_settle_is_checked_and_named_as_the_user_spelled_it():
 
 
 def test_a_sketch_moved_onto_other_rows_is_their_rayleigh_ritz_and_leaves_the_solution_unchanged():
-    x, y = _blobs(900, 80, seed=3, spread=1.0)
+    x, y = gaussian_blobs(900, 80, seed=3, spread=1.0)
     X = torch.as_tensor((x - x.mean(0)) / x.std(0), dtype=torch.float64)
     Y = torch.where(torch.as_tensor(y)[:, None] == torch.arange(4)[None, :], 1.0, -1.0).to(torch.float64)
     part, whole = dense_design(X[:600]), dense_design(X)
@@ -122,7 +116,7 @@ def test_a_sketch_moved_onto_other_rows_is_their_rayleigh_ritz_and_leaves_the_so
 
 
 def test_newton_stops_when_the_monitor_says_so():
-    x, y = _blobs(300, 20, seed=4)
+    x, y = gaussian_blobs(300, 20, seed=4, spread=2.5)
     X = torch.as_tensor(x, dtype=torch.float64)
     Y = torch.where(torch.as_tensor(y)[:, None] == torch.arange(4)[None, :], 1.0, -1.0).to(torch.float64)
     calls = []
