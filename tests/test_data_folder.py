@@ -79,7 +79,8 @@ def test_sizes_and_resize(tmp_path):
 def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
     write_images(tmp_path / "p", ["a.png", "b.png"])
     first = load_split("folder", tmp_path / "p", image_size=6)
-    assert first.info["cache_hit"] is False and os.path.dirname(first.info["cache"]) == str(tmp_path / "cache" / "images")
+    assert first.info["cache_hit"] is False
+    assert os.path.dirname(first.info["cache"]) == str(tmp_path / "cache" / "images")
     assert os.path.isfile(first.info["cache"].replace(".npy", ".json"))
 
     import gan_probe.data.decode as decode

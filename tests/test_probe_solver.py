@@ -393,7 +393,8 @@ def test_the_plan_takes_a_bfloat16_copy_only_with_the_instructions_and_the_memor
     assert plan_solve(design, opts, tight).hessian_precision == "bfloat16"     # ... but this design holds one
     assert plan_solve(standardized_design(x, fit_standardizer(x)), opts, tight).hessian_precision == "storage"
     emulated = Machine(available_memory=10 ** 9, fast_bfloat16=False, packing=False)        # no bfloat16 instructions
-    assert plan_solve(design, opts, emulated) == plan.SolvePlan("subspace", "storage", "", 250, 0.0, 31)  # dim: 30 + bias
+    # rank 31: 30 features + the bias column
+    assert plan_solve(design, opts, emulated) == plan.SolvePlan("subspace", "storage", "", 250, 0.0, 31)
     assert plan_solve(design, opts, emulated, monitored=True).max_cg == 250        # (without a copy: no cap to lower)
 
 

@@ -94,6 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         detail = str(exc)  # e.g. training's "stopped at step N ...; checkpoint written to ..."
         hint = args._interrupted(args) if args._interrupted is not None else None
-        print(f"gan-probe {args.command}: interrupted" + (f": {detail}" if detail else "") + (f"; {hint}" if hint else ""),
-              file=sys.stderr)
+        print(f"gan-probe {args.command}: interrupted" + (f": {detail}" if detail else "")
+              + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130

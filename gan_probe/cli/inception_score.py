@@ -46,7 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     n.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     n.add_argument("--json", metavar="OUT", help="write the result with conventions and provenance here")
     n.add_argument("--no-progress", action="store_true", help="no progress bar")
-    n.add_argument("--force", action="store_true", help="replace --json OUT even when it is not a gan-probe inception-score result (one of those is always replaced, atomically)")
+    n.add_argument("--force", action="store_true",
+                   help="replace --json OUT even when it is not a gan-probe inception-score result "
+                        "(one of those is always replaced, atomically)")
 
 
 def open_source(args: argparse.Namespace, device, progress: bool = False):

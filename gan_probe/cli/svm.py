@@ -69,7 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT",
                         help="write the result object here (atomically); until then each C's fit of the full-label "
                              "protocol is kept in OUT.fits/, from which a rerun of an interrupted command resumes")
-    parser.add_argument("--force", action="store_true", help="replace --json OUT even when it is not a gan-probe svm result (one of those is always replaced, atomically)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --json OUT even when it is not a gan-probe svm result "
+                             "(one of those is always replaced, atomically)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (else bars on a terminal, periodic lines otherwise; the line per "
                              "fitted C and draw is written either way)")

@@ -29,7 +29,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the latent codes / random choices")
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
     p.add_argument("--dpi", type=int, default=150, help="resolution of PNG output")
-    p.add_argument("--force", action="store_true", help="replace --out FILE even when it is not a figure written by gan-probe viz (one of those is always replaced, atomically)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out FILE even when it is not a figure written by gan-probe viz "
+                        "(one of those is always replaced, atomically)")
 
 
 def _data(p: argparse.ArgumentParser, limit: int | None) -> None:

@@ -9,7 +9,8 @@ the entries it supersedes are deleted, so re-extracted or edited data does not p
 
 >>> from gan_probe.data.files import FileEntry
 >>> k1 = cache_key("folder", [FileEntry("a.png", 10, 1)], 32)
->>> k1 == cache_key("folder", [FileEntry("a.png", 10, 1)], 32), k1 == cache_key("folder", [FileEntry("a.png", 10, 2)], 32)
+>>> k2 = cache_key("folder", [FileEntry("a.png", 10, 2)], 32)
+>>> k1 == cache_key("folder", [FileEntry("a.png", 10, 1)], 32), k1 == k2
 (True, False)
 """
 from __future__ import annotations

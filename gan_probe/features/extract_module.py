@@ -8,7 +8,8 @@ normalised as the model expects (recorded). The model runs in eval mode with its
 them 0..n-1 in the order given (``layers``), so ``svm --layers`` selects among them like among D's.
 
 >>> from gan_probe.features.extract_module import extract_module_features           # doctest: +SKIP
->>> extract_module_features("torchvision:resnet18", ["layer1", "layer2"], dataset="digits", out="feats/r18")  # doctest: +SKIP
+>>> extract_module_features("torchvision:resnet18", ["layer1", "layer2"], dataset="digits",
+...                         out="feats/r18")  # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -136,7 +136,8 @@ def torchvision_model(spec: str, weights: str | None = None, seed: int = 0
     name = spec[len(TORCHVISION_PREFIX):] if spec.startswith(TORCHVISION_PREFIX) else spec
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
-        raise ConfigError(f"--model {spec}: unknown torchvision model; expected one of {', '.join(available[:12])}, ...")
+        raise ConfigError(f"--model {spec}: unknown torchvision model; "
+                          f"expected one of {', '.join(available[:12])}, ...")
     torch.manual_seed(seed)
     model = torchvision.models.get_model(name, weights=None)
     description = {"source": "torchvision", "model": name, "weights": None, "init_seed": seed}

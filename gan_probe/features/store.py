@@ -8,7 +8,8 @@ Layout of ``FEATS/``::
     test_labels.npy      int64,   (N_test,)
     meta.json            provenance: source checkpoint / data checksums, layers, grid, dims per layer, ...
 
-Matrices are written row-chunk by row-chunk into a ``.npy`` file (a temporary file renamed at the end), and read back memory-mapped, so a 50,000 x 28,672 float32 matrix (5.7 GB) never exists twice in RAM.
+Matrices are written row-chunk by row-chunk into a ``.npy`` file (a temporary file renamed at the end), and read
+back memory-mapped, so a 50,000 x 28,672 float32 matrix (5.7 GB) never exists twice in RAM.
 
 A sharded store (``extract --shards`` under torchrun, :mod:`gan_probe.features.shards`) holds a split's features as
 one file per rank plus ``shards.json``; :func:`load_store` reads it as the same logical ``(N, D)`` matrix.

@@ -133,7 +133,8 @@ def probe_config(*, C: float | str | None = "auto", C_grid: str | Sequence[float
 
     ``C``: ``"auto"`` (or None) to choose it on a validation split, else a number (or its text); ``C_grid``: the
     values ``C="auto"`` tries, comma-separated text or a sequence (None: :data:`DEFAULT_C_GRID`); ``tol``: the
-    solver's stopping tolerance; ``settle``: see :class:`ProbeConfig` (None: :data:`DEFAULT_SETTLE_STEPS`). Errors name each setting as ``names`` spells it.
+    solver's stopping tolerance; ``settle``: see :class:`ProbeConfig` (None: :data:`DEFAULT_SETTLE_STEPS`). Errors
+    name each setting as ``names`` spells it.
     """
     spell = {**CLI_NAMES, **names}
     if C is None or (isinstance(C, str) and C.strip().lower() == "auto"):

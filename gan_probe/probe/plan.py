@@ -17,8 +17,9 @@ Krylov-subspace preconditioner, the data's own precision, :data:`DEFAULT_MAX_CG`
 
 >>> import torch
 >>> from gan_probe.probe.design import dense_design
->>> plan_solve(dense_design(torch.ones(4, 3, dtype=torch.float64)), SolverOptions())
-SolvePlan(preconditioner='subspace', hessian_precision='storage', hessian_layout='', max_cg=250, compact_fraction=0.0, subspace_rank=3, sketch_rank=0)
+>>> plan_solve(dense_design(torch.ones(4, 3, dtype=torch.float64)), SolverOptions())  # doctest: +NORMALIZE_WHITESPACE
+SolvePlan(preconditioner='subspace', hessian_precision='storage', hessian_layout='', max_cg=250,
+          compact_fraction=0.0, subspace_rank=3, sketch_rank=0)
 >>> SolverOptions(precondition="jacobi")
 Traceback (most recent call last):
 ...

@@ -9,10 +9,10 @@ gradients need many steps unless the top of the spectrum is taken out.
 randomized range finder: one read of the data per power iteration (two by default) and half a read more, each
 with ``r`` + oversampling columns, then Rayleigh-Ritz. Products with that many columns run near the processor's
 peak, so a rank-1,024 sketch of 40,000 x 28,672 features costs about 50 s on 2 cores, as much as ~100 CG steps.
-:class:`gan_probe.probe.preconditioners.SketchPreconditioner` then inverts each class's Hessian exactly on ``span(V)``, ``M_k = I + 2C (X~V)^T
-A_k (X~V)``, and by a scalar on the complement (the mean of the Hessian's eigenvalues there, from traces).
-``M_k`` is updated from the rows whose active status changed since the last Newton step, which late in a solve
-are few.
+:class:`gan_probe.probe.preconditioners.SketchPreconditioner` then inverts each class's Hessian exactly on
+``span(V)``, ``M_k = I + 2C (X~V)^T A_k (X~V)``, and by a scalar on the complement (the mean of the Hessian's
+eigenvalues there, from traces). ``M_k`` is updated from the rows whose active status changed since the last
+Newton step, which late in a solve are few.
 """
 from __future__ import annotations
 

@@ -144,7 +144,8 @@ def layer_profile_figure(profiles: Sequence[LayerProfile], path: str | Path) -> 
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.05 * len(labels)))
+    fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8,
+               bbox_to_anchor=(0.5, -0.02 - 0.05 * len(labels)))
     dataset = {p.dataset for p in profiles}
     fig.suptitle("Per-layer linear probe" + (f" on {dataset.pop()}" if len(dataset) == 1 else ""))
     return save_figure(fig, path)

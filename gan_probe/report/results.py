@@ -861,8 +861,8 @@ def load_results(paths: Iterable[str | os.PathLike], unique_labels: bool = True)
                 raise ResultError(f"{path}: is a gan-probe report directory, not results; pass the result files "
                                   f"or run directories it was built from")
             elif is_feature_store(path):
-                raise ResultError(f"{path}: is a feature store; run `gan-probe svm --features {path} --json ...` and pass "
-                                  f"the result JSON")
+                raise ResultError(f"{path}: is a feature store; run `gan-probe svm --features {path} --json ...` "
+                                  f"and pass the result JSON")
             else:
                 before = len(results)
                 _scan(path, results, seen)
