@@ -396,6 +396,9 @@ def test_representation_comparison_puts_svm_and_knn_side_by_side(tmp_path):
                        features_meta=svhn_meta),
         "p_knn": probe("pixels", "svhn", 0.35, 0.01, dataset="svhn", labels_per_class=None, n_train=1000, n_test=2000,
                        features_meta=svhn_meta, classifier="knn", vote="majority", C=None),
+        # probed by the L2-SVM alone (a representation, and a setting of a paired one): not in this table
+        "r_svm": probe("random-d", "few-labels", 0.50, 0.01),
+        "d_full": probe("dcgan", "full", 0.72, 0.0),
     })
     labels = sorted(p.label for p in res.probes)
     assert "Raw pixels + kNN (majority vote)" in labels and "DCGAN (paper32) + kNN (weighted vote)" in labels
@@ -409,6 +412,9 @@ def test_representation_comparison_puts_svm_and_knn_side_by_side(tmp_path):
                     "Raw pixels": ["-", "-", "-", "70.00% (±1.00%)", "-", "65.00% (±1.00%)"]}
     assert any("2,000 images held out of the SVHN training images" in n for n in table.notes)
     assert comparison_table([p for p in res.probes if p.classifier == "svm"]) is None
+    # a kNN result whose representation has no L2-SVM result in its setting pairs with nothing
+    assert comparison_table([p for p in res.probes if p.classifier == "knn" or p.dataset != "svhn"
+                             and p.protocol != "few-labels"]) is None
 
 
 def test_vae_and_torchvision_stores_get_their_own_labels(tmp_path):

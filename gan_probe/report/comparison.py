@@ -1,10 +1,12 @@
 """The representation comparison table: one row per representation, a linear L2-SVM and a kNN column per setting.
 
-A report gets this table when its results probe at least one representation with both classifiers (``gan-probe
-svm`` and ``gan-probe knn`` on the same feature store): it shows, side by side, how much of each representation's
-accuracy a linear classifier and a nearest-neighbour vote recover. Settings are (dataset, protocol, labels):
-CIFAR-10 with 400 labels per class, the SVHN slice with 1,000 labels, and so on, each with its own two columns.
-SVHN columns show the test error, as the paper's Table 2 does; the others show accuracy.
+A report gets this table when its results probe at least one representation with both classifiers in one setting
+(``gan-probe svm`` and ``gan-probe knn`` on the same feature store): it shows, side by side, how much of each
+representation's accuracy a linear classifier and a nearest-neighbour vote recover. Settings are (dataset,
+protocol, labels): CIFAR-10 with 400 labels per class, the SVHN slice with 1,000 labels, and so on, each with its
+own columns. Only such pairs are shown: a representation or setting that only one classifier probed (a per-layer
+profile, say) stays in the other tables. SVHN columns show the test error, as the paper's Table 2 does; the others
+show accuracy.
 
 >>> from gan_probe.report.comparison import representation_name
 >>> representation_name("k-means (1600 centroids) + kNN (weighted vote)"), representation_name("Raw pixels + L2-SVM")
@@ -51,9 +53,18 @@ def _setting_title(setting: tuple, n_train: int | None) -> str:
     return f"{name}, {lpc} per class"
 
 
+def _paired(probes: Sequence[ProbeResult]) -> list[ProbeResult]:
+    """The results of the (representation, setting) pairs that both an L2-SVM and a kNN result probe."""
+    kinds: dict[tuple, set] = {}
+    for r in probes:
+        kinds.setdefault((representation_name(r.label), _setting(r)), set()).add(r.classifier == "knn")
+    return [r for r in probes if kinds[(representation_name(r.label), _setting(r))] == {True, False}]
+
+
 def comparison_table(probes: Sequence[ProbeResult]) -> Table | None:
-    """SVM and kNN columns per setting for every representation (None unless some result is a kNN one)."""
-    if not any(r.classifier == "knn" for r in probes):
+    """SVM and kNN columns per setting for every representation probed by both in that setting (None if none)."""
+    probes = _paired(probes)
+    if not probes:
         return None
     settings: OrderedDict[tuple, int | None] = OrderedDict()
     classifiers: OrderedDict[str, None] = OrderedDict([(CLASSIFIERS["svm"], None)])
