@@ -411,13 +411,14 @@ def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: 
     (a GPU then receives one chunk at a time).
     """
     device = torch.device(device)
-    n = len(rows) if rows is not None else x.shape[0]
     dim = x.shape[1]
     if rows is not None:
         rows = np.asarray(rows, dtype=np.int64)
     dtype = torch.float32 if x.dtype != np.float64 else torch.float64
     itemsize = 4 if dtype == torch.float32 else 8
     step = chunk_rows or max(1, STREAM_CHUNK_BYTES // max(1, dim * itemsize))
+    reader = _RowReader(x, rows, dtype, device, step)
+    n = reader.n
     if standardizer is not None:
         mean = torch.as_tensor(standardizer.mean, dtype=torch.float64, device=device)
         inv = torch.as_tensor(1.0 / standardizer.scale, dtype=torch.float64, device=device)
@@ -425,7 +426,6 @@ def standardized_design(x: np.ndarray, standardizer: Standardizer | None, rows: 
     else:
         mean = inv = shift = scale = None
 
-    reader = _RowReader(x, rows, dtype, device, step)
     n_total = (reducer or LOCAL).count(n)
     if cache_bytes is None:
         cache_bytes = _default_cache_bytes(device)
@@ -486,10 +486,14 @@ class _RowReader:
         return (self._plain_rows and isinstance(self.x, np.ndarray) and self.x.dtype == self.np_dtype
                 and self.x.ndim == 2 and all(stride >= 0 for stride in self.x.strides))
 
+    def _bounds(self) -> Iterator[tuple[int, int]]:
+        """Each chunk's first and past-the-last position in ``rows``."""
+        for start in range(0, self.n, self.step):
+            yield start, min(self.n, start + self.step)
+
     def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
         buffer: list[torch.Tensor] = []
-        for start in range(0, self.n, self.step):
-            end = min(self.n, start + self.step)
+        for start, end in self._bounds():
             yield start, end, self._chunk(start, end, buffer)
 
     def spans(self) -> Iterator[Span]:
@@ -497,8 +501,7 @@ class _RowReader:
         :data:`SPAN_DENSITY` of the source rows from its first to its last is that span of ``x`` (a view) with the
         rows' positions in it; every other chunk is :meth:`chunks`' block as it is."""
         buffer: list[torch.Tensor] = []
-        for start in range(0, self.n, self.step):
-            end = min(self.n, start + self.step)
+        for start, end in self._bounds():
             take = self._span(start, end)
             if take is None:
                 yield start, end, self._chunk(start, end, buffer), None
