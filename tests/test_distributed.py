@@ -14,16 +14,14 @@ from gan_probe.cli import main
 from gan_probe.features import extract_features, load_store
 from gan_probe.metrics.weights import random_reference_state_dict
 from gan_probe.training.syncbn import GlobalBatchNorm2d, convert_sync_batchnorm
-from gan_probe.training import TrainConfig, read_log, train
+from gan_probe.training import read_log
 
-from rank_launch import launch_two_ranks
+from rank_launch import launch_two_ranks, run_one_process
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs gloo")
 
 TRAIN = ["--device", "cpu", "--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32", "--log-every", "1",
          "--sample-every", "2", "--checkpoint-every", "1", "--no-progress", "--seed", "7"]
-CONFIG = dict(dataset="digits", preset="small32", model={"ngf": 8, "ndf": 8, "nz": 16}, batch_size=32, log_every=1,
-              sample_every=2, checkpoint_every=1, seed=7, device="cpu")
 
 WORKER = textwrap.dedent("""
     import os, shutil, sys
@@ -130,20 +128,20 @@ def test_global_batch_must_divide_by_world_size(two_ranks):
 
 def test_sync_bn_two_ranks_equal_one_process(two_ranks, tmp_path):
     tmp, done = two_ranks
-    one = train(TrainConfig(**CONFIG, max_steps=3), tmp_path / "one")
-    expected = _weights(one.out_dir / "checkpoint.pt")
+    run_one_process("train", *TRAIN, "--max-steps", "3", "--out", tmp_path / "one")
+    expected = _weights(tmp_path / "one" / "checkpoint.pt")
     got = _weights(tmp / "sync_step3.pt")
     assert _max_diff(expected, got) < 1e-5
     np.testing.assert_allclose([r["loss_d"] for r in read_log(tmp / "sync")][:3],
-                               [r["loss_d"] for r in read_log(one.out_dir)], rtol=1e-5)
+                               [r["loss_d"] for r in read_log(tmp_path / "one")], rtol=1e-5)
     # without --sync-bn each rank normalises with its half-batch statistics: a different trajectory
     assert _max_diff(expected, _weights(tmp / "local" / "checkpoint.pt")) > 1e-4
 
 
 def test_resume_under_two_ranks_equals_uninterrupted_single_process(two_ranks, tmp_path):
     tmp, done = two_ranks
-    straight = train(TrainConfig(**CONFIG, max_steps=5), tmp_path / "straight")
-    assert _max_diff(_weights(straight.out_dir / "checkpoint.pt"), _weights(tmp / "sync" / "checkpoint.pt")) < 1e-5
+    run_one_process("train", *TRAIN, "--max-steps", "5", "--out", tmp_path / "straight")
+    assert _max_diff(_weights(tmp_path / "straight" / "checkpoint.pt"), _weights(tmp / "sync" / "checkpoint.pt")) < 1e-5
     state = load_checkpoint(tmp / "sync" / "checkpoint.pt")
     assert state["step"] == 5 and state["distributed"]["world_size"] == 2
     assert state["distributed"]["per_rank_batch"] == 16 and state["distributed"]["global_batch"] == 32
@@ -155,18 +153,18 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoin
     assert [r["step"] for r in read_log(tmp / "stop")] == [1, 2, 3]
     stopped = [line for line in done.stderr.splitlines() if line.startswith("gan-probe train: interrupted")]
     assert len(stopped) == 2 and all("stopped at step 3 of 6 on request" in line for line in stopped)
-    resumed = train(TrainConfig(**CONFIG, max_steps=6), tmp / "stop", resume=True)
-    straight = train(TrainConfig(**CONFIG, max_steps=6), tmp_path / "straight")
-    assert resumed.resumed_from == 3
-    assert _max_diff(_weights(straight.out_dir / "checkpoint.pt"), _weights(tmp / "stop" / "checkpoint.pt")) < 1e-5
+    resumed = run_one_process("train", *TRAIN, "--max-steps", "6", "--resume", "--out", tmp / "stop")
+    run_one_process("train", *TRAIN, "--max-steps", "6", "--out", tmp_path / "straight")
+    assert "trained to step 6/6 (resumed at step 3)" in resumed.stdout
+    assert _max_diff(_weights(tmp_path / "straight" / "checkpoint.pt"), _weights(tmp / "stop" / "checkpoint.pt")) < 1e-5
 
 
 def test_two_rank_online_probe_equals_one_process(two_ranks, tmp_path):
     tmp, done = two_ranks
-    one = train(TrainConfig(**CONFIG, max_steps=4, probe_every=2, probe_dataset="digits", probe_images=100),
-                tmp_path / "one")
+    run_one_process("train", *TRAIN, "--max-steps", "4", "--probe-every", "2", "--probe-dataset", "digits",
+                    "--probe-images", "100", "--out", tmp_path / "one")
     got = [(r["step"], r["probe_acc"]) for r in read_log(tmp / "probe") if "probe_acc" in r]
-    expected = [(r["step"], r["probe_acc"]) for r in read_log(one.out_dir) if "probe_acc" in r]
+    expected = [(r["step"], r["probe_acc"]) for r in read_log(tmp_path / "one") if "probe_acc" in r]
     assert [s for s, _ in got] == [s for s, _ in expected] == [0, 2, 4] and got[0] == expected[0]
     # the weights agree to 1e-5: the same accuracy, or one of the 25 validation images either way
     assert all(abs(a - b) <= 1 / 25 + 1e-9 for (_, a), (_, b) in zip(got, expected))
@@ -204,11 +202,11 @@ def test_two_rank_extract_equals_one_process(two_ranks, tmp_path):
 
 def test_two_rank_vae_training_and_extraction_equal_one_process(two_ranks, tmp_path):
     tmp, done = two_ranks
-    one = train(TrainConfig(**CONFIG, family="vae", max_steps=3), tmp_path / "one")
-    a, b = (load_checkpoint(path)["vae"] for path in (one.out_dir / "checkpoint.pt", tmp / "vae" / "checkpoint.pt"))
+    run_one_process("train", *TRAIN, "--model", "vae", "--max-steps", "3", "--out", tmp_path / "one")
+    a, b = (load_checkpoint(p / "checkpoint.pt")["vae"] for p in (tmp_path / "one", tmp / "vae"))
     assert _max_diff(a, b) < 1e-5
-    np.testing.assert_allclose([r["loss"] for r in read_log(tmp / "vae")], [r["loss"] for r in read_log(one.out_dir)],
-                               rtol=1e-5)
+    np.testing.assert_allclose([r["loss"] for r in read_log(tmp / "vae")],
+                               [r["loss"] for r in read_log(tmp_path / "one")], rtol=1e-5)
     single = load_store(extract_features(tmp / "vae" / "checkpoint.pt", "digits", out=tmp_path / "feats",
                                          batch_size=200, device="cpu"))
     two = load_store(tmp / "vae_feats")
