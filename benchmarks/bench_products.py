@@ -85,13 +85,13 @@ def float32_passes(x, column_counts, repeats: int, gen: torch.Generator) -> None
         W = torch.randn(d + 1, k, dtype=torch.float64, generator=gen)
         R = torch.randn(n, k, dtype=torch.float64, generator=gen)
         WT = W[:-1].T.to(torch.float32).contiguous()
-        R32 = R.to(torch.float32)                            # each chunk's rows of R are contiguous
+        RT = R.T.to(torch.float32).contiguous()
 
         def torch_forward():
             return torch.cat([(WT @ b.T).T.to(torch.float64) for _, _, b in design.chunks()]) + W[-1]
 
         def torch_backward():
-            return sum((b.T @ R32[s:e]).to(torch.float64) for s, e, b in design.chunks()).T
+            return sum((RT[:, s:e] @ b).to(torch.float64) for s, e, b in design.chunks())
 
         t_fwd, z = timed(lambda: design.matmul(W), repeats)
         t_fwd_torch, z_torch = timed(torch_forward, repeats)
